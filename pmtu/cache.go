@@ -1,0 +1,156 @@
+package pmtu
+
+import (
+	"container/list"
+	"sync"
+	"time"
+)
+
+// Default limits of a Cache whose fields are zero.
+const (
+	// DefaultCacheTTL is how long a learned size is trusted. Paths change
+	// (a laptop moves between networks, a tunnel is reconfigured), so a
+	// learned clamp must age out; ten minutes matches the kernel's own
+	// path-MTU cache lifetime (net.ipv4.route.mtu_expires = 600 s).
+	DefaultCacheTTL = 10 * time.Minute
+	// DefaultCacheEntries bounds memory for processes that talk to many hosts.
+	DefaultCacheEntries = 1024
+)
+
+// Key identifies a path whose working sizes are remembered.
+type Key struct {
+	// Local names the local network the path starts from. "" means
+	// unknown: every local network shares the entry. It exists so that
+	// learning can later be kept per network (the same laptop works at a
+	// café and fails at the office).
+	Local string
+	// Remote names the destination, conventionally network and address as
+	// passed to a dial, such as "tcp|example.com:443".
+	Remote string
+}
+
+// Entry is what was learned about a path.
+type Entry struct {
+	// MTU is the path MTU the TCP MSS was clamped to fit; 0 means no clamp
+	// was needed.
+	MTU int
+	// Rung is the name of the fingerprint rung whose ClientHello completed;
+	// "" means the first rung (or that the dialer does not build hellos).
+	Rung string
+	// Learned is when the entry was stored; Store sets it when zero.
+	Learned time.Time
+}
+
+// Cache remembers working sizes per path, bounded in size and age.
+//
+// The zero value is ready to use. It is safe for concurrent use.
+type Cache struct {
+	// TTL is how long an entry stays valid. Zero means DefaultCacheTTL;
+	// negative means entries never expire.
+	TTL time.Duration
+	// MaxEntries bounds the number of entries; the least recently used is
+	// evicted first. Zero means DefaultCacheEntries; negative means the
+	// cache keeps nothing (every dial starts afresh).
+	MaxEntries int
+	// Now returns the current time. Nil means time.Now; tests set a fake.
+	Now func() time.Time
+
+	mu  sync.Mutex
+	ll  *list.List // of *cacheItem, most recently used first
+	idx map[Key]*list.Element
+}
+
+type cacheItem struct {
+	key   Key
+	entry Entry
+}
+
+// DefaultCache is the cache used by dialers that do not name their own.
+var DefaultCache = &Cache{}
+
+func (c *Cache) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}
+
+func (c *Cache) ttl() time.Duration {
+	if c.TTL == 0 {
+		return DefaultCacheTTL
+	}
+	return c.TTL
+}
+
+func (c *Cache) maxEntries() int {
+	if c.MaxEntries == 0 {
+		return DefaultCacheEntries
+	}
+	return c.MaxEntries
+}
+
+// Load returns the entry for k if there is one that has not expired.
+func (c *Cache) Load(k Key) (Entry, bool) {
+	now := c.now()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	el, ok := c.idx[k]
+	if !ok {
+		return Entry{}, false
+	}
+	it := el.Value.(*cacheItem)
+	if ttl := c.ttl(); ttl > 0 && now.Sub(it.entry.Learned) >= ttl {
+		c.ll.Remove(el)
+		delete(c.idx, k)
+		return Entry{}, false
+	}
+	c.ll.MoveToFront(el)
+	return it.entry, true
+}
+
+// Store records e for k, replacing any earlier entry, and evicts the least
+// recently used entries beyond MaxEntries.
+func (c *Cache) Store(k Key, e Entry) {
+	if e.Learned.IsZero() {
+		e.Learned = c.now()
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.idx == nil {
+		c.idx = make(map[Key]*list.Element)
+		c.ll = list.New()
+	}
+	if el, ok := c.idx[k]; ok {
+		el.Value.(*cacheItem).entry = e
+		c.ll.MoveToFront(el)
+	} else {
+		c.idx[k] = c.ll.PushFront(&cacheItem{key: k, entry: e})
+	}
+	limit := max(c.maxEntries(), 0)
+	for c.ll.Len() > limit {
+		old := c.ll.Back()
+		c.ll.Remove(old)
+		delete(c.idx, old.Value.(*cacheItem).key)
+	}
+}
+
+// Delete forgets k.
+func (c *Cache) Delete(k Key) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if el, ok := c.idx[k]; ok {
+		c.ll.Remove(el)
+		delete(c.idx, k)
+	}
+}
+
+// Len reports the number of entries, expired ones included until they are
+// next looked up.
+func (c *Cache) Len() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.ll == nil {
+		return 0
+	}
+	return c.ll.Len()
+}

@@ -1,0 +1,85 @@
+package pmtu_test
+
+import (
+	"context"
+	"crypto/tls"
+	"fmt"
+	"log"
+	"net"
+	"syscall"
+	"time"
+
+	"github.com/fitshake/fitshake/pmtu"
+)
+
+func ExampleMSSForMTU() {
+	// The TCP_MAXSEG values that keep a connection within a 1400-byte path.
+	fmt.Println(pmtu.MSSForMTU(1400, false), pmtu.MSSForMTU(1400, true))
+	// Output: 1360 1340
+}
+
+func ExampleValidateMSS() {
+	fmt.Println(pmtu.ValidateMSS(1360))
+	fmt.Println(pmtu.ValidateMSS(42))
+	// Output:
+	// <nil>
+	// pmtu: invalid MSS 42: want 0 (no clamp) or 88..32767
+}
+
+// A TLS dialer whose connections fit a 1400-byte path in both directions.
+func ExampleDialerWithMTU() {
+	d, err := pmtu.DialerWithMTU(&net.Dialer{Timeout: 10 * time.Second}, 1400)
+	if err != nil {
+		log.Fatal(err) // an invalid MTU, or no clamp on this platform
+	}
+	td := &tls.Dialer{NetDialer: d}
+	conn, err := td.DialContext(context.Background(), "tcp", "example.com:443")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer conn.Close()
+
+	mss, err := pmtu.EffectiveMSS(conn) // unwraps the *tls.Conn
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("segments of", mss, "bytes") // 1348 over IPv4 on Linux
+}
+
+// ClampMSS plugs into net.Dialer.Control, after which it calls the
+// function it was given.
+func ExampleClampMSS() {
+	d := &net.Dialer{
+		Control: pmtu.ClampMSS(1360, func(network, address string, _ syscall.RawConn) error {
+			log.Printf("dialing %s %s with TCP_MAXSEG 1360", network, address)
+			return nil
+		}),
+	}
+	conn, err := d.Dial("tcp", "example.com:443")
+	if err != nil {
+		log.Fatal(err)
+	}
+	conn.Close()
+}
+
+// ReadTCPInfo tells a silent server from a black hole: after the
+// ClientHello is written, a healthy path acknowledges it within a round
+// trip even if the server is slow to answer.
+func ExampleReadTCPInfo() {
+	conn, err := net.Dial("tcp", "example.com:443")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer conn.Close()
+	// ... write a ClientHello, wait a few round trips ...
+	ti, err := pmtu.ReadTCPInfo(conn)
+	if err != nil {
+		log.Fatal(err) // pmtu.ErrUnsupported outside Linux
+	}
+	switch {
+	case ti.Unacked == 0:
+		fmt.Println("delivered; the server is just slow")
+	case ti.Sacked > 0 && ti.BytesAcked <= 1:
+		fmt.Println("head segment lost, tail SACKed: a black hole")
+	}
+}

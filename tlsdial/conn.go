@@ -1,0 +1,53 @@
+package tlsdial
+
+import (
+	"crypto/tls"
+	"net"
+	"slices"
+	"time"
+
+	"github.com/fitshake/fitshake/internal/utlsconv"
+	utls "github.com/refraction-networking/utls"
+)
+
+// Conn is a TLS connection made by Dialer, with the handshake complete.
+// Its methods are safe for concurrent use as those of tls.Conn are.
+type Conn struct {
+	uc     *utls.UConn
+	raw    net.Conn
+	report Report
+}
+
+var _ net.Conn = (*Conn)(nil)
+
+func (c *Conn) Read(b []byte) (int, error)         { return c.uc.Read(b) }
+func (c *Conn) Write(b []byte) (int, error)        { return c.uc.Write(b) }
+func (c *Conn) Close() error                       { return c.uc.Close() }
+func (c *Conn) LocalAddr() net.Addr                { return c.raw.LocalAddr() }
+func (c *Conn) RemoteAddr() net.Addr               { return c.raw.RemoteAddr() }
+func (c *Conn) SetDeadline(t time.Time) error      { return c.uc.SetDeadline(t) }
+func (c *Conn) SetReadDeadline(t time.Time) error  { return c.uc.SetReadDeadline(t) }
+func (c *Conn) SetWriteDeadline(t time.Time) error { return c.uc.SetWriteDeadline(t) }
+
+// CloseWrite shuts down the writing side after sending close_notify.
+func (c *Conn) CloseWrite() error { return c.uc.CloseWrite() }
+
+// NetConn returns the underlying TCP connection. Writing to or reading from
+// it corrupts the TLS session.
+func (c *Conn) NetConn() net.Conn { return c.raw }
+
+// ConnectionState returns the state of the TLS connection in crypto/tls
+// terms, CurveID included, so code written for *tls.Conn keeps working.
+func (c *Conn) ConnectionState() tls.ConnectionState {
+	s := utlsconv.ConnectionState(c.uc.ConnectionState())
+	s.CurveID = utlsconv.CurveID(c.uc)
+	return s
+}
+
+// Report describes how the connection was established: every attempt,
+// and the MSS and ClientHello size that worked.
+func (c *Conn) Report() Report {
+	r := c.report
+	r.Attempts = slices.Clone(r.Attempts)
+	return r
+}

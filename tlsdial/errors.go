@@ -1,0 +1,79 @@
+package tlsdial
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"time"
+)
+
+// ErrStalled is matched (with errors.Is) by every error that ends a dial
+// because the handshake stalled on every size tried.
+var ErrStalled = errors.New("tlsdial: handshake stalled")
+
+// StallError reports an attempt whose server stayed silent past the stall
+// window: TCP connected, the first flight was written, nothing came back.
+type StallError struct {
+	Addr    string
+	MSS     int           // clamp in force; 0 = none
+	Hello   int           // ClientHello record bytes; 0 if unknown
+	Elapsed time.Duration // since the first flight was written
+	Window  time.Duration
+}
+
+func (e *StallError) Error() string {
+	mss := "no MSS clamp"
+	if e.MSS > 0 {
+		mss = fmt.Sprintf("MSS %d", e.MSS)
+	}
+	hello := ""
+	if e.Hello > 0 {
+		hello = fmt.Sprintf(" after a %d-byte ClientHello", e.Hello)
+	}
+	return fmt.Sprintf("handshake stalled%s (%s, server silent for %s)",
+		hello, mss, e.Elapsed.Round(time.Millisecond))
+}
+
+// Is makes errors.Is(err, ErrStalled) true.
+func (e *StallError) Is(target error) bool { return target == ErrStalled }
+
+// Timeout reports true: a stall is a timeout of the server's reply.
+func (e *StallError) Timeout() bool { return true }
+
+// Temporary reports true: another path or size may work.
+func (e *StallError) Temporary() bool { return true }
+
+// DialError is returned by the dialers when a dial fails. It carries the
+// Report of every attempt made and wraps the error that ended the dial, so
+// errors.Is(err, context.Canceled), errors.Is(err, ErrStalled) and
+// errors.As(err, &x509.UnknownAuthorityError{}) see through it.
+type DialError struct {
+	Addr   string
+	Report Report
+	Err    error
+}
+
+func (e *DialError) Error() string {
+	msg := fmt.Sprintf("tlsdial: dial %s: %v", e.Addr, e.Err)
+	if n := len(e.Report.Attempts); n > 1 {
+		msg += fmt.Sprintf(" (after %d attempts)", n)
+	}
+	return msg
+}
+
+func (e *DialError) Unwrap() error { return e.Err }
+
+// Timeout reports whether the dial failed by timing out (a stall, or a
+// deadline).
+func (e *DialError) Timeout() bool {
+	var t interface{ Timeout() bool }
+	return errors.As(e.Err, &t) && t.Timeout()
+}
+
+// Temporary is deprecated in net.Error; it reports Timeout.
+func (e *DialError) Temporary() bool { return e.Timeout() }
+
+var (
+	_ net.Error = (*DialError)(nil)
+	_ net.Error = (*StallError)(nil)
+)

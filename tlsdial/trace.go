@@ -1,0 +1,123 @@
+package tlsdial
+
+import (
+	"context"
+	"time"
+)
+
+// Trace is a set of hooks that observe a dial as it walks the ladder.
+// Any hook may be nil. Hooks may be called concurrently from different
+// dials; within one dial they are called in order.
+//
+// A Trace is taken from the Dialer (or TCPDialer) and from the dial's
+// context (see WithTrace); when both are set, both are called, the
+// Dialer's first.
+type Trace struct {
+	// AttemptStart is called before each attempt connects.
+	AttemptStart func(AttemptStartInfo)
+	// Stall is called when an attempt is declared stalled, before it is
+	// closed.
+	Stall func(StallInfo)
+	// AttemptDone is called when an attempt ends, whatever its outcome.
+	AttemptDone func(AttemptDoneInfo)
+	// Done is called once per dial with the final Report and error (nil on
+	// success). For a TCPDialer connection it is called when the first
+	// server byte arrives, or when the connection gives up or is closed
+	// before that.
+	Done func(DoneInfo)
+}
+
+// AttemptStartInfo describes an attempt about to start.
+type AttemptStartInfo struct {
+	Addr      string
+	Attempt   int    // 1-based
+	MTU       int    // path MTU the MSS is clamped to fit; 0 = no clamp
+	HelloSize int    // ClientHello record bytes; 0 if not known yet
+	Rung      string // fingerprint rung; "" for TCPDialer
+	FromCache bool   // the settings came from memory
+}
+
+// StallInfo describes a stalled attempt.
+type StallInfo struct {
+	Addr    string
+	Attempt int
+	Elapsed time.Duration // since the first flight was written
+	Window  time.Duration // the stall window that expired
+	// BytesReceived is how many bytes the server had sent when the
+	// attempt was declared stalled (none for a TCPDialer stall).
+	BytesReceived int64
+}
+
+// AttemptDoneInfo describes a finished attempt.
+type AttemptDoneInfo struct {
+	Addr    string
+	Attempt Attempt
+}
+
+// DoneInfo describes a finished dial.
+type DoneInfo struct {
+	Addr   string
+	Report Report
+	Err    error
+}
+
+type traceKey struct{}
+
+// WithTrace returns a context carrying t. Dials made with that context call
+// its hooks in addition to those of the dialer. This is how TCPDialer users
+// inside net/http see reports: attach a Trace to the request's context.
+func WithTrace(ctx context.Context, t *Trace) context.Context {
+	return context.WithValue(ctx, traceKey{}, t)
+}
+
+// ContextTrace returns the Trace attached to ctx by WithTrace, or nil.
+func ContextTrace(ctx context.Context) *Trace {
+	t, _ := ctx.Value(traceKey{}).(*Trace)
+	return t
+}
+
+// traces is the ordered set of traces of one dial.
+type traces []*Trace
+
+func collectTraces(own *Trace, ctx context.Context) traces {
+	var ts traces
+	if own != nil {
+		ts = append(ts, own)
+	}
+	if t := ContextTrace(ctx); t != nil && t != own {
+		ts = append(ts, t)
+	}
+	return ts
+}
+
+func (ts traces) attemptStart(i AttemptStartInfo) {
+	for _, t := range ts {
+		if t.AttemptStart != nil {
+			t.AttemptStart(i)
+		}
+	}
+}
+
+func (ts traces) stall(i StallInfo) {
+	for _, t := range ts {
+		if t.Stall != nil {
+			t.Stall(i)
+		}
+	}
+}
+
+func (ts traces) attemptDone(i AttemptDoneInfo) {
+	for _, t := range ts {
+		if t.AttemptDone != nil {
+			t.AttemptDone(i)
+		}
+	}
+}
+
+func (ts traces) done(i DoneInfo) {
+	for _, t := range ts {
+		if t.Done != nil {
+			t.Done(i)
+		}
+	}
+}
