@@ -121,7 +121,7 @@ func TestTCPDialerNeverReplaysOtherData(t *testing.T) {
 			if err != nil {
 				return
 			}
-			go func() { defer c.Close(); io.Copy(c, c) }()
+			go func() { defer c.Close(); copyConn(c, c) }()
 		}
 	}()
 	p, err := pmtutest.Start(pmtutest.Config{Target: ln.Addr().String(), MTU: 1400})

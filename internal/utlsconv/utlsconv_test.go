@@ -441,4 +441,3 @@ func newTestCA(t *testing.T) testCA {
 	pool.AddCert(caCert)
 	return testCA{pool: pool, leaf: tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}}
 }
-

@@ -1,0 +1,78 @@
+package fingerprint
+
+import (
+	"errors"
+	"fmt"
+
+	utls "github.com/refraction-networking/utls"
+)
+
+// Hello is a ClientHello built and measured before any connection exists.
+type Hello struct {
+	// Conn is built with utls.UClient(nil, cfg, utls.HelloCustom) and has
+	// its handshake state built. The caller dials, calls
+	// Conn.SetUnderlyingConn, then Conn.HandshakeContext; the first Write
+	// on the underlying conn is the ClientHello record, RecordSize bytes.
+	Conn *utls.UConn
+	// RecordSize is the exact size in bytes of the TLS record carrying the
+	// ClientHello: len(Conn.HandshakeState.Hello.Raw) + 5.
+	RecordSize int
+	// Rung is the rung the hello was built from.
+	Rung Rung
+	// PostQuantum reports that this hello carries an X25519MLKEM768 key
+	// share (false when only TLS 1.2 is offered or CurvePreferences
+	// excludes it, even on a post-quantum rung).
+	PostQuantum bool
+}
+
+var errECH = errors.New("fingerprint: Encrypted Client Hello is not supported (it changes the ClientHello size)")
+
+// Build applies a fresh spec of r for o to a new UConn over cfg and builds
+// its handshake state, so that RecordSize is exact before anything is sent.
+//
+// cfg is used as is and written to: utls stores the spec's ALPN, groups,
+// versions and renegotiation setting in it, and Build sets cfg.ServerName to
+// o.ServerName when that is not empty (it is the name sent and verified).
+// Pass a fresh clone per connection and never share it. A nil cfg is a
+// new zero Config.
+//
+// The hello never resumes a session: it has no session_ticket or
+// pre_shared_key extension, so cfg.ClientSessionCache is never read (and
+// TLS 1.3 tickets are only stored into it). Configs with
+// EncryptedClientHelloConfigList are refused.
+func Build(r Rung, cfg *utls.Config, o Options) (*Hello, error) {
+	if cfg == nil {
+		cfg = &utls.Config{}
+	}
+	if cfg.EncryptedClientHelloConfigList != nil {
+		return nil, errECH
+	}
+	spec, p, err := r.spec(o)
+	if err != nil {
+		return nil, err
+	}
+	if n := p.handshakeSize(); n > maxHandshakeLen {
+		// Checked before generating keys; a long ALPN list or name can do it.
+		return nil, fmt.Errorf("fingerprint: %s hello of %d bytes does not fit one TLS record (max %d)", r.Name, n, maxHandshakeLen)
+	}
+	for _, e := range spec.Extensions {
+		if ri, ok := e.(*utls.RenegotiationInfoExtension); ok {
+			ri.Renegotiation = cfg.Renegotiation
+		}
+	}
+	if o.ServerName != "" {
+		cfg.ServerName = o.ServerName
+	}
+
+	uc := utls.UClient(nil, cfg, utls.HelloCustom)
+	if err := uc.ApplyPreset(spec); err != nil {
+		return nil, fmt.Errorf("fingerprint: applying %s spec: %w", r.Name, err)
+	}
+	if err := uc.BuildHandshakeState(); err != nil {
+		return nil, fmt.Errorf("fingerprint: building %s hello: %w", r.Name, err)
+	}
+	// Raw is what goes on the wire; the tests hold it equal to
+	// p.handshakeSize (RecordSize), which predicted it without keys.
+	n := len(uc.HandshakeState.Hello.Raw)
+	return &Hello{Conn: uc, RecordSize: n + recordHeaderLen, Rung: r, PostQuantum: p.postQuantum}, nil
+}

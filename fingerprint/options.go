@@ -1,0 +1,191 @@
+package fingerprint
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"slices"
+	"strings"
+)
+
+// Options are the per-connection inputs of a spec, derived from the caller's
+// config. The zero Options is valid: no SNI, no ALPN, TLS 1.2 and 1.3.
+type Options struct {
+	// ServerName is the name sent in SNI and verified against the server's
+	// certificate (Build writes it into the utls.Config). "" or an IP
+	// address sends no SNI extension.
+	ServerName string
+
+	// NextProtos are the ALPN protocols, in preference order. Empty sends no
+	// ALPN extension. Each must be 1 to 255 bytes long.
+	NextProtos []string
+
+	// MinVersion and MaxVersion bound the TLS versions offered. 0 means
+	// TLS 1.2 and TLS 1.3. Every rung uses only AEAD cipher suites, which
+	// need TLS 1.2, so a MinVersion below TLS 1.2 is raised to TLS 1.2 and a
+	// MaxVersion below TLS 1.2 is an error; no rung ever offers a version
+	// below MinVersion.
+	MinVersion, MaxVersion uint16
+
+	// CipherSuites, if not nil, restricts the TLS 1.2 cipher suites offered
+	// to those listed (as tls.Config.CipherSuites does; order is ignored).
+	// It never adds a suite: a rung only offers its own AEAD ECDHE suites.
+	// TLS 1.3 suites are not configurable. When no TLS 1.2 suite is left,
+	// only TLS 1.3 is offered.
+	CipherSuites []uint16
+
+	// CurvePreferences, if not nil, restricts the key exchange groups
+	// offered to those listed (as tls.Config.CurvePreferences does; order is
+	// ignored). It never adds a group. At least one of X25519 and P-256 must
+	// remain; exactly one is offered, X25519 first. Leaving out
+	// X25519MLKEM768 or X25519 makes every rung classical (the hybrid share
+	// needs the X25519 share beside it). Listing P-256 without X25519 is how
+	// to reach servers that accept only P-256.
+	CurvePreferences []tls.CurveID
+}
+
+// OptionsFrom derives Options from a crypto/tls client config, the way
+// crypto/tls would build its own ClientHello from it. serverName is the host
+// the caller dialled (without port); it is used when c.ServerName is empty.
+// A nil c gives the defaults. The result shares no slice with c.
+func OptionsFrom(c *tls.Config, serverName string) Options {
+	if c == nil {
+		return Options{ServerName: serverName}
+	}
+	o := Options{
+		ServerName:       c.ServerName,
+		NextProtos:       slices.Clone(c.NextProtos),
+		MinVersion:       c.MinVersion,
+		MaxVersion:       c.MaxVersion,
+		CipherSuites:     slices.Clone(c.CipherSuites),
+		CurvePreferences: slices.Clone(c.CurvePreferences),
+	}
+	if o.ServerName == "" {
+		o.ServerName = serverName
+	}
+	return o
+}
+
+// Validate reports whether o can be turned into a ClientHello by every rung.
+func (o Options) Validate() error {
+	_, err := o.plan(true)
+	return err
+}
+
+// plan is Options resolved against one rung's groups: exactly what the
+// ClientHello will contain.
+type plan struct {
+	minVersion, maxVersion uint16
+	sni                    string // "" → no SNI extension
+	alpn                   []string
+	suites12               []uint16 // TLS 1.2 suites, used when minVersion is TLS 1.2
+	groups                 []uint16 // every group listed carries a key share in TLS 1.3
+	postQuantum            bool     // groups holds X25519MLKEM768
+}
+
+func (p *plan) tls12() bool { return p.minVersion <= tls.VersionTLS12 }
+func (p *plan) tls13() bool { return p.maxVersion >= tls.VersionTLS13 }
+
+var (
+	errMaxVersion = errors.New("fingerprint: MaxVersion is below TLS 1.2, which every rung requires")
+	errVersions   = errors.New("fingerprint: MinVersion is above MaxVersion")
+	errNoGroup    = errors.New("fingerprint: CurvePreferences leaves no classical group (X25519 or P-256)")
+	errNoSuite    = errors.New("fingerprint: CipherSuites leaves no TLS 1.2 suite and TLS 1.3 is not allowed")
+	errALPN       = errors.New("fingerprint: invalid NextProtos value")
+)
+
+// plan resolves o for a rung, with or without the post-quantum group.
+func (o Options) plan(postQuantum bool) (plan, error) {
+	p := plan{minVersion: o.MinVersion, maxVersion: o.MaxVersion}
+	if p.minVersion < tls.VersionTLS12 {
+		p.minVersion = tls.VersionTLS12
+	}
+	if p.maxVersion == 0 || p.maxVersion > tls.VersionTLS13 {
+		p.maxVersion = tls.VersionTLS13
+	}
+	if p.maxVersion < tls.VersionTLS12 {
+		return plan{}, fmt.Errorf("%w (MaxVersion %#04x)", errMaxVersion, o.MaxVersion)
+	}
+	if p.minVersion > p.maxVersion {
+		return plan{}, fmt.Errorf("%w (%#04x > %#04x)", errVersions, o.MinVersion, p.maxVersion)
+	}
+
+	p.suites12 = filter(suitesTLS12, o.CipherSuites)
+	if len(p.suites12) == 0 {
+		if !p.tls13() {
+			return plan{}, errNoSuite
+		}
+		p.minVersion = tls.VersionTLS13
+	}
+
+	var prefs []uint16
+	if o.CurvePreferences != nil {
+		prefs = make([]uint16, len(o.CurvePreferences))
+		for i, c := range o.CurvePreferences {
+			prefs[i] = uint16(c)
+		}
+	}
+	classical := filter(classicalGroups, prefs)
+	if len(classical) == 0 {
+		return plan{}, errNoGroup
+	}
+	// utls v1.8.2 keeps the private key of only the first classical key
+	// share: a server picking a second one fails the handshake. So exactly
+	// one classical group is offered, and with it one key share. utls also
+	// computes the X25519 half of X25519MLKEM768 with that first classical
+	// key, so the hybrid group goes only with X25519.
+	p.groups = classical[:1]
+	if postQuantum && p.tls13() && classical[0] == groupX25519 && len(filter([]uint16{groupX25519MLKEM768}, prefs)) == 1 {
+		p.groups = []uint16{groupX25519MLKEM768, classical[0]}
+		p.postQuantum = true
+	}
+
+	total := 0
+	for _, proto := range o.NextProtos {
+		if len(proto) == 0 || len(proto) > 255 {
+			return plan{}, fmt.Errorf("%w %q", errALPN, proto)
+		}
+		total += 1 + len(proto)
+	}
+	if total > 0xffff-2 {
+		return plan{}, fmt.Errorf("%w: %d bytes in total", errALPN, total)
+	}
+	p.alpn = slices.Clone(o.NextProtos)
+	p.sni = hostnameInSNI(o.ServerName)
+	return p, nil
+}
+
+// filter returns the elements of ours that are in allowed, in our order; a
+// nil allowed allows everything.
+func filter(ours, allowed []uint16) []uint16 {
+	if allowed == nil {
+		return slices.Clone(ours)
+	}
+	out := make([]uint16, 0, len(ours))
+	for _, v := range ours {
+		if slices.Contains(allowed, v) {
+			out = append(out, v)
+		}
+	}
+	return out
+}
+
+// hostnameInSNI returns the name to send in SNI: without trailing dots, and
+// "" for an IP address (RFC 6066, Section 3). Unlike crypto/tls, it strips
+// the dots before looking for an IP address, so that the result is stable
+// under utls's own hostnameInSNI, which the SNI extension applies again.
+func hostnameInSNI(name string) string {
+	name = strings.TrimRight(name, ".")
+	host := name
+	if len(host) > 0 && host[0] == '[' && host[len(host)-1] == ']' {
+		host = host[1 : len(host)-1]
+	}
+	if i := strings.LastIndex(host, "%"); i > 0 {
+		host = host[:i]
+	}
+	if net.ParseIP(host) != nil {
+		return ""
+	}
+	return name
+}

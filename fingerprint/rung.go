@@ -1,0 +1,291 @@
+package fingerprint
+
+import (
+	"crypto/tls"
+	"errors"
+
+	utls "github.com/refraction-networking/utls"
+)
+
+// Names of the rungs returned by Ladder. They are stable: logs, metrics and
+// golden files key on them.
+const (
+	// NamePostQuantum is the first rung: a modern client hello with an
+	// X25519MLKEM768 key share.
+	NamePostQuantum = "pq"
+	// NameClassical is the small rung: no post-quantum share, padded to
+	// 517 record bytes so that it fits one TCP segment even at MSS 536.
+	NameClassical = "classical"
+)
+
+// Rung is one step of the ClientHello ladder: a factory of ClientHello specs
+// that differ only by what the connection needs (Options). A spec is built
+// fresh on every call and must never be shared between connections (a utls
+// spec carries the key shares generated for one connection).
+//
+// The zero Rung is not usable; get rungs from Ladder.
+type Rung struct {
+	// Name is short and stable: NamePostQuantum or NameClassical.
+	Name string
+	// PostQuantum reports that the rung sends an X25519MLKEM768 key share
+	// whenever TLS 1.3 is offered and Options.CurvePreferences allows it
+	// (Hello.PostQuantum tells for one built hello).
+	PostQuantum bool
+
+	// valid is set on the rungs of Ladder, false in the zero Rung.
+	valid bool
+}
+
+var (
+	rungPostQuantum = Rung{Name: NamePostQuantum, PostQuantum: true, valid: true}
+	rungClassical   = Rung{Name: NameClassical, PostQuantum: false, valid: true}
+)
+
+// Ladder returns the rungs in order, largest ClientHello first, in a new
+// slice. Without allowClassical it never drops the post-quantum share and
+// holds the single rung "pq"; with it, "classical" follows.
+//
+// There is no intermediate post-quantum rung because none would help: an
+// X25519MLKEM768 key share alone is 1,220 bytes, and the smallest ClientHello
+// carrying it (with the classical share that must go with it) is over 1,370
+// record bytes, so a post-quantum hello never fits one 1,400-byte packet and
+// trimming other extensions cannot change that. Only the TCP MSS can.
+func Ladder(allowClassical bool) []Rung {
+	if allowClassical {
+		return []Rung{rungPostQuantum, rungClassical}
+	}
+	return []Rung{rungPostQuantum}
+}
+
+var errZeroRung = errors.New("fingerprint: zero Rung (use Ladder)")
+
+// Spec returns a new ClientHello spec of r for o, or nil when r is the zero
+// Rung or o is invalid (Build and RecordSize report why; see
+// Options.Validate). Each call builds a new spec, never shared.
+func (r Rung) Spec(o Options) *utls.ClientHelloSpec {
+	s, _, err := r.spec(o)
+	if err != nil {
+		return nil
+	}
+	return s
+}
+
+// RecordSize returns the exact size in bytes of the TLS record that carries
+// the ClientHello of r for o, computed without generating any key. It equals
+// Build's Hello.RecordSize.
+func (r Rung) RecordSize(o Options) (int, error) {
+	p, err := r.plan(o)
+	if err != nil {
+		return 0, err
+	}
+	return p.recordSize(), nil
+}
+
+func (r Rung) plan(o Options) (plan, error) {
+	if !r.valid {
+		return plan{}, errZeroRung
+	}
+	return o.plan(r.PostQuantum)
+}
+
+func (r Rung) spec(o Options) (*utls.ClientHelloSpec, plan, error) {
+	p, err := r.plan(o)
+	if err != nil {
+		return nil, plan{}, err
+	}
+	return p.spec(), p, nil
+}
+
+const (
+	groupX25519MLKEM768 = uint16(utls.X25519MLKEM768)
+	groupX25519         = uint16(utls.X25519)
+	groupP256           = uint16(utls.CurveP256)
+)
+
+// classicalGroups are the classical groups a rung may offer, in preference
+// order; exactly one is offered (see plan).
+var classicalGroups = []uint16{groupX25519, groupP256}
+
+func isClassical(g uint16) bool { return g == groupX25519 || g == groupP256 }
+
+// keyShareLen is the size of the key_share entry data of each group.
+var keyShareLen = map[uint16]int{
+	groupX25519MLKEM768: 1184 + 32, // ML-KEM-768 encapsulation key + X25519
+	groupX25519:         32,
+	groupP256:           65, // uncompressed point
+}
+
+// suitesTLS13 are the TLS 1.3 suites, all of them, AES-GCM first as Go
+// orders them on hardware with AES support.
+var suitesTLS13 = []uint16{
+	tls.TLS_AES_128_GCM_SHA256,
+	tls.TLS_AES_256_GCM_SHA384,
+	tls.TLS_CHACHA20_POLY1305_SHA256,
+}
+
+// suitesTLS12 are the TLS 1.2 suites: ECDHE and AEAD only (forward secrecy,
+// no CBC, no RSA key exchange), in Go's order.
+var suitesTLS12 = []uint16{
+	tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256,
+	tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
+	tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256,
+	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
+}
+
+// sigAlgs are Go 1.26's signature algorithms for a client whose minimum
+// version is TLS 1.2 (SHA-1 disabled since Go 1.25).
+var sigAlgs = []utls.SignatureScheme{
+	utls.PSSWithSHA256,
+	utls.ECDSAWithP256AndSHA256,
+	utls.Ed25519,
+	utls.PSSWithSHA384,
+	utls.PSSWithSHA512,
+	utls.PKCS1WithSHA256,
+	utls.PKCS1WithSHA384,
+	utls.PKCS1WithSHA512,
+	utls.ECDSAWithP384AndSHA384,
+	utls.ECDSAWithP521AndSHA512,
+}
+
+// sigAlgsTLS13 are sigAlgs without PKCS #1 v1.5, which TLS 1.3 forbids, for
+// a client that offers TLS 1.3 only.
+var sigAlgsTLS13 = []utls.SignatureScheme{
+	utls.PSSWithSHA256,
+	utls.ECDSAWithP256AndSHA256,
+	utls.Ed25519,
+	utls.PSSWithSHA384,
+	utls.PSSWithSHA512,
+	utls.ECDSAWithP384AndSHA384,
+	utls.ECDSAWithP521AndSHA512,
+}
+
+func (p *plan) cipherSuites() []uint16 {
+	var s []uint16
+	if p.tls13() {
+		s = append(s, suitesTLS13...)
+	}
+	if p.tls12() {
+		s = append(s, p.suites12...)
+	}
+	return s
+}
+
+func (p *plan) sigAlgs() []utls.SignatureScheme {
+	if p.tls12() {
+		return append([]utls.SignatureScheme(nil), sigAlgs...)
+	}
+	return append([]utls.SignatureScheme(nil), sigAlgsTLS13...)
+}
+
+func (p *plan) versions() []uint16 {
+	var v []uint16
+	for ver := p.maxVersion; ver >= p.minVersion; ver-- {
+		v = append(v, ver)
+	}
+	return v
+}
+
+// spec builds a new ClientHello spec. Extensions follow crypto/tls's order;
+// the padding extension comes last and keeps the handshake message out of
+// 256–511 bytes (BoringSSL style), which some TLS terminators hang on.
+func (p *plan) spec() *utls.ClientHelloSpec {
+	curves := make([]utls.CurveID, len(p.groups))
+	shares := make([]utls.KeyShare, len(p.groups))
+	for i, g := range p.groups {
+		curves[i] = utls.CurveID(g)
+		shares[i] = utls.KeyShare{Group: utls.CurveID(g)}
+	}
+
+	var ext []utls.TLSExtension
+	if p.sni != "" {
+		ext = append(ext, &utls.SNIExtension{ServerName: p.sni})
+	}
+	if p.tls12() {
+		ext = append(ext,
+			&utls.SupportedPointsExtension{SupportedPoints: []uint8{0}}, // uncompressed
+			// Build sets Renegotiation from the Config: utls copies it back
+			// into the Config, and anything but RenegotiateNever disables
+			// ExportKeyingMaterial.
+			&utls.RenegotiationInfoExtension{Renegotiation: utls.RenegotiateNever},
+			&utls.ExtendedMasterSecretExtension{},
+		)
+	}
+	ext = append(ext,
+		&utls.SCTExtension{},
+		&utls.StatusRequestExtension{},
+		&utls.SupportedCurvesExtension{Curves: curves},
+		&utls.SignatureAlgorithmsExtension{SupportedSignatureAlgorithms: p.sigAlgs()},
+	)
+	if len(p.alpn) > 0 {
+		ext = append(ext, &utls.ALPNExtension{AlpnProtocols: append([]string(nil), p.alpn...)})
+	}
+	if p.tls13() {
+		ext = append(ext,
+			&utls.SupportedVersionsExtension{Versions: p.versions()},
+			&utls.KeyShareExtension{KeyShares: shares},
+			&utls.PSKKeyExchangeModesExtension{Modes: []uint8{utls.PskModeDHE}},
+		)
+	}
+	ext = append(ext, &utls.UtlsPaddingExtension{GetPaddingLen: utls.BoringPaddingStyle})
+
+	return &utls.ClientHelloSpec{
+		TLSVersMin:         p.minVersion,
+		TLSVersMax:         p.maxVersion,
+		CipherSuites:       p.cipherSuites(),
+		CompressionMethods: []uint8{0}, // null
+		Extensions:         ext,
+	}
+}
+
+// handshakeSize returns the size of the ClientHello handshake message (with
+// its 4-byte header) that spec marshals to, by arithmetic alone.
+func (p *plan) handshakeSize() int {
+	n := 4 + // handshake header
+		2 + 32 + // legacy_version, random
+		1 + 32 + // legacy_session_id (always 32 bytes, RFC 8446 middlebox compatibility)
+		2 + 2*len(p.cipherSuites()) +
+		1 + 1 + // compression methods: null
+		2 // extensions length
+	if p.sni != "" {
+		n += 4 + 2 + 1 + 2 + len(p.sni)
+	}
+	if p.tls12() {
+		n += 4 + 1 + 1 // ec_point_formats
+		n += 4 + 1     // renegotiation_info, empty
+		n += 4         // extended_master_secret
+	}
+	n += 4                          // signed_certificate_timestamp
+	n += 4 + 1 + 2 + 2              // status_request (OCSP)
+	n += 4 + 2 + 2*len(p.groups)    // supported_groups
+	n += 4 + 2 + 2*len(p.sigAlgs()) // signature_algorithms
+	if len(p.alpn) > 0 {
+		n += 4 + 2
+		for _, proto := range p.alpn {
+			n += 1 + len(proto)
+		}
+	}
+	if p.tls13() {
+		n += 4 + 1 + 2*len(p.versions()) // supported_versions
+		n += 4 + 2                       // key_share
+		for _, g := range p.groups {
+			n += 2 + 2 + keyShareLen[g]
+		}
+		n += 4 + 1 + 1 // psk_key_exchange_modes
+	}
+	if pad, ok := utls.BoringPaddingStyle(n); ok {
+		n += 4 + pad
+	}
+	return n
+}
+
+// recordSize is handshakeSize plus the 5-byte TLS record header.
+func (p *plan) recordSize() int { return recordHeaderLen + p.handshakeSize() }
+
+const (
+	recordHeaderLen = 5
+	// maxHandshakeLen is the largest ClientHello that fits one TLS record
+	// (2^14 bytes of plaintext).
+	maxHandshakeLen = 1 << 14
+)
