@@ -378,7 +378,6 @@ func TestDialerBadInput(t *testing.T) {
 	assert.Contains(t, err.Error(), "ServerName")
 }
 
-
 // copyConn copies by hand: io.Copy between TCP conns splices through
 // pooled pipes that outlive the test and look like leaked descriptors.
 func copyConn(dst io.Writer, src io.Reader) {
