@@ -37,8 +37,9 @@ var errECH = errors.New("fingerprint: Encrypted Client Hello is not supported (i
 // new zero Config.
 //
 // The hello never resumes a session: it has no session_ticket or
-// pre_shared_key extension, so cfg.ClientSessionCache is never read (and
-// TLS 1.3 tickets are only stored into it). Configs with
+// pre_shared_key extension. utls may still store TLS 1.3 tickets into
+// cfg.ClientSessionCache and look them up, but never sends them, and a
+// cache shared by successive connections is safe. Configs with
 // EncryptedClientHelloConfigList are refused.
 func Build(r Rung, cfg *utls.Config, o Options) (*Hello, error) {
 	if cfg == nil {

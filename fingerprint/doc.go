@@ -12,7 +12,8 @@
 //	pq         X25519MLKEM768, X25519  1479   (TLS 1.3 only: 1444)
 //	classical  X25519                   257   (TLS 1.3 only:  222; 517 for names of 15 bytes or more)
 //
-// testdata/record_sizes.golden pins these numbers. RecordSize computes the
+// With MaxVersion TLS 1.2 there is no key share and both rungs send the
+// same 194-byte record. testdata/record_sizes.golden pins these numbers. RecordSize computes the
 // size of a rung's record from Options alone, without generating keys;
 // Build builds the utls connection state and reports the same size, which
 // is exactly the first Write on the wire.
@@ -20,7 +21,7 @@
 // # Why sizes matter
 //
 // Some paths silently drop packets larger than about 1,400 bytes. A
-// post-quantum ClientHello (the ML-KEM-768 key share alone is 1,216 bytes)
+// post-quantum ClientHello (the X25519MLKEM768 key share alone is 1,216 bytes)
 // never fits one such packet: even stripped of everything optional it is
 // over 1,370 bytes of TLS record, more than a 1,400-byte IPv4 packet can
 // carry. So fitshake first redials with a smaller TCP MSS, which splits the

@@ -184,6 +184,11 @@ func TestSessionCache(t *testing.T) {
 					require.NoError(t, res.serverErr)
 					assert.False(t, res.client.DidResume)
 					assert.Len(t, res.firstWrite, h.RecordSize)
+					if !srv.tls12 {
+						// The later connections do meet a cached ticket.
+						_, ok := base.ClientSessionCache.Get(testServerName)
+						assert.True(t, ok, "TLS 1.3 ticket cached")
+					}
 				}
 			})
 		}

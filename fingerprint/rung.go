@@ -43,7 +43,9 @@ var (
 
 // Ladder returns the rungs in order, largest ClientHello first, in a new
 // slice. Without allowClassical it never drops the post-quantum share and
-// holds the single rung "pq"; with it, "classical" follows.
+// holds the single rung "pq"; with it, "classical" follows. When Options
+// offer only TLS 1.2, both rungs build the same hello: compare RecordSize
+// and skip a rung that is not smaller than the one before.
 //
 // There is no intermediate post-quantum rung because none would help: an
 // X25519MLKEM768 key share alone is 1,220 bytes, and the smallest ClientHello
@@ -79,6 +81,16 @@ func (r Rung) RecordSize(o Options) (int, error) {
 		return 0, err
 	}
 	return p.recordSize(), nil
+}
+
+// SendsPostQuantum reports whether hellos of r for o carry an
+// X25519MLKEM768 key share: false on a classical rung, and also on the
+// post-quantum rung when o allows only TLS 1.2 or its CurvePreferences
+// exclude the hybrid group. A caller compares rungs with it to tell whether
+// moving down the ladder reduces security.
+func (r Rung) SendsPostQuantum(o Options) bool {
+	p, err := r.plan(o)
+	return err == nil && p.postQuantum
 }
 
 func (r Rung) plan(o Options) (plan, error) {

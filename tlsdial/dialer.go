@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"log/slog"
+	"math"
 	"net"
 	"strings"
 	"sync"
@@ -111,6 +112,25 @@ func (d *Dialer) config(addr string) (*tls.Config, error) {
 	return cfg, nil
 }
 
+// rungs returns the hello rungs this dial may use: each strictly smaller
+// than the one before (with TLS 1.2 only, "classical" is no smaller than
+// "pq" and would be a wasted attempt).
+func (d *Dialer) rungs(o fingerprint.Options) ([]fingerprint.Rung, error) {
+	var rungs []fingerprint.Rung
+	prev := math.MaxInt
+	for _, r := range fingerprint.Ladder(d.AllowClassical) {
+		n, err := r.RecordSize(o)
+		if err != nil {
+			return nil, err
+		}
+		if n < prev {
+			rungs = append(rungs, r)
+			prev = n
+		}
+	}
+	return rungs, nil
+}
+
 // DialContext connects to addr on the named network ("tcp", "tcp4" or
 // "tcp6") and completes a TLS handshake, recovering from path-MTU black
 // holes as described on Dialer. The returned net.Conn is a *Conn.
@@ -121,7 +141,6 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 	if ctx == nil {
 		panic("tlsdial: nil context")
 	}
-	rungs := fingerprint.Ladder(d.AllowClassical)
 	s := &session{
 		network: network,
 		addr:    addr,
@@ -131,15 +150,11 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 		log:     loggerOr(d.Logger),
 		start:   time.Now(),
 	}
-	for _, r := range rungs {
-		s.rungNames = append(s.rungNames, r.Name)
-		s.rungPQ = append(s.rungPQ, r.PostQuantum)
-	}
 	maxAttempts := d.MaxAttempts
 	if d.StallWindow < 0 {
 		maxAttempts = 1
 	}
-	s.lad = newLadder(defaultMTUs, len(rungs), maxAttempts)
+	s.lad = newLadder(defaultMTUs, 1, maxAttempts)
 	if err := checkNetwork(network); err != nil {
 		return nil, s.failed(err)
 	}
@@ -154,6 +169,15 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 		return nil, s.failed(err)
 	}
 	opts := fingerprint.OptionsFrom(cfg, cfg.ServerName)
+	rungs, err := d.rungs(opts)
+	if err != nil {
+		return nil, s.failed(err)
+	}
+	for _, r := range rungs {
+		s.rungNames = append(s.rungNames, r.Name)
+		s.rungPQ = append(s.rungPQ, r.SendsPostQuantum(opts))
+	}
+	s.lad = newLadder(defaultMTUs, len(rungs), maxAttempts)
 	ucfg := utlsconv.Config(cfg)
 	if err := s.prepare(ctx); err != nil {
 		return nil, s.failed(err)

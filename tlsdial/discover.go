@@ -3,6 +3,7 @@ package tlsdial
 import (
 	"context"
 	"sync"
+	"time"
 
 	"github.com/fitshake/fitshake/pmtu"
 )
@@ -62,10 +63,21 @@ func (f *flight) end() {
 	})
 }
 
-// wait blocks until the discovery ends or ctx is done.
+// maxFlightWait bounds how long a dial waits for another's discovery. A
+// discovery ends within its ladder's stall windows, but a TCPDialer
+// connection whose TLS stack never starts its handshake would hold one
+// open until closed; past this, followers go on by themselves.
+const maxFlightWait = 5 * time.Second
+
+// wait blocks until the discovery ends, ctx is done, or maxFlightWait
+// passes.
 func (f *flight) wait(ctx context.Context) error {
+	t := time.NewTimer(maxFlightWait)
+	defer t.Stop()
 	select {
 	case <-f.done:
+		return nil
+	case <-t.C:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()

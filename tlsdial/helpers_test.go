@@ -25,7 +25,7 @@ type testServer struct {
 
 // startServer runs a Go TLS server that completes handshakes and echoes.
 // extraNames pads its certificate to make its first flight large.
-func startServer(t *testing.T, extraNames int) *testServer {
+func startServer(t testing.TB, extraNames int) *testServer {
 	t.Helper()
 	ca, err := testcert.NewCA()
 	require.NoError(t, err)

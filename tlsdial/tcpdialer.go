@@ -420,14 +420,14 @@ func (c *TCPConn) Close() error {
 		c.mu.Unlock()
 		return net.ErrClosed
 	}
-	watching := c.state == stateWatching
 	c.state = stateClosed
 	conn := c.conn
 	c.mu.Unlock()
 	c.cancel()
 	err := conn.Close()
-	if watching && c.rmu.TryLock() {
-		// No read is running to finish the report: do it here.
+	if c.rmu.TryLock() {
+		// No read is running to complete the report (and end a discovery
+		// this dial leads): do it here. A running read does it itself.
 		c.mu.Lock()
 		c.finishLocked(OutcomeCanceled, net.ErrClosed)
 		c.mu.Unlock()

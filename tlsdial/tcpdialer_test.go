@@ -181,3 +181,62 @@ func TestTCPDialerCancelMidStall(t *testing.T) {
 	require.ErrorIs(t, err, context.Canceled)
 	assert.Less(t, time.Since(t0), 5*time.Second)
 }
+
+func TestTCPDialerConcurrentDiscoverOnce(t *testing.T) {
+	checkLeaks(t)
+	srv := startServer(t, 0)
+	addr := blackHole(t, srv.addr, 1400, pmtutest.Both)
+	td := &tlsdial.TCPDialer{Cache: &pmtu.Cache{}}
+	const n = 6
+	errs := make(chan error, n)
+	stalls := make(chan int, n)
+	for range n {
+		go func() {
+			raw, err := td.DialContext(context.Background(), "tcp", addr)
+			if err != nil {
+				errs <- err
+				return
+			}
+			tc := tls.Client(raw, srv.config())
+			defer tc.Close()
+			tc.SetDeadline(time.Now().Add(10 * time.Second))
+			err = tc.Handshake()
+			stalls <- raw.(*tlsdial.TCPConn).Report().Stalls()
+			errs <- err
+		}()
+	}
+	total := 0
+	for range n {
+		require.NoError(t, <-errs)
+		total += <-stalls
+	}
+	assert.Equal(t, 1, total, "one connection discovers, the others wait for it")
+}
+
+func TestTCPDialerUnusedLeaderReleasesFollowers(t *testing.T) {
+	checkLeaks(t)
+	srv := startServer(t, 0)
+	td := &tlsdial.TCPDialer{Cache: &pmtu.Cache{}}
+	leader, err := td.DialContext(context.Background(), "tcp", srv.addr)
+	require.NoError(t, err)
+	got := make(chan error, 1)
+	go func() {
+		c, err := td.DialContext(context.Background(), "tcp", srv.addr)
+		if err == nil {
+			c.Close()
+		}
+		got <- err
+	}()
+	select {
+	case err := <-got:
+		t.Fatalf("follower did not wait for the discovery in progress: %v", err)
+	case <-time.After(100 * time.Millisecond):
+	}
+	require.NoError(t, leader.Close())
+	select {
+	case err := <-got:
+		require.NoError(t, err)
+	case <-time.After(2 * time.Second):
+		t.Fatal("closing the leader did not release the follower")
+	}
+}
