@@ -1,0 +1,171 @@
+package pmtu
+
+import (
+	"fmt"
+	"time"
+)
+
+// Class is what a handshake's first flight looks like from the client's own
+// kernel while the client waits for the server's reply.
+type Class int
+
+const (
+	// ClassUnknown: no verdict yet. Nothing of the flight is acknowledged
+	// and nothing has been retransmitted.
+	ClassUnknown Class = iota
+	// ClassReplied: the server's reply is arriving in order; not a stall.
+	ClassReplied
+	// ClassUpstream: a client→server black hole. Part of the flight never
+	// got through: the head segment was lost while the tail was SACKed, or
+	// the flight was retransmitted and never acknowledged.
+	ClassUpstream
+	// ClassDownstream: a server→client black hole. The flight was
+	// acknowledged and segments of the reply arrived out of order, but its
+	// first segment never did.
+	ClassDownstream
+	// ClassSilent: the flight was acknowledged and nothing came back. A
+	// slow server, or a reply made only of full-size segments that were
+	// all dropped; TCP_INFO cannot tell which.
+	ClassSilent
+)
+
+func (c Class) String() string {
+	switch c {
+	case ClassUnknown:
+		return "unknown"
+	case ClassReplied:
+		return "replied"
+	case ClassUpstream:
+		return "upstream black hole"
+	case ClassDownstream:
+		return "downstream black hole"
+	case ClassSilent:
+		return "silent server"
+	}
+	return fmt.Sprintf("Class(%d)", int(c))
+}
+
+// BlackHole reports whether c is conclusive evidence of a black hole.
+func (c Class) BlackHole() bool { return c == ClassUpstream || c == ClassDownstream }
+
+// Evidence is what TCP_INFO showed about a first flight, as changes since it
+// was written.
+type Evidence struct {
+	Sent        int           // bytes of the flight
+	SegSize     int           // send MSS: the largest segment the flight used
+	Acked       int           // bytes of it the server acknowledged in order
+	SACKed      int           // segments the server acknowledged beyond a hole
+	Retransmits int           // segments retransmitted since it was written
+	OutOfOrder  int           // segments of the reply received beyond a hole
+	Received    int           // bytes of the reply received in order
+	Elapsed     time.Duration // since it was written
+}
+
+// Diagnosis is a classified stall: the class and the evidence for it.
+type Diagnosis struct {
+	Class    Class
+	Evidence Evidence
+}
+
+// Classify reads the state of a first flight of sent bytes from two
+// TCP_INFO snapshots of one connection: base, taken before the flight was
+// written, and cur, taken elapsed later. It is a pure function: callers
+// poll and decide what to do with the answer.
+//
+// Measured signatures (see the recorded timelines in testdata/timelines):
+// a flight whose head segment is black-holed shows Sacked > 0 within one
+// round trip; a flight sent as one oversized segment shows nothing until the
+// kernel's tail-loss probe retransmits it (~200 ms); a black-holed reply
+// shows RcvOOOPack > 0 with nothing received in order; a healthy path
+// acknowledges the flight within one round trip.
+func Classify(sent int, base, cur TCPInfo, elapsed time.Duration) Diagnosis {
+	ev := Evidence{
+		Sent:        sent,
+		SegSize:     int(cur.SndMSS),
+		Acked:       int(sub(cur.BytesAcked, base.BytesAcked)),
+		SACKed:      int(cur.Sacked),
+		Retransmits: int(sub(uint64(cur.TotalRetrans), uint64(base.TotalRetrans))),
+		OutOfOrder:  int(sub(uint64(cur.RcvOOOPack), uint64(base.RcvOOOPack))),
+		Received:    int(sub(cur.BytesReceived, base.BytesReceived)),
+		Elapsed:     elapsed,
+	}
+	d := Diagnosis{Evidence: ev}
+	switch {
+	case ev.Received > 0:
+		d.Class = ClassReplied
+	case ev.Acked >= sent:
+		d.Class = ClassSilent
+		if ev.OutOfOrder > 0 {
+			d.Class = ClassDownstream
+		}
+	case ev.SACKed > 0 || ev.Retransmits > 0:
+		d.Class = ClassUpstream
+	default:
+		d.Class = ClassUnknown
+	}
+	return d
+}
+
+func sub(a, b uint64) uint64 {
+	if a < b {
+		return 0
+	}
+	return a - b
+}
+
+// String is the one-line explanation of d, for people.
+func (d Diagnosis) String() string {
+	e := d.Evidence
+	ms := e.Elapsed.Round(100 * time.Microsecond)
+	switch d.Class {
+	case ClassUpstream:
+		head := min(e.Sent, e.SegSize)
+		if e.SACKed > 0 && e.Sent > head {
+			return fmt.Sprintf("%d-byte ClientHello: %d-byte head %s, %d-byte tail SACKed — segments this large are dropped on this path",
+				e.Sent, head, retransmitted(e.Retransmits), e.Sent-head)
+		}
+		return fmt.Sprintf("%d-byte ClientHello sent as %s, %s and never acknowledged while the connection's small packets got through — packets this large are dropped on this path",
+			e.Sent, segments(e.Sent, e.SegSize), retransmitted(e.Retransmits))
+	case ClassDownstream:
+		return fmt.Sprintf("%d-byte ClientHello acknowledged; %d segments of the server's reply arrived out of order but its first segment never did (after %s) — the server's large packets are dropped on the way back",
+			e.Sent, e.OutOfOrder, ms)
+	case ClassSilent:
+		return fmt.Sprintf("%d-byte ClientHello acknowledged, nothing back from the server for %s — a slow server, or a reply of full-size segments that are all dropped",
+			e.Sent, ms)
+	case ClassReplied:
+		return fmt.Sprintf("%d-byte ClientHello answered: %d bytes of the reply received", e.Sent, e.Received)
+	}
+	return fmt.Sprintf("%d-byte ClientHello: nothing acknowledged or retransmitted yet after %s", e.Sent, ms)
+}
+
+// Fix suggests the network-side change that removes the need for
+// fitshake's fallback, or "" when d is not a black hole.
+func (d Diagnosis) Fix() string {
+	const clamp = "clamp the TCP MSS on the router or tunnel endpoint (nftables: `tcp flags syn tcp option maxseg size set rt mtu`; iptables: `-p tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu`), or let ICMP \"fragmentation needed\" and ICMPv6 \"packet too big\" through to the sender"
+	switch d.Class {
+	case ClassUpstream:
+		return clamp
+	case ClassDownstream:
+		return clamp + "; or make the server's handshake flight smaller (an ECDSA certificate, no unneeded intermediates)"
+	}
+	return ""
+}
+
+func retransmitted(n int) string {
+	switch n {
+	case 0:
+		return "lost"
+	case 1:
+		return "retransmitted once"
+	case 2:
+		return "retransmitted twice"
+	}
+	return fmt.Sprintf("retransmitted %d times", n)
+}
+
+func segments(sent, seg int) string {
+	if seg <= 0 || sent <= seg {
+		return "one segment"
+	}
+	return fmt.Sprintf("%d segments of up to %d bytes", (sent+seg-1)/seg, seg)
+}

@@ -1,0 +1,133 @@
+package pmtu_test
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/fitshake/fitshake/pmtu"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// timeline is a first flight recorded in the namespace lab: TCP_INFO before
+// the write (base) and polled every millisecond after it (only snapshots
+// that changed are kept).
+type timeline struct {
+	Name      string       `json:"name"`
+	Note      string       `json:"note"`
+	Sent      int          `json:"sent"`
+	Base      pmtu.TCPInfo `json:"base"`
+	Snapshots []struct {
+		ElapsedUS int64        `json:"elapsed_us"`
+		Info      pmtu.TCPInfo `json:"info"`
+	} `json:"snapshots"`
+}
+
+func loadTimeline(t *testing.T, name string) timeline {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", "timelines", name+".json"))
+	require.NoError(t, err)
+	var tl timeline
+	require.NoError(t, json.Unmarshal(b, &tl))
+	require.NotEmpty(t, tl.Snapshots)
+	return tl
+}
+
+func TestClassifyRecordedTimelines(t *testing.T) {
+	type phase struct {
+		class pmtu.Class
+		by    time.Duration // reached no later than this
+	}
+	tests := []struct {
+		name  string
+		want  []phase // the classes the timeline goes through, in order
+		final string  // substring of the final explanation
+	}{
+		{"upstream-head-lost-v4", []phase{{pmtu.ClassUpstream, 2 * time.Millisecond}},
+			"1485-byte ClientHello: 1448-byte head retransmitted twice, 37-byte tail SACKed"},
+		{"upstream-head-lost-v6", []phase{{pmtu.ClassUpstream, 2 * time.Millisecond}},
+			"1428-byte head"},
+		{"upstream-single-segment-v4", []phase{
+			{pmtu.ClassUnknown, time.Millisecond},
+			{pmtu.ClassUpstream, 300 * time.Millisecond}, // the kernel's tail-loss probe
+		}, "sent as one segment, retransmitted twice and never acknowledged"},
+		{"downstream-v4", []phase{
+			{pmtu.ClassSilent, 3 * time.Millisecond},
+			{pmtu.ClassDownstream, 20 * time.Millisecond},
+		}, "2 segments of the server's reply arrived out of order"},
+		{"downstream-v6", []phase{
+			{pmtu.ClassSilent, 3 * time.Millisecond},
+			{pmtu.ClassDownstream, 20 * time.Millisecond},
+		}, "out of order"},
+		// A reply of exact full segments leaves no out-of-order tail: it
+		// looks like a silent server, which is why fitshake races a clamped
+		// attempt instead of guessing.
+		{"downstream-exact-v4", []phase{{pmtu.ClassSilent, 3 * time.Millisecond}}, "a slow server, or a reply"},
+		{"silent-v4", []phase{{pmtu.ClassSilent, 3 * time.Millisecond}}, "nothing back from the server"},
+		{"healthy-reply-v4", []phase{
+			{pmtu.ClassSilent, 3 * time.Millisecond},
+			{pmtu.ClassReplied, 10 * time.Millisecond},
+		}, "answered"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			tl := loadTimeline(t, tt.name)
+			var got []pmtu.Class
+			var last pmtu.Diagnosis
+			for _, s := range tl.Snapshots {
+				at := time.Duration(s.ElapsedUS) * time.Microsecond
+				d := pmtu.Classify(tl.Sent, tl.Base, s.Info, at)
+				if len(got) == 0 || got[len(got)-1] != d.Class {
+					got = append(got, d.Class)
+					i := len(got) - 1
+					if i < len(tt.want) {
+						assert.LessOrEqual(t, at, tt.want[i].by, "%v reached late", d.Class)
+					}
+				}
+				last = d
+			}
+			var want []pmtu.Class
+			for _, p := range tt.want {
+				want = append(want, p.class)
+			}
+			assert.Equal(t, want, got)
+			assert.Contains(t, last.String(), tt.final)
+			if last.Class.BlackHole() {
+				assert.Contains(t, last.Fix(), "maxseg")
+			} else {
+				assert.Empty(t, last.Fix())
+			}
+		})
+	}
+}
+
+func TestClassifyTable(t *testing.T) {
+	base := pmtu.TCPInfo{BytesAcked: 1, SndMSS: 1448}
+	with := func(f func(*pmtu.TCPInfo)) pmtu.TCPInfo { i := base; f(&i); return i }
+	tests := []struct {
+		name string
+		cur  pmtu.TCPInfo
+		want pmtu.Class
+	}{
+		{"nothing yet", base, pmtu.ClassUnknown},
+		{"head lost, tail sacked", with(func(i *pmtu.TCPInfo) { i.Sacked = 1 }), pmtu.ClassUpstream},
+		{"retransmitted, nothing acked", with(func(i *pmtu.TCPInfo) { i.TotalRetrans = 1 }), pmtu.ClassUpstream},
+		{"partly acked, hole behind", with(func(i *pmtu.TCPInfo) { i.BytesAcked = 1000; i.Sacked = 1 }), pmtu.ClassUpstream},
+		{"acked, silent", with(func(i *pmtu.TCPInfo) { i.BytesAcked = 1501 }), pmtu.ClassSilent},
+		{"acked, reply out of order", with(func(i *pmtu.TCPInfo) { i.BytesAcked = 1501; i.RcvOOOPack = 3 }), pmtu.ClassDownstream},
+		{"reply in order", with(func(i *pmtu.TCPInfo) { i.BytesAcked = 1501; i.BytesReceived = 90 }), pmtu.ClassReplied},
+		{"reply in order despite a reordered segment", with(func(i *pmtu.TCPInfo) { i.BytesAcked = 1501; i.BytesReceived = 90; i.RcvOOOPack = 1 }), pmtu.ClassReplied},
+		{"counters older than base are not negative", pmtu.TCPInfo{}, pmtu.ClassUnknown},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			d := pmtu.Classify(1500, base, tt.cur, 5*time.Millisecond)
+			assert.Equal(t, tt.want, d.Class)
+			assert.NotEmpty(t, d.String())
+			assert.GreaterOrEqual(t, d.Evidence.Acked, 0)
+		})
+	}
+}
