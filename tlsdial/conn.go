@@ -15,6 +15,7 @@ import (
 type Conn struct {
 	uc     *utls.UConn
 	raw    net.Conn
+	step   step
 	report Report
 }
 

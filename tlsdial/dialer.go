@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -69,6 +70,13 @@ type Dialer struct {
 	// MaxAttempts bounds the attempts of one dial. Zero means one per
 	// step of the ladder.
 	MaxAttempts int
+
+	// TimerOnly disables reading TCP_INFO: a stall is then declared by the
+	// stall window alone, as on systems without TCP_INFO. False means
+	// TCP_INFO is polled every millisecond until the first reply, which
+	// detects a black hole within a round trip or two and races a clamped
+	// attempt when the evidence is ambiguous.
+	TimerOnly bool
 }
 
 // Dial is DialContext with context.Background.
@@ -192,9 +200,9 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 			}
 			return nil, backoff.Permanent(last)
 		}
-		c, err := d.attempt(ctx, s, nd, rungs[st.rung], st, ucfg.Clone(), opts)
+		c, err := d.round(ctx, s, nd, rungs, st, ucfg, opts)
 		if err == nil {
-			s.succeeded(st)
+			s.succeeded(c.step)
 			c.report = s.report
 			return c, nil
 		}
@@ -218,68 +226,214 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 	return c, nil
 }
 
-// attempt makes one connection at st and runs the handshake, watching for a
-// stall.
-func (d *Dialer) attempt(ctx context.Context, s *session, nd *net.Dialer, rung fingerprint.Rung, st step, ucfg *utls.Config, opts fingerprint.Options) (*Conn, error) {
+// errSuperseded ends an attempt that lost the race to a parallel one.
+var errSuperseded = errors.New("tlsdial: a parallel attempt completed first")
+
+// run is one attempt of a round: a connection and its handshake, running
+// in its own goroutine while the round watches it.
+type run struct {
+	st     step
+	a      Attempt
+	hello  *fingerprint.Hello
+	ctx    context.Context
+	cancel context.CancelCauseFunc
+	stall  *StallError // set by the round when it declares the stall
+
+	mu  sync.Mutex // guards what the run's goroutine sets once connected
+	raw net.Conn
+	cc  *countingConn
+	mon *monitor
+}
+
+type runResult struct {
+	r   *run
+	err error
+}
+
+// round runs the attempt at st, and at most one hedge beside it, until one
+// completes the handshake (returned), all stall (an error matching
+// ErrStalled) or one fails otherwise (that error, the others closed).
+func (d *Dialer) round(ctx context.Context, s *session, nd *net.Dialer, rungs []fingerprint.Rung, st step, ucfg *utls.Config, opts fingerprint.Options) (*Conn, error) {
+	results := make(chan runResult, 2)
+	var live []*run
+	start := func(st step, hedge bool) error {
+		r := &run{st: st, a: Attempt{MTU: st.mtu, Rung: rungs[st.rung].Name, Hedge: hedge}}
+		hello, err := fingerprint.Build(rungs[st.rung], ucfg.Clone(), opts)
+		if err != nil {
+			r.a.Outcome, r.a.Err = OutcomeError, err
+			s.record(r.a)
+			return err
+		}
+		r.hello, r.a.HelloSize = hello, hello.RecordSize
+		r.ctx, r.cancel = context.WithCancelCause(ctx)
+		s.attemptStart(st, r.a.HelloSize, hedge)
+		live = append(live, r)
+		go d.runAttempt(r, s, nd, results)
+		return nil
+	}
+	// finish records a finished run and returns its error, classified.
+	finish := func(res runResult) error {
+		r, err := res.r, res.err
+		r.cancel(nil)
+		r.mu.Lock()
+		if r.mon != nil {
+			r.a.Diagnosis = r.mon.diagnosis()
+		}
+		r.mu.Unlock()
+		switch cause := context.Cause(r.ctx); {
+		case err == nil:
+			r.a.Outcome = OutcomeOK
+		case ctx.Err() != nil:
+			err = ctx.Err()
+			r.a.Outcome = OutcomeCanceled
+		case r.stall != nil:
+			err = r.stall
+			r.a.Outcome = OutcomeStall
+		case cause == errSuperseded:
+			err = errSuperseded
+			r.a.Outcome = OutcomeSuperseded
+		default:
+			r.a.Outcome = outcomeOf(ctx, err)
+		}
+		if err != nil {
+			r.a.Err = err
+		}
+		if r.a.Outcome == OutcomeStall && s.report.Diagnosis.Class == pmtu.ClassUnknown {
+			s.report.Diagnosis = r.a.Diagnosis
+		}
+		s.record(r.a)
+		return err
+	}
+	// closeLive ends the runs still going with cause and records them.
+	closeLive := func(cause error) {
+		for _, r := range live {
+			r.cancel(cause)
+		}
+		for range live {
+			finish(<-results)
+		}
+		live = nil
+	}
+
+	if err := start(st, false); err != nil {
+		return nil, err
+	}
+	hedged := false
+	var lastStall error
+	tick := time.NewTicker(pollInterval)
+	defer tick.Stop()
+	for len(live) > 0 {
+		select {
+		case res := <-results:
+			live = slices.DeleteFunc(live, func(r *run) bool { return r == res.r })
+			stalled := res.err != nil && res.r.stall != nil && ctx.Err() == nil
+			if !stalled {
+				// Done either way: the others are recorded first, so that
+				// the deciding attempt is the report's last.
+				closeLive(errSuperseded)
+			}
+			err := finish(res)
+			if err == nil {
+				r := res.r
+				return &Conn{uc: r.hello.Conn, raw: r.raw, step: r.st}, nil
+			}
+			if !stalled {
+				return nil, err
+			}
+			lastStall = err
+		case now := <-tick.C:
+			for _, r := range live {
+				if r.stall != nil {
+					continue
+				}
+				switch r.observe(now) {
+				case actStall:
+					r.declareStall(s, now)
+				case actHedge:
+					if hedged {
+						continue
+					}
+					if hst, ok := s.lad.hedge(); ok {
+						hedged = true
+						if err := start(hst, true); err != nil {
+							closeLive(errSuperseded)
+							return nil, err
+						}
+					}
+				}
+			}
+		}
+	}
+	return nil, lastStall
+}
+
+// observe asks the run's monitor what to do now; a run still connecting
+// waits.
+func (r *run) observe(now time.Time) action {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.mon == nil {
+		return actWait
+	}
+	var ti pmtu.TCPInfo
+	if r.mon.info {
+		var err error
+		if ti, err = pmtu.ReadTCPInfo(r.raw); err != nil {
+			return actWait // closed under us: the result is on its way
+		}
+	}
+	return r.mon.observe(now, ti, uint64(r.cc.read.Load()))
+}
+
+// declareStall closes the run as stalled, with its diagnosis.
+func (r *run) declareStall(s *session, now time.Time) {
+	r.mu.Lock()
+	m := r.mon
+	r.mu.Unlock()
+	r.stall = &StallError{
+		Addr: s.addr, MSS: r.a.MSS, Hello: r.a.HelloSize,
+		Elapsed: now.Sub(m.start), Window: m.window, Diagnosis: m.diagnosis(),
+	}
+	s.traces.stall(StallInfo{Addr: s.addr, Attempt: len(s.report.Attempts) + 1,
+		Elapsed: r.stall.Elapsed, Window: m.window, Diagnosis: r.stall.Diagnosis})
+	r.cancel(r.stall)
+}
+
+// runAttempt connects and runs the handshake of r, then reports on results.
+func (d *Dialer) runAttempt(r *run, s *session, nd *net.Dialer, results chan<- runResult) {
 	t0 := time.Now()
-	a := Attempt{MTU: st.mtu, Rung: rung.Name}
-	hello, err := fingerprint.Build(rung, ucfg, opts)
+	raw, rtt, err := connect(r.ctx, nd, s.network, s.addr, r.st.mtu)
 	if err != nil {
-		a.Outcome, a.Err = OutcomeError, err
-		s.record(a)
-		return nil, err
+		r.a.Duration = time.Since(t0)
+		results <- runResult{r, err}
+		return
 	}
-	a.HelloSize = hello.RecordSize
-	s.attemptStart(st, a.HelloSize)
-
-	raw, rtt, err := connect(ctx, nd, s.network, s.addr, st.mtu)
-	if err != nil {
-		a.Duration = time.Since(t0)
-		a.Outcome, a.Err = outcomeOf(ctx, err), err
-		s.record(a)
-		return nil, err
+	var base pmtu.TCPInfo
+	info := false
+	if !d.TimerOnly && d.StallWindow >= 0 {
+		base, err = pmtu.ReadTCPInfo(raw)
+		info = err == nil
 	}
-	if st.mtu > 0 {
-		a.MSS = pmtu.MSSForMTU(st.mtu, remoteIsIPv6(raw))
-	}
-	a.ConnectRTT = rtt
-	a.StallWindow = stallWindow(d.StallWindow, rtt)
-
 	cc := &countingConn{Conn: raw}
-	hello.Conn.SetUnderlyingConn(cc)
-	hctx, cancel := context.WithCancelCause(ctx)
-	defer cancel(nil)
-	var w *watchdog
-	if d.StallWindow >= 0 {
-		w = watch(cc, a.StallWindow, func(silent time.Duration) {
-			serr := &StallError{Addr: s.addr, MSS: a.MSS, Hello: a.HelloSize, Elapsed: silent, Window: a.StallWindow}
-			s.traces.stall(StallInfo{Addr: s.addr, Attempt: s.lad.attempts, Elapsed: silent,
-				Window: a.StallWindow, BytesReceived: cc.read.Load()})
-			cancel(serr)
-		})
+	r.mu.Lock()
+	r.raw, r.cc = raw, cc
+	if r.st.mtu > 0 {
+		r.a.MSS = pmtu.MSSForMTU(r.st.mtu, remoteIsIPv6(raw))
 	}
-	err = hello.Conn.HandshakeContext(hctx)
-	w.stop()
-	a.Duration = time.Since(t0)
+	r.a.ConnectRTT = rtt
+	r.a.StallWindow = stallWindow(d.StallWindow, rtt)
+	if d.StallWindow >= 0 {
+		r.mon = newMonitor(r.a.HelloSize, time.Now(), rtt, r.a.StallWindow, base, info)
+	}
+	r.mu.Unlock()
+
+	r.hello.Conn.SetUnderlyingConn(cc)
+	err = r.hello.Conn.HandshakeContext(r.ctx)
+	r.a.Duration = time.Since(t0)
 	if err != nil {
 		raw.Close()
-		var serr *StallError
-		if errors.As(context.Cause(hctx), &serr) && ctx.Err() == nil {
-			err = serr
-			a.Outcome = OutcomeStall
-		} else {
-			if ctx.Err() != nil {
-				err = ctx.Err()
-			}
-			a.Outcome = outcomeOf(ctx, err)
-		}
-		a.Err = err
-		s.record(a)
-		return nil, err
 	}
-	a.Outcome = OutcomeOK
-	s.record(a)
-	return &Conn{uc: hello.Conn, raw: raw}, nil
+	results <- runResult{r, err}
 }
 
 func outcomeOf(ctx context.Context, err error) Outcome {
@@ -300,51 +454,4 @@ func (c *countingConn) Read(b []byte) (int, error) {
 	n, err := c.Conn.Read(b)
 	c.read.Add(int64(n))
 	return n, err
-}
-
-// watchdog fires when a countingConn receives nothing for a whole window.
-// Progress restarts the window, so a slow handshake that is moving is
-// never cut; a server that went silent mid-flight (a black-holed tail of
-// its certificate flight) is.
-type watchdog struct {
-	mu      sync.Mutex
-	t       *time.Timer
-	stopped bool
-}
-
-func watch(c *countingConn, window time.Duration, fire func(silent time.Duration)) *watchdog {
-	w := &watchdog{}
-	last := c.read.Load()
-	since := time.Now()
-	var check func()
-	check = func() {
-		w.mu.Lock()
-		defer w.mu.Unlock()
-		if w.stopped {
-			return
-		}
-		if n := c.read.Load(); n != last {
-			last, since = n, time.Now()
-			w.t.Reset(window)
-			return
-		}
-		w.stopped = true
-		fire(time.Since(since))
-	}
-	w.mu.Lock()
-	w.t = time.AfterFunc(window, check)
-	w.mu.Unlock()
-	return w
-}
-
-// stop disarms the watchdog; after it returns, fire is not running and will
-// not run. Safe on nil.
-func (w *watchdog) stop() {
-	if w == nil {
-		return
-	}
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.stopped = true
-	w.t.Stop()
 }

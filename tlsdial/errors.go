@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"time"
+
+	"github.com/fitshake/fitshake/pmtu"
 )
 
 // ErrStalled is matched (with errors.Is) by every error that ends a dial
@@ -19,6 +21,9 @@ type StallError struct {
 	Hello   int           // ClientHello record bytes; 0 if unknown
 	Elapsed time.Duration // since the first flight was written
 	Window  time.Duration
+	// Diagnosis is what TCP_INFO showed; ClassUnknown when it was not
+	// read and the stall window alone decided.
+	Diagnosis pmtu.Diagnosis
 }
 
 func (e *StallError) Error() string {
@@ -29,6 +34,9 @@ func (e *StallError) Error() string {
 	hello := ""
 	if e.Hello > 0 {
 		hello = fmt.Sprintf(" after a %d-byte ClientHello", e.Hello)
+	}
+	if e.Diagnosis.Class != pmtu.ClassUnknown {
+		return fmt.Sprintf("handshake stalled (%s, %s): %s", mss, e.Diagnosis.Class, e.Diagnosis)
 	}
 	return fmt.Sprintf("handshake stalled%s (%s, server silent for %s)",
 		hello, mss, e.Elapsed.Round(time.Millisecond))

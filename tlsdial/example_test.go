@@ -70,7 +70,7 @@ func ExampleDialer() {
 	fmt.Println("worked with MSS", r.MSS, "and the full hello:", r.HelloSize == r.Attempts[0].HelloSize)
 	fmt.Println("ALPN:", c.(*tlsdial.Conn).ConnectionState().NegotiatedProtocol)
 	// Output:
-	// attempt 1: MSS 0, stall
+	// attempt 1: MSS 0, superseded
 	// attempt 2: MSS 1360, ok
 	// worked with MSS 1360 and the full hello: true
 	// ALPN: h2

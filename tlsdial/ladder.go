@@ -112,6 +112,23 @@ func (l *ladder) begin(now, deadline time.Time) (step, bool) {
 	return l.steps[l.pos], true
 }
 
+// hedge starts an attempt at the next step while the current one stays
+// alive, and reports false when there is none to start: attempts are used
+// up, or the next step changes the hello. A hedge answers ambiguous
+// evidence, and ambiguous evidence (a slow server looks the same) must
+// never cost a weaker hello. The hedge's step becomes the current one.
+func (l *ladder) hedge() (step, bool) {
+	if l.pos+1 >= len(l.steps) || l.attempts >= l.maxAttempts {
+		return step{}, false
+	}
+	if next := l.steps[l.pos+1]; next.rung == l.steps[l.pos].rung {
+		l.pos++
+		l.attempts++
+		return next, true
+	}
+	return step{}, false
+}
+
 // stalled records that the current step stalled and moves down the ladder.
 // It reports whether a step remains.
 func (l *ladder) stalled() bool {

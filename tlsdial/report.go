@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/fitshake/fitshake/pmtu"
 )
 
 // Outcome is how an attempt ended.
@@ -22,6 +24,9 @@ const (
 	// OutcomeCanceled means the dial's context ended or the connection was
 	// closed during the attempt.
 	OutcomeCanceled
+	// OutcomeSuperseded means a parallel attempt completed first and this
+	// one was closed.
+	OutcomeSuperseded
 )
 
 func (o Outcome) String() string {
@@ -34,6 +39,8 @@ func (o Outcome) String() string {
 		return "error"
 	case OutcomeCanceled:
 		return "canceled"
+	case OutcomeSuperseded:
+		return "superseded"
 	}
 	return fmt.Sprintf("Outcome(%d)", int(o))
 }
@@ -58,7 +65,13 @@ type Attempt struct {
 	StallWindow time.Duration
 	// Duration is the attempt's wall time, connect included.
 	Duration time.Duration
-	Outcome  Outcome
+	// Hedge reports that the attempt ran in parallel with the one before
+	// it, because the evidence against that one was ambiguous.
+	Hedge   bool
+	Outcome Outcome
+	// Diagnosis is what TCP_INFO showed when the attempt ended; its Class
+	// is ClassUnknown when TCP_INFO was not read (other systems, TimerOnly).
+	Diagnosis pmtu.Diagnosis
 	// Err is the attempt's error; nil for OutcomeOK.
 	Err error
 }
@@ -83,6 +96,11 @@ type Report struct {
 	// FromCache reports that the first attempt used sizes remembered from
 	// an earlier dial to the same destination.
 	FromCache bool
+	// Diagnosis explains the first stall, the reason for any fallback: its
+	// String is a one-line explanation and its Fix the network-side change
+	// that would make the fallback unnecessary. Zero when nothing stalled
+	// or TCP_INFO was not read.
+	Diagnosis pmtu.Diagnosis
 	// Duration is the dial's total wall time.
 	Duration time.Duration
 }
@@ -113,11 +131,20 @@ func (r Report) String() string {
 		if a.Rung != "" {
 			fmt.Fprintf(&b, " rung=%s", a.Rung)
 		}
+		if a.Hedge {
+			b.WriteString(" (in parallel)")
+		}
 		fmt.Fprintf(&b, " %s after %s", a.Outcome, a.Duration.Round(10*time.Microsecond))
+		if a.Outcome == OutcomeStall && a.Diagnosis.Class != pmtu.ClassUnknown {
+			fmt.Fprintf(&b, ": %s", a.Diagnosis.Class)
+		}
 		if a.Err != nil && a.Outcome != OutcomeStall {
 			fmt.Fprintf(&b, ": %v", a.Err)
 		}
 		b.WriteByte('\n')
+	}
+	if r.Diagnosis.Class.BlackHole() {
+		fmt.Fprintf(&b, "why: %s\nfix: %s\n", r.Diagnosis, r.Diagnosis.Fix())
 	}
 	if r.FromCache {
 		b.WriteString("(sizes from memory)\n")

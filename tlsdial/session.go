@@ -101,7 +101,7 @@ func (s *session) begin(ctx context.Context) (step, bool) {
 	return s.lad.begin(time.Now(), dl)
 }
 
-func (s *session) attemptStart(st step, helloSize int) {
+func (s *session) attemptStart(st step, helloSize int, hedge bool) {
 	s.traces.attemptStart(AttemptStartInfo{
 		Addr:      s.addr,
 		Attempt:   s.lad.attempts,
@@ -109,6 +109,7 @@ func (s *session) attemptStart(st step, helloSize int) {
 		HelloSize: helloSize,
 		Rung:      s.rungName(st.rung),
 		FromCache: s.report.FromCache && len(s.report.Attempts) == 0,
+		Hedge:     hedge,
 	})
 }
 
@@ -142,9 +143,10 @@ func (s *session) succeeded(st step) {
 	s.report.HelloSize, s.report.Rung = a.HelloSize, a.Rung
 	s.report.SecurityReduced = len(s.rungPQ) > st.rung && s.rungPQ[0] && !s.rungPQ[st.rung]
 	s.report.Duration = time.Since(s.start)
-	if s.report.Stalls() > 0 {
-		// Only fallbacks are remembered: a healthy path needs no entry, and
-		// not refreshing on use lets a repaired path be noticed after TTL.
+	if len(s.report.Attempts) > 1 {
+		// Only fallbacks (a stall, or a parallel attempt that won) are
+		// remembered: a healthy path needs no entry, and not refreshing
+		// on use lets a repaired path be noticed after the TTL.
 		s.cache.Store(s.key, pmtu.Entry{MTU: st.mtu, Rung: s.rungName(st.rung)})
 		s.log.Info("tlsdial: recovered from stall", "addr", s.addr,
 			"mss", a.MSS, "hello", a.HelloSize, "attempts", len(s.report.Attempts))
@@ -167,7 +169,7 @@ func (s *session) failed(err error) error {
 // together. The ladder, not the backoff, bounds the attempts.
 func pacing(ctx context.Context) backoff.BackOffContext {
 	b := backoff.NewExponentialBackOff(
-		backoff.WithInitialInterval(time.Millisecond),
+		backoff.WithInitialInterval(200*time.Microsecond),
 		backoff.WithMultiplier(2),
 		backoff.WithMaxInterval(50*time.Millisecond),
 		backoff.WithMaxElapsedTime(0),

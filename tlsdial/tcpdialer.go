@@ -105,7 +105,7 @@ func (d *TCPDialer) DialContext(ctx context.Context, network, addr string) (net.
 	if !ok {
 		return nil, s.failed(ctx.Err())
 	}
-	s.attemptStart(st, 0)
+	s.attemptStart(st, 0, false)
 	nd := d.netDialer()
 	raw, a, err := dialAttempt(ctx, nd, s, st, d.StallWindow)
 	if err != nil {
@@ -345,7 +345,7 @@ func (c *TCPConn) redialOnce() error {
 	if !ok {
 		return c.giveUp(ctx.Err())
 	}
-	c.s.attemptStart(st, len(c.hello))
+	c.s.attemptStart(st, len(c.hello), false)
 	t0 := time.Now()
 	raw, a, err := dialAttempt(ctx, c.nd, c.s, st, c.window)
 	if err == nil {

@@ -3,6 +3,8 @@ package tlsdial
 import (
 	"context"
 	"time"
+
+	"github.com/fitshake/fitshake/pmtu"
 )
 
 // Trace is a set of hooks that observe a dial as it walks the ladder.
@@ -35,6 +37,7 @@ type AttemptStartInfo struct {
 	HelloSize int    // ClientHello record bytes; 0 if not known yet
 	Rung      string // fingerprint rung; "" for TCPDialer
 	FromCache bool   // the settings came from memory
+	Hedge     bool   // started in parallel with the attempt before it
 }
 
 // StallInfo describes a stalled attempt.
@@ -43,9 +46,8 @@ type StallInfo struct {
 	Attempt int
 	Elapsed time.Duration // since the first flight was written
 	Window  time.Duration // the stall window that expired
-	// BytesReceived is how many bytes the server had sent when the
-	// attempt was declared stalled (none for a TCPDialer stall).
-	BytesReceived int64
+	// Diagnosis is what TCP_INFO showed (ClassUnknown without it).
+	Diagnosis pmtu.Diagnosis
 }
 
 // AttemptDoneInfo describes a finished attempt.

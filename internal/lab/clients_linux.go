@@ -1,0 +1,463 @@
+package lab
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptrace"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/fitshake/fitshake/pmtu"
+	"github.com/fitshake/fitshake/tlsdial"
+	"golang.org/x/sys/unix"
+)
+
+// The package's own client functions, for Lab.Dial.
+const (
+	// StockTLS is crypto/tls's tls.Dialer, as a user would write it.
+	StockTLS = "stock-tls"
+	// FitshakeDialer is tlsdial.Dialer.
+	FitshakeDialer = "fitshake-dialer"
+	// FitshakeTCP is tlsdial.TCPDialer under crypto/tls (tls.Client on
+	// the returned connection, then HandshakeContext).
+	FitshakeTCP = "fitshake-tcpdialer"
+	// FitshakeHTTP is net/http over tlsdial.TCPDialer
+	// (ForceAttemptHTTP2): GET / and read the body.
+	FitshakeHTTP = "fitshake-http"
+)
+
+// DialArgs are the arguments of the package's clients.
+type DialArgs struct {
+	Addr       string // host:port, e.g. Lab.Addr(IPv4, PortNginxSmall)
+	Path       string // FitshakeHTTP's URL path; "" means "/"
+	ServerName string // "" means ServerName
+	CAFile     string // the lab's CA (PKI().CAFile); verification is always on
+	// Timeout bounds each dial (HTTP: the whole request); zero means 10 s.
+	Timeout time.Duration
+	// ClearDF sets IP_MTU_DISCOVER / IPV6_MTU_DISCOVER to "don't" with
+	// ClearDF as the net.Dialer's Control (fitshake's clamp runs first).
+	// Use Config().ClearDF().
+	ClearDF bool
+	// Runs is how many dials to make, one after another, each with a fresh
+	// dialer and a fresh pmtu.Cache (so each is cold). Zero means 1.
+	Runs int
+	// Parallel, once a run has hit Timeout, makes the remaining runs at
+	// once rather than one after another (for benchmarks: a client that
+	// never completes costs two timeouts, not Runs of them).
+	Parallel bool
+	// NextProtos is the ALPN offer; nil means h2 and http/1.1.
+	NextProtos []string
+}
+
+// DialResult is what a client function returns: one DialRun per run.
+type DialResult struct {
+	Runs []DialRun
+}
+
+// DialRun is one dial.
+type DialRun struct {
+	OK       bool
+	Err      string `json:",omitempty"`
+	TimedOut bool   `json:",omitempty"` // the dial hit Timeout
+	// Elapsed is the time to a completed handshake, from the start of the
+	// dial (HTTP: to the TLSHandshakeDone trace event).
+	Elapsed time.Duration
+	// Total is the time to the end of the run (HTTP: the body read).
+	Total   time.Duration
+	Version string `json:",omitempty"` // "TLS 1.3"
+	ALPN    string `json:",omitempty"`
+	Proto   string `json:",omitempty"` // HTTP response protocol
+	Status  int    `json:",omitempty"`
+	Body    string `json:",omitempty"`
+	Report  *Report
+}
+
+// Report is a JSON-friendly tlsdial.Report.
+type Report struct {
+	MSS, MTU, HelloSize int
+	Rung                string `json:",omitempty"`
+	FromCache           bool
+	SecurityReduced     bool
+	Duration            time.Duration
+	Attempts            []Attempt
+}
+
+// Attempt is a JSON-friendly tlsdial.Attempt.
+type Attempt struct {
+	MTU, MSS, HelloSize int
+	Rung                string `json:",omitempty"`
+	Outcome             string
+	StallWindow         time.Duration
+	Duration            time.Duration
+	Err                 string `json:",omitempty"`
+}
+
+// String formats the report as tlsdial.Report does.
+func (r *Report) String() string {
+	if r == nil {
+		return "(no report)"
+	}
+	var b strings.Builder
+	for i, a := range r.Attempts {
+		mss := "default"
+		if a.MSS > 0 {
+			mss = strconv.Itoa(a.MSS)
+		}
+		fmt.Fprintf(&b, "attempt %d: mss=%s hello=%dB %s after %v", i+1, mss, a.HelloSize, a.Outcome, a.Duration.Round(10*time.Microsecond))
+		if a.Err != "" && a.Outcome != "stall" {
+			fmt.Fprintf(&b, ": %s", a.Err)
+		}
+		b.WriteString("; ")
+	}
+	return strings.TrimSuffix(b.String(), "; ")
+}
+
+func toReport(r tlsdial.Report) *Report {
+	out := &Report{MSS: r.MSS, MTU: r.MTU, HelloSize: r.HelloSize, Rung: r.Rung,
+		FromCache: r.FromCache, SecurityReduced: r.SecurityReduced, Duration: r.Duration}
+	for _, a := range r.Attempts {
+		at := Attempt{MTU: a.MTU, MSS: a.MSS, HelloSize: a.HelloSize, Rung: a.Rung,
+			Outcome: a.Outcome.String(), StallWindow: a.StallWindow, Duration: a.Duration}
+		if a.Err != nil {
+			at.Err = a.Err.Error()
+		}
+		out.Attempts = append(out.Attempts, at)
+	}
+	return out
+}
+
+// Dial runs one of the package's clients (StockTLS, FitshakeDialer,
+// FitshakeTCP, FitshakeHTTP) in the client namespace. A dial that fails
+// is not an error: see DialRun.OK and Err.
+func (l *Lab) Dial(ctx context.Context, client string, args DialArgs) (DialResult, error) {
+	var res DialResult
+	raw, err := l.RunClient(ctx, client, args)
+	if err != nil {
+		return res, err
+	}
+	if err := json.Unmarshal(raw, &res); err != nil {
+		return res, fmt.Errorf("lab: decoding %s result: %w", client, err)
+	}
+	return res, nil
+}
+
+// ClearDF is a net.Dialer.Control that clears DF: IP_MTU_DISCOVER =
+// IP_PMTUDISC_DONT on IPv4, IPV6_MTU_DISCOVER = IPV6_PMTUDISC_DONT on IPv6
+// (the kernel then fragments; routers may too, on IPv4).
+func ClearDF(network, address string, c syscall.RawConn) error {
+	var serr error
+	err := c.Control(func(fd uintptr) {
+		if strings.HasSuffix(network, "6") {
+			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IPV6, unix.IPV6_MTU_DISCOVER, unix.IPV6_PMTUDISC_DONT)
+		} else {
+			serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_DONT)
+		}
+	})
+	if err != nil {
+		return err
+	}
+	if serr != nil {
+		return os.NewSyscallError("setsockopt", serr)
+	}
+	return nil
+}
+
+func init() {
+	RegisterClient(StockTLS, dialClient(runStock))
+	RegisterClient(FitshakeDialer, dialClient(runFitshake))
+	RegisterClient(FitshakeTCP, dialClient(runTCPDialer))
+	RegisterClient(FitshakeHTTP, dialClient(runHTTP))
+}
+
+type runFunc func(ctx context.Context, a *DialArgs, cfg *tls.Config, nd *net.Dialer) DialRun
+
+// dialClient wraps one dial into a client function that makes a.Runs of
+// them.
+func dialClient(run runFunc) ClientFunc {
+	return func(ctx context.Context, raw json.RawMessage) (any, error) {
+		var a DialArgs
+		if err := json.Unmarshal(raw, &a); err != nil {
+			return nil, err
+		}
+		if a.ServerName == "" {
+			a.ServerName = ServerName
+		}
+		if a.Timeout <= 0 {
+			a.Timeout = 10 * time.Second
+		}
+		if a.Runs <= 0 {
+			a.Runs = 1
+		}
+		if a.NextProtos == nil {
+			a.NextProtos = []string{"h2", "http/1.1"}
+		}
+		pem, err := os.ReadFile(a.CAFile)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("no certificate in %s", a.CAFile)
+		}
+		cfg := &tls.Config{RootCAs: pool, ServerName: a.ServerName, NextProtos: a.NextProtos}
+		one := func() DialRun {
+			nd := &net.Dialer{}
+			if a.ClearDF {
+				nd.Control = ClearDF
+			}
+			dctx, cancel := context.WithTimeout(ctx, a.Timeout)
+			defer cancel()
+			r := run(dctx, &a, cfg.Clone(), nd)
+			if !r.OK && dctx.Err() != nil && ctx.Err() == nil {
+				r.TimedOut = true
+			}
+			return r
+		}
+		res := DialResult{Runs: make([]DialRun, 0, a.Runs)}
+		for len(res.Runs) < a.Runs {
+			r := one()
+			res.Runs = append(res.Runs, r)
+			if r.TimedOut && a.Parallel {
+				rest := make([]DialRun, a.Runs-len(res.Runs))
+				var wg sync.WaitGroup
+				for i := range rest {
+					wg.Go(func() { rest[i] = one() })
+				}
+				wg.Wait()
+				res.Runs = append(res.Runs, rest...)
+			}
+			if ctx.Err() != nil {
+				break
+			}
+		}
+		return res, nil
+	}
+}
+
+func fail(r DialRun, err error) DialRun {
+	r.OK = false
+	r.Err = err.Error()
+	return r
+}
+
+func runStock(ctx context.Context, a *DialArgs, cfg *tls.Config, nd *net.Dialer) DialRun {
+	d := &tls.Dialer{NetDialer: nd, Config: cfg}
+	t0 := time.Now()
+	c, err := d.DialContext(ctx, "tcp", a.Addr)
+	r := DialRun{Elapsed: time.Since(t0)}
+	r.Total = r.Elapsed
+	if err != nil {
+		return fail(r, err)
+	}
+	defer c.Close()
+	cs := c.(*tls.Conn).ConnectionState()
+	r.OK, r.Version, r.ALPN = cs.HandshakeComplete, tls.VersionName(cs.Version), cs.NegotiatedProtocol
+	return r
+}
+
+func runFitshake(ctx context.Context, a *DialArgs, cfg *tls.Config, nd *net.Dialer) DialRun {
+	var (
+		mu   sync.Mutex
+		rep  tlsdial.Report
+		have bool
+	)
+	d := &tlsdial.Dialer{NetDialer: nd, Config: cfg, Cache: &pmtu.Cache{},
+		Trace: &tlsdial.Trace{Done: func(i tlsdial.DoneInfo) {
+			mu.Lock()
+			rep, have = i.Report, true
+			mu.Unlock()
+		}}}
+	t0 := time.Now()
+	c, err := d.DialContext(ctx, "tcp", a.Addr)
+	r := DialRun{Elapsed: time.Since(t0)}
+	r.Total = r.Elapsed
+	if err != nil {
+		mu.Lock()
+		if have {
+			r.Report = toReport(rep)
+		}
+		mu.Unlock()
+		return fail(r, err)
+	}
+	defer c.Close()
+	tc := c.(*tlsdial.Conn)
+	r.Report = toReport(tc.Report())
+	cs := tc.ConnectionState()
+	r.OK, r.Version, r.ALPN = cs.HandshakeComplete, tls.VersionName(cs.Version), cs.NegotiatedProtocol
+	return r
+}
+
+func runTCPDialer(ctx context.Context, a *DialArgs, cfg *tls.Config, nd *net.Dialer) DialRun {
+	td := &tlsdial.TCPDialer{NetDialer: nd, Cache: &pmtu.Cache{}}
+	t0 := time.Now()
+	raw, err := td.DialContext(ctx, "tcp", a.Addr)
+	if err != nil {
+		r := DialRun{Elapsed: time.Since(t0)}
+		return fail(r, err)
+	}
+	defer raw.Close()
+	tc := tls.Client(raw, cfg)
+	err = tc.HandshakeContext(ctx)
+	r := DialRun{Elapsed: time.Since(t0)}
+	r.Total = r.Elapsed
+	if c, ok := raw.(*tlsdial.TCPConn); ok {
+		r.Report = toReport(c.Report())
+	}
+	if err != nil {
+		return fail(r, err)
+	}
+	cs := tc.ConnectionState()
+	r.OK, r.Version, r.ALPN = cs.HandshakeComplete, tls.VersionName(cs.Version), cs.NegotiatedProtocol
+	return r
+}
+
+func runHTTP(ctx context.Context, a *DialArgs, cfg *tls.Config, nd *net.Dialer) DialRun {
+	var (
+		mu   sync.Mutex
+		rep  *Report
+		hsAt time.Time
+		cs   tls.ConnectionState
+	)
+	td := &tlsdial.TCPDialer{NetDialer: nd, Cache: &pmtu.Cache{}}
+	tr := &http.Transport{DialContext: td.DialContext, ForceAttemptHTTP2: true, TLSClientConfig: cfg}
+	defer tr.CloseIdleConnections()
+	ctx = tlsdial.WithTrace(ctx, &tlsdial.Trace{Done: func(i tlsdial.DoneInfo) {
+		mu.Lock()
+		rep = toReport(i.Report)
+		mu.Unlock()
+	}})
+	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+		TLSHandshakeDone: func(s tls.ConnectionState, err error) {
+			if err == nil {
+				mu.Lock()
+				hsAt, cs = time.Now(), s
+				mu.Unlock()
+			}
+		},
+	})
+	path := a.Path
+	if path == "" {
+		path = "/"
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+a.Addr+path, nil)
+	if err != nil {
+		return fail(DialRun{}, err)
+	}
+	req.Host = a.ServerName
+	t0 := time.Now()
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	var r DialRun
+	if err == nil {
+		var body []byte
+		body, err = io.ReadAll(resp.Body)
+		resp.Body.Close()
+		r.Proto, r.Status, r.Body = resp.Proto, resp.StatusCode, string(bytes.TrimSpace(body))
+		if err == nil && resp.StatusCode != http.StatusOK {
+			err = fmt.Errorf("status %s", resp.Status)
+		}
+	}
+	r.Total = time.Since(t0)
+	mu.Lock()
+	r.Report = rep
+	if !hsAt.IsZero() {
+		r.Elapsed = hsAt.Sub(t0)
+		r.Version, r.ALPN = tls.VersionName(cs.Version), cs.NegotiatedProtocol
+	} else {
+		r.Elapsed = r.Total
+	}
+	mu.Unlock()
+	if err != nil {
+		return fail(r, err)
+	}
+	r.OK = true
+	return r
+}
+
+// ToolResult is the outcome of an external client (curl, openssl
+// s_client).
+type ToolResult struct {
+	OK       bool
+	TimedOut bool
+	Elapsed  time.Duration
+	Output   string // combined output, for messages
+	Err      error  // nil when OK
+}
+
+// Curl runs curl in the client namespace: GET https://ServerName:port/path
+// ("" means "/"), resolved to the server's address in family f, HTTP/2
+// offered, the lab's CA, at most bound. OK means HTTP 200. Its ClientHello
+// is ~520 bytes (OpenSSL 3.0 offers no post-quantum group and pads the
+// hello to 512), so at N ≥ 1280 only the server's flight can break it;
+// "--curves ffdhe8192" would make it ~1.3 KB, still under 1400.
+func (l *Lab) Curl(ctx context.Context, f Family, port int, path string, bound time.Duration) ToolResult {
+	pki, err := l.PKI()
+	if err != nil {
+		return ToolResult{Err: err}
+	}
+	host := l.IP(Server, f).String()
+	if f == IPv6 {
+		host = "[" + host + "]"
+	}
+	if path == "" {
+		path = "/"
+	}
+	url := fmt.Sprintf("https://%s:%d%s", ServerName, port, path)
+	return l.tool(ctx, bound, nil, toolPath("curl"), "-sS", "-o", "/dev/null", "-w", "%{http_version} %{http_code}\n",
+		"--http2", "--cacert", pki.CAFile, "--resolve", fmt.Sprintf("%s:%d:%s", ServerName, port, host),
+		"--max-time", strconv.FormatFloat(bound.Seconds(), 'f', 3, 64), url)
+}
+
+// SClient runs "openssl s_client" in the client namespace against the
+// server in family f, verifying against the lab's CA, at most bound, with
+// stdin closed (it completes the handshake and quits). OK means
+// "CONNECTION ESTABLISHED" and a verified chain.
+func (l *Lab) SClient(ctx context.Context, f Family, port int, bound time.Duration) ToolResult {
+	pki, err := l.PKI()
+	if err != nil {
+		return ToolResult{Err: err}
+	}
+	return l.tool(ctx, bound, []string{"CONNECTION ESTABLISHED", "Verification: OK"}, toolPath("openssl"), "s_client",
+		"-connect", l.Addr(f, port), "-servername", ServerName, "-CAfile", pki.CAFile,
+		"-verify_return_error", "-brief")
+}
+
+func (l *Lab) tool(ctx context.Context, bound time.Duration, want []string, name string, arg ...string) ToolResult {
+	ctx, cancel := context.WithTimeout(ctx, bound)
+	defer cancel()
+	cmd := l.Command(ctx, Client, name, arg...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	t0 := time.Now()
+	err := cmd.Run()
+	r := ToolResult{Elapsed: time.Since(t0), Output: strings.TrimSpace(out.String())}
+	if ctx.Err() != nil {
+		r.TimedOut = true
+	}
+	if err == nil {
+		for _, w := range want {
+			if !strings.Contains(r.Output, w) {
+				err = fmt.Errorf("output lacks %q", w)
+			}
+		}
+	}
+	if err == nil && strings.HasSuffix(name, "curl") && !strings.HasSuffix(r.Output, " 200") {
+		err = fmt.Errorf("not HTTP 200")
+	}
+	if err != nil {
+		r.Err = fmt.Errorf("%s: %w: %s", name, err, r.Output)
+		return r
+	}
+	r.OK = true
+	return r
+}

@@ -1,0 +1,110 @@
+// Package lab builds real-kernel path-MTU labs from Go tests: three network
+// namespaces (client, router, server) joined by veth pairs, a router that
+// misbehaves the way real networks do, real servers (nginx, openssl
+// s_server, a Go crypto/tls server) in the server namespace, and client code
+// run inside the client namespace. It is Linux-only and needs root and the
+// tools ip, nft, ethtool, nginx, openssl and curl; [Require] skips a test
+// without them, or fails it when CI=true.
+//
+// # Topology
+//
+//	 PREFIXc (client)          PREFIXr (router)                 PREFIXs (server)
+//	+----------------+      +------------------------+      +------------------+
+//	|            c0  |------|  r0                r1  |------|  s0              |
+//	| 198.18.0.2/24  | veth | 198.18.0.1  198.18.1.1 | veth | 198.18.1.2/24    |
+//	| fd00:198:18::2 |      | fd00:198:18::1         |      | fd00:198:18:1::2 |
+//	|                |      |      fd00:198:18:1::1  |      |                  |
+//	| clients:       |      | forwarding, nft rules  |      | nginx :443 :8443 |
+//	|  re-exec'd test|      | of the scenario        |      | go    :9443      |
+//	|  binary, curl, |      |                        |      | s_server :20000+ |
+//	|  openssl       |      |                        |      |                  |
+//	+----------------+      +------------------------+      +------------------+
+//	     default route via the router on both ends; MTU 1500 on every veth
+//
+// Addresses come only from 198.18.0.0/15 and fd00:198:18::/48. Every veth
+// has TSO, GSO and GRO turned off, so that a packet in the lab is a packet on
+// a wire (with offloads on, a 1500-byte ClientHello crosses a veth as one
+// super-packet and the router drops more than a real link would). Neighbour
+// entries are static, IPv6 duplicate address detection is off, the kernel's
+// per-destination TCP metrics are not saved (every dial is cold), and
+// net.ipv4.tcp_mtu_probing is 0 in the client namespace unless a test sets
+// it.
+//
+// Each test binary run picks a random prefix ("fl" and five base-36
+// characters); each lab adds a sequence number, so its namespaces are named
+// like fl3k9zq1c, fl3k9zq1r and fl3k9zq1s. A lab removes exactly what it
+// created: its own processes, then whatever still runs inside its own
+// namespaces, then the namespaces (the veths go with them). Teardown runs
+// from t.Cleanup, from Close, on SIGINT and SIGTERM, and shortly before the
+// test binary's -test.timeout would kill it.
+//
+// # Scenarios
+//
+// N is Config.MTU (1400 unless set; 1280..1500).
+//
+//   - healthy: nothing is dropped.
+//   - pmtud-ok: the router's links have MTU N (the router's addresses sit
+//     on bridges br0/br1 of MTU N whose ports r0/r1 accept full-size frames,
+//     so the router forwards nothing over N) and the router sends ICMP
+//     "fragmentation needed" / ICMPv6 "packet too big": path-MTU discovery
+//     works and the kernel copes by itself.
+//   - mtu-icmp-blocked: the same links of MTU N, but the router's ICMP
+//     frag-needed and ICMPv6 packet-too-big are dropped in an nft output
+//     chain: a classic PMTUD black hole, in both directions.
+//   - fragments-dropped: the router's route towards the server has MTU N
+//     and ICMP works, the client clears DF (net.ipv4.ip_no_pmtu_disc=1 in
+//     the client namespace for curl and openssl; Go clients use [ClearDF]
+//     as their net.Dialer.Control), so the router fragments the client's
+//     large IPv4 packets, and a firewall in the server namespace drops
+//     every IP fragment ("ip frag-off & 0x3fff != 0", IPv6 fragment
+//     headers). Only the client-to-server direction is broken, and only on
+//     IPv4: IPv6 routers never fragment, they send packet-too-big, which
+//     the client's TCP obeys even with IPV6_PMTUDISC_DONT. The way back
+//     keeps MTU 1500 on purpose: with N there too, the server would learn
+//     the path MTU from ICMP on its first large reply and announce MSS
+//     N−40 in its SYN-ACKs for ten minutes, healing the client's direction
+//     of every later connection (a Linux server does this: measured in this
+//     lab with N on both of the router's routes).
+//   - blackhole: the router silently drops every forwarded packet longer
+//     than N bytes, with no ICMP, in the Config.Direction given: both
+//     (default), upstream (client to server only) or downstream (server to
+//     client only).
+//
+// [Config.Lost] tells which packet sizes a scenario loses for good, so a
+// test can assert only what is true: e.g. curl's ~570-byte ClientHello
+// crosses every lab at N=1400, and only a large server flight (the long
+// chain on :8443) breaks it.
+//
+// # Clients and servers
+//
+// Go code runs in a namespace by re-executing the test binary under
+// "ip netns exec" with an environment variable naming a function registered
+// with [RegisterClient] or [RegisterServer]; the test package's TestMain
+// must call [Main]. All of net/http's goroutines are then in the namespace
+// too. [Lab.RunClient] returns the client function's result as JSON;
+// [Lab.Dial] runs the package's own clients (stock crypto/tls, the fitshake
+// Dialer, TCPDialer under crypto/tls, net/http over TCPDialer). To add one:
+//
+//	func init() {
+//		lab.RegisterClient("my-client", func(ctx context.Context, args json.RawMessage) (any, error) {
+//			var a myArgs
+//			if err := json.Unmarshal(args, &a); err != nil {
+//				return nil, err
+//			}
+//			return myResult{...}, nil // JSON-encoded back to the test
+//		})
+//	}
+//
+//	raw, err := l.RunClient(ctx, "my-client", myArgs{Addr: l.Addr(lab.IPv4, lab.PortNginxSmall)})
+//
+// [Lab.StartNginx] runs nginx (TLS 1.2 and 1.3, HTTP/2) with its own prefix,
+// configuration and pid file in the lab's directory: a small ECDSA
+// certificate on :443 and an RSA-4096 leaf with two RSA-4096 intermediates
+// (a server flight over 4 KB) on :8443. [Lab.StartOpenSSL] runs openssl
+// s_server -WWW serving a small file at [OpenSSLPath] (-www's status page
+// is several kilobytes: a downstream black hole would eat the response, not
+// the handshake); it serves one connection at a time (start one per
+// client). [Lab.StartGoServer] runs a Go crypto/tls + net/http server on
+// :9443. The certificates are generated once per test binary run and are
+// verified by every client against the lab's CA.
+package lab
