@@ -56,6 +56,9 @@ type TCPDialer struct {
 	// MaxAttempts bounds the connections one dial may open. Zero means one
 	// per MSS step of the ladder.
 	MaxAttempts int
+
+	// TimerOnly disables reading TCP_INFO; see Dialer.TimerOnly.
+	TimerOnly bool
 }
 
 func (d *TCPDialer) netDialer() *net.Dialer {
@@ -107,25 +110,23 @@ func (d *TCPDialer) DialContext(ctx context.Context, network, addr string) (net.
 	}
 	s.attemptStart(st, 0, false)
 	nd := d.netDialer()
-	raw, a, err := dialAttempt(ctx, nd, s, st, d.StallWindow)
+	l, err := openLeg(ctx, nd, s, st, d.StallWindow, false)
 	if err != nil {
-		s.record(a)
+		s.record(l.a)
 		return nil, s.failed(err)
 	}
+	l.start = s.start
 	// Redials outlive the dial's context (net/http may cancel it once the
 	// dial returns) but keep its values, for traces and loggers.
 	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	c := &TCPConn{
-		s:        s,
-		nd:       nd,
-		window:   d.StallWindow,
-		ctx:      rctx,
-		cancel:   cancel,
-		conn:     raw,
-		step:     st,
-		att:      a,
-		attOpen:  true,
-		attStart: s.start,
+		s:         s,
+		nd:        nd,
+		window:    d.StallWindow,
+		timerOnly: d.TimerOnly,
+		ctx:       rctx,
+		cancel:    cancel,
+		cur:       l,
 	}
 	c.rep = s.report
 	if d.StallWindow < 0 {
@@ -134,24 +135,59 @@ func (d *TCPDialer) DialContext(ctx context.Context, network, addr string) (net.
 	return c, nil
 }
 
-// dialAttempt opens one TCP connection at st and fills in what is known of
-// the attempt so far.
-func dialAttempt(ctx context.Context, nd *net.Dialer, s *session, st step, window time.Duration) (net.Conn, Attempt, error) {
-	t0 := time.Now()
-	a := Attempt{MTU: st.mtu}
+// leg is one connection of a TCPConn's dial: the current one, or a hedge
+// racing it.
+type leg struct {
+	conn  net.Conn
+	st    step
+	a     Attempt
+	start time.Time
+	rtt   time.Duration
+	mon   *monitor // set once the ClientHello is written on conn
+}
+
+// openLeg connects one TCP connection at st and fills in what is known of
+// its attempt so far.
+func openLeg(ctx context.Context, nd *net.Dialer, s *session, st step, window time.Duration, hedge bool) (*leg, error) {
+	l := &leg{st: st, start: time.Now(), a: Attempt{MTU: st.mtu, Hedge: hedge}}
 	raw, rtt, err := connect(ctx, nd, s.network, s.addr, st.mtu)
 	if err != nil {
-		a.Duration = time.Since(t0)
-		a.Outcome, a.Err = outcomeOf(ctx, err), err
-		return nil, a, err
+		l.a.Duration = time.Since(l.start)
+		l.a.Outcome, l.a.Err = outcomeOf(ctx, err), err
+		return l, err
 	}
+	l.conn, l.rtt = raw, rtt
 	if st.mtu > 0 {
-		a.MSS = pmtu.MSSForMTU(st.mtu, remoteIsIPv6(raw))
+		l.a.MSS = pmtu.MSSForMTU(st.mtu, remoteIsIPv6(raw))
 	}
-	a.ConnectRTT = rtt
-	a.StallWindow = stallWindow(window, rtt)
-	a.Duration = time.Since(t0) // completed when the attempt ends
-	return raw, a, nil
+	l.a.ConnectRTT = rtt
+	l.a.StallWindow = stallWindow(window, rtt)
+	return l, nil
+}
+
+// send writes the ClientHello on l and starts watching it.
+func (l *leg) send(hello []byte, wdl time.Time, timerOnly bool) error {
+	base, err := pmtu.ReadTCPInfo(l.conn)
+	info := err == nil && !timerOnly
+	l.conn.SetWriteDeadline(wdl)
+	if _, err := l.conn.Write(hello); err != nil {
+		return err
+	}
+	l.a.HelloSize = len(hello)
+	l.mon = newMonitor(len(hello), time.Now(), l.rtt, l.a.StallWindow, base, info)
+	return nil
+}
+
+// observe asks l's monitor what to do now.
+func (l *leg) observe(now time.Time) action {
+	var ti pmtu.TCPInfo
+	if l.mon.info {
+		var err error
+		if ti, err = pmtu.ReadTCPInfo(l.conn); err != nil {
+			return actWait
+		}
+	}
+	return l.mon.observe(now, ti, 0)
 }
 
 type connState int
@@ -167,27 +203,25 @@ const (
 // with a stalled ClientHello. Its methods are safe for concurrent use as
 // those of net.TCPConn are.
 type TCPConn struct {
-	s      *session // only touched by the goroutine holding rmu, or under mu once passed
-	nd     *net.Dialer
-	window time.Duration
-	ctx    context.Context // redials; canceled by Close
-	cancel context.CancelFunc
+	s         *session // touched by the goroutine holding rmu, or under mu
+	nd        *net.Dialer
+	window    time.Duration
+	timerOnly bool
+	ctx       context.Context // redials; canceled by Close
+	cancel    context.CancelFunc
 
 	rmu sync.Mutex // serializes reads while watching, and the redials they run
 
 	mu       sync.Mutex
-	conn     net.Conn
 	state    connState
+	cur      *leg   // the connection reads and writes go to
+	hedge    *leg   // a clamped connection racing cur, if any
+	hedged   bool   // a hedge was started: at most one per dial
 	hello    []byte // the ClientHello to replay
-	sentAt   time.Time
-	step     step
-	att      Attempt // the attempt in progress, if attOpen
-	attOpen  bool
-	attStart time.Time
-	finished bool      // the report is complete
-	redial   bool      // a stall closed conn; the next read redials
-	rdl, wdl time.Time // the deadlines the stack set
-	rep      Report    // snapshot of s.report for Report
+	redial   bool   // cur stalled and was closed; the next read redials
+	finished bool   // the report is complete
+	rdl, wdl time.Time
+	rep      Report // snapshot of s.report for Report
 }
 
 var _ net.Conn = (*TCPConn)(nil)
@@ -210,11 +244,14 @@ func (c *TCPConn) Write(b []byte) (int, error) {
 		if isClientHello(b) {
 			c.hello = slices.Clone(b)
 			c.state = stateWatching
-			c.sentAt = time.Now()
-			c.att.HelloSize = len(b)
-		} else {
-			c.finishLocked(OutcomeOK, nil)
+			err := c.cur.send(c.hello, c.wdl, c.timerOnly)
+			c.mu.Unlock()
+			if err != nil {
+				return 0, err
+			}
+			return len(b), nil
 		}
+		c.finishLocked(OutcomeOK, nil)
 	case stateWatching:
 		// The stack wrote again before any reply: what is on the wire is
 		// no longer a lone ClientHello, so stop watching; nothing will be
@@ -224,7 +261,7 @@ func (c *TCPConn) Write(b []byte) (int, error) {
 		c.mu.Unlock()
 		return 0, net.ErrClosed
 	}
-	conn := c.conn
+	conn := c.cur.conn
 	c.mu.Unlock()
 	return conn.Write(b)
 }
@@ -239,7 +276,7 @@ func (c *TCPConn) Read(b []byte) (int, error) {
 		return 0, net.ErrClosed
 	}
 	watching := c.state == stateWatching
-	conn := c.conn
+	conn := c.cur.conn
 	c.mu.Unlock()
 	if !watching {
 		return conn.Read(b)
@@ -256,8 +293,12 @@ func (c *TCPConn) Read(b []byte) (int, error) {
 // errStalled asks the retry loop to redial after pacing.
 var errStalled = errors.New("tlsdial: stalled, redialing")
 
-// readWatching reads while the first reply is awaited, declaring a stall
-// when the window passes before the stack's own deadline.
+// hedgePeek is how long a read of the hedge waits: it only collects what
+// has already arrived, between two polls of the current connection.
+const hedgePeek = 50 * time.Microsecond
+
+// readWatching reads while the first reply is awaited: it polls the
+// current connection and any hedge, and acts on what their monitors say.
 func (c *TCPConn) readWatching(b []byte) (int, error) {
 	c.mu.Lock()
 	if c.redial && c.state == stateWatching {
@@ -267,67 +308,150 @@ func (c *TCPConn) readWatching(b []byte) (int, error) {
 		}
 		c.mu.Lock()
 	}
-	if c.state != stateWatching {
-		conn, closed := c.conn, c.state == stateClosed
-		c.mu.Unlock()
-		if closed {
-			return 0, backoff.Permanent(net.ErrClosed)
-		}
-		n, err := conn.Read(b)
-		return n, backoff.Permanent(err)
-	}
-	conn := c.conn
-	stallAt := c.sentAt.Add(c.att.StallWindow)
-	dl := stallAt
-	if !c.rdl.IsZero() && c.rdl.Before(dl) {
-		dl = c.rdl
-	}
-	conn.SetReadDeadline(dl)
-	c.mu.Unlock()
-
-	n, err := conn.Read(b)
-
-	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.state == stateClosed {
-		return n, backoff.Permanent(net.ErrClosed)
-	}
-	if c.state != stateWatching { // the stack wrote again meanwhile
-		conn.SetReadDeadline(c.rdl)
-		if n > 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+	for {
+		if c.state != stateWatching {
+			conn, closed, rdl := c.cur.conn, c.state == stateClosed, c.rdl
+			c.mu.Unlock()
+			var n int
+			err := net.ErrClosed
+			if !closed {
+				conn.SetReadDeadline(rdl)
+				n, err = conn.Read(b)
+			}
+			c.mu.Lock()
 			return n, backoff.Permanent(err)
 		}
-		return 0, errStalled // read again, now without the stall deadline
-	}
-	now := time.Now()
-	if n > 0 {
-		conn.SetReadDeadline(c.rdl)
-		c.finishLocked(OutcomeOK, nil)
-		return n, backoff.Permanent(err)
-	}
-	userExpired := !c.rdl.IsZero() && !now.Before(c.rdl)
-	if !errors.Is(err, os.ErrDeadlineExceeded) || userExpired || now.Before(stallAt) {
-		// EOF, reset, or the stack's own deadline: not ours to hide.
-		if !userExpired {
-			c.finishLocked(OutcomeError, err)
+		cur, hedge := c.cur, c.hedge
+		dl := time.Now().Add(cur.mon.interval())
+		if !c.rdl.IsZero() && c.rdl.Before(dl) {
+			dl = c.rdl
 		}
-		return 0, backoff.Permanent(err)
+		cur.conn.SetReadDeadline(dl)
+		c.mu.Unlock()
+		winner := cur
+		n, err := cur.conn.Read(b)
+		if n == 0 && hedge != nil && errors.Is(err, os.ErrDeadlineExceeded) {
+			hedge.conn.SetReadDeadline(time.Now().Add(hedgePeek))
+			var herr error
+			if n, herr = hedge.conn.Read(b); n > 0 {
+				winner, err = hedge, nil
+			} else if !errors.Is(herr, os.ErrDeadlineExceeded) {
+				c.mu.Lock()
+				c.dropHedgeLocked(OutcomeError, herr)
+				c.mu.Unlock()
+			}
+		}
+		c.mu.Lock()
+		switch {
+		case c.state == stateClosed:
+			return n, backoff.Permanent(net.ErrClosed)
+		case c.state != stateWatching: // the stack wrote again meanwhile
+			if n > 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+				return n, backoff.Permanent(err)
+			}
+			continue
+		case n > 0:
+			if winner == hedge {
+				c.endLegLocked(cur, OutcomeSuperseded, errSuperseded)
+				cur.conn.Close()
+				c.cur, c.hedge = hedge, nil
+			} else {
+				c.dropHedgeLocked(OutcomeSuperseded, errSuperseded)
+			}
+			c.cur.conn.SetReadDeadline(c.rdl)
+			c.finishLocked(OutcomeOK, nil)
+			return n, backoff.Permanent(err)
+		case !errors.Is(err, os.ErrDeadlineExceeded):
+			// EOF or reset: not ours to hide.
+			c.dropHedgeLocked(OutcomeSuperseded, errSuperseded)
+			return 0, backoff.Permanent(c.finishLocked(OutcomeError, err))
+		}
+		now := time.Now()
+		if !c.rdl.IsZero() && !now.Before(c.rdl) {
+			return 0, backoff.Permanent(err) // the stack's own deadline
+		}
+		if h := c.hedge; h != nil && h.observe(now) == actStall {
+			c.stallLegLocked(h, now)
+			h.conn.Close()
+			c.hedge = nil
+		}
+		switch cur.observe(now) {
+		case actStall:
+			c.stallLegLocked(cur, now)
+			cur.conn.Close()
+			if c.hedge != nil { // the hedge carries on alone
+				c.cur, c.hedge = c.hedge, nil
+				continue
+			}
+			serr := cur.a.Err
+			c.mu.Unlock()
+			more, werr := c.s.stalled(c.ctx)
+			c.mu.Lock()
+			if werr != nil || !more || c.state != stateWatching {
+				return 0, backoff.Permanent(c.finishLocked(OutcomeError, serr))
+			}
+			c.redial = true
+			return 0, errStalled
+		case actHedge:
+			if c.hedged {
+				continue
+			}
+			c.hedged = true
+			if hst, ok := c.s.lad.hedge(); ok {
+				c.mu.Unlock()
+				h, err := c.openHedge(hst)
+				c.mu.Lock()
+				if err != nil {
+					c.s.record(h.a)
+					c.rep = c.s.report
+				} else if c.state != stateWatching {
+					h.conn.Close()
+				} else {
+					c.hedge = h
+				}
+			}
+		}
 	}
-	// Stall.
-	silent := now.Sub(c.sentAt)
-	serr := &StallError{Addr: c.s.addr, MSS: c.att.MSS, Hello: len(c.hello), Elapsed: silent, Window: c.att.StallWindow}
-	c.s.traces.stall(StallInfo{Addr: c.s.addr, Attempt: c.s.lad.attempts, Elapsed: silent, Window: c.att.StallWindow})
-	c.conn.Close()
-	c.endAttemptLocked(OutcomeStall, serr)
-	c.s.log.Debug("tlsdial: replaying ClientHello on a smaller MSS", "addr", c.s.addr)
-	c.mu.Unlock()
-	more, werr := c.s.stalled(c.ctx)
+}
+
+// openHedge connects a hedge at st and sends the ClientHello on it. Called
+// without mu.
+func (c *TCPConn) openHedge(st step) (*leg, error) {
 	c.mu.Lock()
-	if werr != nil || !more || c.state != stateWatching {
-		return 0, backoff.Permanent(c.finishLocked(OutcomeError, serr))
+	ctx, wdl := c.ctx, c.wdl
+	c.mu.Unlock()
+	c.s.attemptStart(st, len(c.hello), true)
+	h, err := openLeg(ctx, c.nd, c.s, st, c.window, true)
+	if err == nil {
+		if err = h.send(c.hello, wdl, c.timerOnly); err != nil {
+			h.conn.Close()
+			h.a.Outcome, h.a.Err = OutcomeError, err
+		}
 	}
-	c.redial = true
-	return 0, errStalled
+	return h, err
+}
+
+// stallLegLocked records l as stalled, with its diagnosis.
+func (c *TCPConn) stallLegLocked(l *leg, now time.Time) {
+	serr := &StallError{Addr: c.s.addr, MSS: l.a.MSS, Hello: len(c.hello),
+		Elapsed: now.Sub(l.mon.start), Window: l.a.StallWindow, Diagnosis: l.mon.diagnosis()}
+	c.s.traces.stall(StallInfo{Addr: c.s.addr, Attempt: len(c.s.report.Attempts) + 1,
+		Elapsed: serr.Elapsed, Window: serr.Window, Diagnosis: serr.Diagnosis})
+	if c.s.report.Diagnosis.Class == pmtu.ClassUnknown {
+		c.s.report.Diagnosis = serr.Diagnosis
+	}
+	c.endLegLocked(l, OutcomeStall, serr)
+	c.s.log.Debug("tlsdial: replaying ClientHello on a smaller MSS", "addr", c.s.addr)
+}
+
+// dropHedgeLocked ends the hedge, if any.
+func (c *TCPConn) dropHedgeLocked(o Outcome, err error) {
+	if h := c.hedge; h != nil {
+		c.endLegLocked(h, o, err)
+		h.conn.Close()
+		c.hedge = nil
+	}
 }
 
 // redialOnce opens the next connection of the ladder and replays the
@@ -346,28 +470,24 @@ func (c *TCPConn) redialOnce() error {
 		return c.giveUp(ctx.Err())
 	}
 	c.s.attemptStart(st, len(c.hello), false)
-	t0 := time.Now()
-	raw, a, err := dialAttempt(ctx, c.nd, c.s, st, c.window)
+	l, err := openLeg(ctx, c.nd, c.s, st, c.window, false)
 	if err == nil {
-		raw.SetWriteDeadline(wdl)
-		if _, err = raw.Write(c.hello); err != nil {
-			raw.Close()
-			a.Outcome, a.Err = OutcomeError, err
+		if err = l.send(c.hello, wdl, c.timerOnly); err != nil {
+			l.conn.Close()
+			l.a.Outcome, l.a.Err = OutcomeError, err
 		}
 	}
 	if err != nil {
-		c.s.record(a)
+		c.s.record(l.a)
 		return c.giveUp(err)
 	}
-	a.HelloSize = len(c.hello)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.state == stateClosed {
-		raw.Close()
+		l.conn.Close()
 		return net.ErrClosed
 	}
-	c.conn, c.step, c.att, c.attOpen, c.attStart = raw, st, a, true, t0
-	c.sentAt = time.Now()
+	c.cur = l
 	c.redial = false
 	return nil
 }
@@ -381,21 +501,24 @@ func (c *TCPConn) giveUp(err error) error {
 	return c.finishLocked(OutcomeError, err)
 }
 
-// endAttemptLocked records the attempt in progress, if there is one.
-func (c *TCPConn) endAttemptLocked(o Outcome, err error) {
-	if !c.attOpen {
+// endLegLocked records l's attempt, once.
+func (c *TCPConn) endLegLocked(l *leg, o Outcome, err error) {
+	if l.a.Outcome != 0 {
 		return
 	}
-	c.attOpen = false
-	c.att.Duration = time.Since(c.attStart)
-	c.att.Outcome, c.att.Err = o, err
-	c.s.record(c.att)
+	l.a.Duration = time.Since(l.start)
+	l.a.Outcome, l.a.Err = o, err
+	if l.mon != nil {
+		l.a.Diagnosis = l.mon.diagnosis()
+	}
+	c.s.record(l.a)
 	c.rep = c.s.report
 }
 
-// finishLocked stops watching for good: the attempt in progress ends with
-// o, and the dial's report is completed, as a success for OutcomeOK and
-// as a failure otherwise, whose *DialError it returns.
+// finishLocked stops watching for good: the current attempt ends with o
+// unless it already ended, and the dial's report is completed, as a
+// success for OutcomeOK and as a failure otherwise, whose *DialError it
+// returns.
 func (c *TCPConn) finishLocked(o Outcome, err error) error {
 	if c.finished {
 		return nil
@@ -404,10 +527,10 @@ func (c *TCPConn) finishLocked(o Outcome, err error) error {
 	if c.state != stateClosed {
 		c.state = statePass
 	}
-	c.endAttemptLocked(o, err)
+	c.endLegLocked(c.cur, o, err)
 	defer func() { c.rep = c.s.report }()
 	if o == OutcomeOK {
-		c.s.succeeded(c.step)
+		c.s.succeeded(c.cur.st)
 		return nil
 	}
 	return c.s.failed(err)
@@ -421,7 +544,8 @@ func (c *TCPConn) Close() error {
 		return net.ErrClosed
 	}
 	c.state = stateClosed
-	conn := c.conn
+	conn := c.cur.conn
+	c.dropHedgeLocked(OutcomeCanceled, net.ErrClosed)
 	c.mu.Unlock()
 	c.cancel()
 	err := conn.Close()
@@ -439,50 +563,40 @@ func (c *TCPConn) Close() error {
 func (c *TCPConn) LocalAddr() net.Addr {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.conn.LocalAddr()
+	return c.cur.conn.LocalAddr()
 }
 
 func (c *TCPConn) RemoteAddr() net.Addr {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.conn.RemoteAddr()
+	return c.cur.conn.RemoteAddr()
 }
 
 func (c *TCPConn) SetDeadline(t time.Time) error {
-	c.mu.Lock()
-	c.wdl = t
-	c.mu.Unlock()
 	if err := c.SetReadDeadline(t); err != nil {
 		return err
 	}
-	return c.setConnDeadline(func(n net.Conn) error { return n.SetWriteDeadline(t) })
+	return c.SetWriteDeadline(t)
 }
 
+// SetReadDeadline sets the read deadline. While the first reply is awaited
+// the connection polls with shorter deadlines of its own and honours this
+// one between them.
 func (c *TCPConn) SetReadDeadline(t time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.rdl = t
-	if c.state == stateWatching && !c.sentAt.IsZero() {
-		// Keep the stall deadline if it comes first.
-		if stallAt := c.sentAt.Add(c.att.StallWindow); t.IsZero() || stallAt.Before(t) {
-			t = stallAt
-		}
+	if c.state == stateWatching {
+		return nil
 	}
-	return c.conn.SetReadDeadline(t)
+	return c.cur.conn.SetReadDeadline(t)
 }
 
 func (c *TCPConn) SetWriteDeadline(t time.Time) error {
 	c.mu.Lock()
+	defer c.mu.Unlock()
 	c.wdl = t
-	c.mu.Unlock()
-	return c.setConnDeadline(func(n net.Conn) error { return n.SetWriteDeadline(t) })
-}
-
-func (c *TCPConn) setConnDeadline(f func(net.Conn) error) error {
-	c.mu.Lock()
-	conn := c.conn
-	c.mu.Unlock()
-	return f(conn)
+	return c.cur.conn.SetWriteDeadline(t)
 }
 
 // NetConn returns the current underlying TCP connection. It changes when a
@@ -490,7 +604,7 @@ func (c *TCPConn) setConnDeadline(f func(net.Conn) error) error {
 func (c *TCPConn) NetConn() net.Conn {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.conn
+	return c.cur.conn
 }
 
 // Report describes the attempts so far. It is complete once the server's

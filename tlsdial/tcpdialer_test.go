@@ -21,29 +21,40 @@ import (
 )
 
 func TestTCPDialerReplaysClientHello(t *testing.T) {
-	for _, dir := range []pmtutest.Direction{pmtutest.Upstream, pmtutest.Downstream} {
-		t.Run(map[pmtutest.Direction]string{pmtutest.Upstream: "upstream", pmtutest.Downstream: "downstream"}[dir], func(t *testing.T) {
-			checkLeaks(t)
-			srv := startServer(t, 150)
-			addr := blackHole(t, srv.addr, 1400, dir)
-			td := &tlsdial.TCPDialer{Cache: &pmtu.Cache{}}
-			raw, err := td.DialContext(context.Background(), "tcp", addr)
-			require.NoError(t, err)
-			tc := tls.Client(raw, srv.config())
-			defer tc.Close()
-			require.NoError(t, tc.SetDeadline(time.Now().Add(10*time.Second)))
-			require.NoError(t, tc.Handshake())
-			echo(t, tc)
+	for _, timerOnly := range []bool{false, true} {
+		for _, dir := range []pmtutest.Direction{pmtutest.Upstream, pmtutest.Downstream} {
+			name := dir.String() + map[bool]string{false: "/tcpinfo", true: "/timer"}[timerOnly]
+			t.Run(name, func(t *testing.T) {
+				checkLeaks(t)
+				srv := startServer(t, 150)
+				addr := blackHole(t, srv.addr, 1400, dir)
+				td := &tlsdial.TCPDialer{Cache: &pmtu.Cache{}, TimerOnly: timerOnly}
+				raw, err := td.DialContext(context.Background(), "tcp", addr)
+				require.NoError(t, err)
+				tc := tls.Client(raw, srv.config())
+				defer tc.Close()
+				require.NoError(t, tc.SetDeadline(time.Now().Add(10*time.Second)))
+				require.NoError(t, tc.Handshake())
+				echo(t, tc)
 
-			r := raw.(*tlsdial.TCPConn).Report()
-			require.Len(t, r.Attempts, 2, "%s", r)
-			assert.Equal(t, tlsdial.OutcomeStall, r.Attempts[0].Outcome)
-			assert.Equal(t, tlsdial.OutcomeOK, r.Attempts[1].Outcome)
-			assert.Equal(t, 1360, r.MSS)
-			assert.Equal(t, r.Attempts[0].HelloSize, r.HelloSize, "the same bytes, replayed")
-			assert.Greater(t, r.HelloSize, 1400, "crypto/tls's own post-quantum hello")
-			assert.Equal(t, tls.X25519MLKEM768, tc.ConnectionState().CurveID)
-		})
+				r := raw.(*tlsdial.TCPConn).Report()
+				require.Len(t, r.Attempts, 2, "%s", r)
+				if timerOnly {
+					assert.Equal(t, tlsdial.OutcomeStall, r.Attempts[0].Outcome)
+				} else {
+					// The simulator acks the hello: a silent server, so a
+					// clamped replay races the first connection and wins.
+					assert.Equal(t, tlsdial.OutcomeSuperseded, r.Attempts[0].Outcome)
+					assert.True(t, r.Attempts[1].Hedge)
+				}
+				assert.Equal(t, tlsdial.OutcomeOK, r.Attempts[1].Outcome)
+				assert.Equal(t, 1360, r.MSS)
+				assert.Equal(t, r.Attempts[0].HelloSize, r.HelloSize, "the same bytes, replayed")
+				assert.Greater(t, r.HelloSize, 1400, "crypto/tls's own post-quantum hello")
+				assert.Equal(t, tls.X25519MLKEM768, tc.ConnectionState().CurveID)
+				assert.Equal(t, 1348, mustMSS(t, raw.(*tlsdial.TCPConn).NetConn()))
+			})
+		}
 	}
 }
 
@@ -79,7 +90,7 @@ func TestTCPDialerHTTP2AndTrace(t *testing.T) {
 	r := done.Load()
 	require.NotNil(t, r, "the context's trace saw the report")
 	assert.Equal(t, 1360, r.MSS)
-	assert.Equal(t, 1, r.Stalls())
+	assert.Len(t, r.Attempts, 2)
 }
 
 func TestDialerHTTP2(t *testing.T) {
@@ -189,7 +200,7 @@ func TestTCPDialerConcurrentDiscoverOnce(t *testing.T) {
 	td := &tlsdial.TCPDialer{Cache: &pmtu.Cache{}}
 	const n = 6
 	errs := make(chan error, n)
-	stalls := make(chan int, n)
+	attempts := make(chan int, n)
 	for range n {
 		go func() {
 			raw, err := td.DialContext(context.Background(), "tcp", addr)
@@ -201,16 +212,16 @@ func TestTCPDialerConcurrentDiscoverOnce(t *testing.T) {
 			defer tc.Close()
 			tc.SetDeadline(time.Now().Add(10 * time.Second))
 			err = tc.Handshake()
-			stalls <- raw.(*tlsdial.TCPConn).Report().Stalls()
+			attempts <- len(raw.(*tlsdial.TCPConn).Report().Attempts)
 			errs <- err
 		}()
 	}
 	total := 0
 	for range n {
 		require.NoError(t, <-errs)
-		total += <-stalls
+		total += <-attempts
 	}
-	assert.Equal(t, 1, total, "one connection discovers, the others wait for it")
+	assert.Equal(t, n+1, total, "one connection discovers (two attempts), the others wait for it")
 }
 
 func TestTCPDialerUnusedLeaderReleasesFollowers(t *testing.T) {

@@ -1,0 +1,215 @@
+//go:build linux
+
+package lab_test
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fitshake/fitshake/internal/lab"
+	"github.com/stretchr/testify/require"
+)
+
+var (
+	flagTable      = flag.Bool("labtable", false, "run TestLabTable: fitshake vs stock Go vs the kernel's tcp_mtu_probing, side by side (a few minutes)")
+	flagTableRuns  = flag.Int("labtable.runs", 7, "TestLabTable: dials per cell (the median is reported)")
+	flagTableBound = flag.Duration("labtable.bound", 10*time.Second, "TestLabTable: a dial not done by then counts as never")
+	flagTableOut   = flag.String("labtable.out", "", "TestLabTable: also write the table to this file")
+)
+
+// tableColumn is a client configuration of the table.
+type tableColumn struct {
+	title   string
+	client  string
+	probing string // net.ipv4.tcp_mtu_probing in the client namespace
+}
+
+var tableColumns = []tableColumn{
+	{"fitshake Dialer", lab.FitshakeDialer, "0"},
+	{"fitshake TCPDialer + crypto/tls", lab.FitshakeTCP, "0"},
+	{"stock Go", lab.StockTLS, "0"},
+	{"stock Go, tcp_mtu_probing=1", lab.StockTLS, "1"},
+	{"stock Go, tcp_mtu_probing=2", lab.StockTLS, "2"},
+}
+
+type tableRow struct {
+	cfg    lab.Config
+	chains []lab.Chain
+}
+
+var tableRows = []tableRow{
+	{lab.Config{Scenario: lab.Blackhole, Direction: lab.Both}, []lab.Chain{lab.Small, lab.Long}},
+	{lab.Config{Scenario: lab.Blackhole, Direction: lab.Upstream}, []lab.Chain{lab.Small}},
+	{lab.Config{Scenario: lab.Blackhole, Direction: lab.Downstream}, []lab.Chain{lab.Long}},
+	{lab.Config{Scenario: lab.MTUICMPBlocked}, []lab.Chain{lab.Small, lab.Long}},
+	{lab.Config{Scenario: lab.FragmentsDropped}, []lab.Chain{lab.Small, lab.Long}},
+	{lab.Config{Scenario: lab.Healthy}, []lab.Chain{lab.Small, lab.Long}},
+}
+
+// cell is one median.
+type cell struct {
+	done  int
+	runs  int
+	times []time.Duration // completed ones
+}
+
+func (c cell) String() string {
+	if c.runs == 0 {
+		return "–"
+	}
+	all := slices.Clone(c.times)
+	slices.Sort(all)
+	// Runs that never completed sort last.
+	if 2*c.done <= c.runs {
+		if c.done == 0 {
+			return "never"
+		}
+		return fmt.Sprintf("never (%d/%d)", c.done, c.runs)
+	}
+	med := all[(c.runs-1)/2]
+	s := fmtDur(med)
+	if c.done < c.runs {
+		s += fmt.Sprintf(" (%d/%d)", c.done, c.runs)
+	}
+	return s
+}
+
+func fmtDur(d time.Duration) string {
+	switch {
+	case d < 10*time.Millisecond:
+		return fmt.Sprintf("%.1f ms", float64(d)/float64(time.Millisecond))
+	case d < time.Second:
+		return fmt.Sprintf("%.0f ms", float64(d)/float64(time.Millisecond))
+	}
+	return fmt.Sprintf("%.2f s", d.Seconds())
+}
+
+// TestLabTable is the side-by-side benchmark: time to a completed TLS
+// handshake, median of -labtable.runs cold dials, for fitshake's two
+// dialers, stock crypto/tls, and stock crypto/tls with the kernel's own
+// remedy (net.ipv4.tcp_mtu_probing=1 and =2 in the client namespace; they
+// cover IPv6 TCP too), per scenario, family and certificate. It runs only
+// with -labtable:
+//
+//	go test ./internal/lab -run TestLabTable -labtable -v -timeout 30m
+//
+// The labs run in parallel; within a lab, cells run one after another
+// (the sysctl is per namespace). A cell whose first dial hits the bound
+// makes its other dials at once.
+func TestLabTable(t *testing.T) {
+	if !*flagTable {
+		t.Skip("the side-by-side table runs only with -labtable")
+	}
+	lab.Require(t)
+	type key struct {
+		row    int
+		fam    lab.Family
+		chain  lab.Chain
+		column int
+	}
+	var (
+		mu      sync.Mutex
+		results = map[key]cell{}
+	)
+	start := time.Now()
+	t.Run("labs", func(t *testing.T) {
+		for ri, row := range tableRows {
+			t.Run(row.cfg.String(), func(t *testing.T) {
+				t.Parallel()
+				l := lab.New(t, row.cfg)
+				_, err := l.StartNginx()
+				require.NoError(t, err)
+				pki, err := l.PKI()
+				require.NoError(t, err)
+				for _, f := range lab.Families() {
+					for _, ch := range row.chains {
+						port := lab.PortNginxSmall
+						if ch == lab.Long {
+							port = lab.PortNginxLong
+						}
+						for ci, col := range tableColumns {
+							require.NoError(t, l.Sysctl(lab.Client, "net.ipv4.tcp_mtu_probing", col.probing))
+							ctx, cancel := context.WithTimeout(context.Background(), time.Duration(*flagTableRuns+2)**flagTableBound)
+							res, err := l.Dial(ctx, col.client, lab.DialArgs{
+								Addr: l.Addr(f, port), CAFile: pki.CAFile, Timeout: *flagTableBound,
+								ClearDF: l.Config().ClearDF(), Runs: *flagTableRuns, Parallel: true,
+							})
+							cancel()
+							require.NoError(t, err)
+							c := cell{runs: len(res.Runs)}
+							for _, r := range res.Runs {
+								if r.OK {
+									c.done++
+									c.times = append(c.times, r.Elapsed)
+								}
+							}
+							t.Logf("%s %s %s | %s: %s", row.cfg, f, ch, col.title, c)
+							mu.Lock()
+							results[key{ri, f, ch, ci}] = c
+							mu.Unlock()
+						}
+					}
+				}
+			})
+		}
+	})
+	if t.Failed() {
+		return
+	}
+
+	var b strings.Builder
+	b.WriteString("| scenario | family | server certificate |")
+	for _, col := range tableColumns {
+		b.WriteString(" " + col.title + " |")
+	}
+	b.WriteString("\n|---|---|---|")
+	for range tableColumns {
+		b.WriteString("---|")
+	}
+	b.WriteString("\n")
+	for ri, row := range tableRows {
+		for _, f := range lab.Families() {
+			for _, ch := range row.chains {
+				certName := "small (ECDSA, :443)"
+				if ch == lab.Long {
+					certName = "long chain (RSA-4096 ×3, :8443)"
+				}
+				fmt.Fprintf(&b, "| %s | %s | %s |", row.cfg, map[lab.Family]string{lab.IPv4: "IPv4", lab.IPv6: "IPv6"}[f], certName)
+				for ci := range tableColumns {
+					fmt.Fprintf(&b, " %s |", results[key{ri, f, ch, ci}])
+				}
+				b.WriteString("\n")
+			}
+		}
+	}
+	kernel, _ := exec.Command("uname", "-r").Output()
+	header := fmt.Sprintf("Median time to a completed TLS handshake, %d cold dials per cell, bound %v (\"never\": the median dial did not complete; (k/n): only k of n did).\nMachine: %s, Linux %s, %d CPUs, %s; nginx in the server namespace; run took %v.\n\n",
+		*flagTableRuns, *flagTableBound, cpuModel(), strings.TrimSpace(string(kernel)), runtime.NumCPU(), runtime.Version(), time.Since(start).Round(time.Second))
+	table := header + b.String()
+	fmt.Print("\n" + table)
+	if *flagTableOut != "" {
+		require.NoError(t, os.WriteFile(*flagTableOut, []byte(table), 0o644))
+	}
+}
+
+func cpuModel() string {
+	data, err := os.ReadFile("/proc/cpuinfo")
+	if err != nil {
+		return "unknown CPU"
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown CPU"
+}
