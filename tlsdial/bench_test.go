@@ -16,8 +16,9 @@ import (
 //
 //	go test -run '^$' -bench Handshake -benchtime 2s ./tlsdial/
 //
-// BenchmarkHandshakeRatio interleaves the two so that both see the same
-// machine load, and reports fitshake's time over crypto/tls's as "ratio".
+// BenchmarkHandshakeRatio interleaves them so that all see the same machine
+// load, and reports ratios of total times: fitshake over crypto/tls, and
+// TCP_INFO polling over the timer alone.
 
 type dialFunc func(ctx context.Context, addr string) (net.Conn, error)
 
@@ -26,13 +27,13 @@ func stockDial(cfg *tls.Config) dialFunc {
 	return func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }
 }
 
-func fitshakeDial(cfg *tls.Config) dialFunc {
-	d := &tlsdial.Dialer{Config: cfg, Cache: &pmtu.Cache{}}
+func fitshakeDial(cfg *tls.Config, timerOnly bool) dialFunc {
+	d := &tlsdial.Dialer{Config: cfg, Cache: &pmtu.Cache{}, TimerOnly: timerOnly}
 	return func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }
 }
 
-func tcpDialerDial(cfg *tls.Config) dialFunc {
-	td := &tlsdial.TCPDialer{Cache: &pmtu.Cache{}}
+func tcpDialerDial(cfg *tls.Config, timerOnly bool) dialFunc {
+	td := &tlsdial.TCPDialer{Cache: &pmtu.Cache{}, TimerOnly: timerOnly}
 	return func(ctx context.Context, addr string) (net.Conn, error) {
 		raw, err := td.DialContext(ctx, "tcp", addr)
 		if err != nil {
@@ -65,8 +66,9 @@ func BenchmarkHandshake(b *testing.B) {
 		dial dialFunc
 	}{
 		{"crypto-tls", stockDial(srv.config())},
-		{"fitshake-Dialer", fitshakeDial(srv.config())},
-		{"crypto-tls-over-TCPDialer", tcpDialerDial(srv.config())},
+		{"fitshake-Dialer", fitshakeDial(srv.config(), false)},
+		{"fitshake-Dialer-TimerOnly", fitshakeDial(srv.config(), true)},
+		{"crypto-tls-over-TCPDialer", tcpDialerDial(srv.config(), false)},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			for b.Loop() {
@@ -78,13 +80,23 @@ func BenchmarkHandshake(b *testing.B) {
 
 func BenchmarkHandshakeRatio(b *testing.B) {
 	srv := startServer(b, 0)
-	base, fit, tcp := stockDial(srv.config()), fitshakeDial(srv.config()), tcpDialerDial(srv.config())
-	var tb, tf, tt time.Duration
-	for b.Loop() {
-		tb += handshakeOnce(b, base, srv.addr)
-		tf += handshakeOnce(b, fit, srv.addr)
-		tt += handshakeOnce(b, tcp, srv.addr)
+	dials := []dialFunc{
+		stockDial(srv.config()),
+		fitshakeDial(srv.config(), false),
+		fitshakeDial(srv.config(), true),
+		tcpDialerDial(srv.config(), false),
+		tcpDialerDial(srv.config(), true),
 	}
-	b.ReportMetric(float64(tf)/float64(tb), "Dialer/crypto-tls")
-	b.ReportMetric(float64(tt)/float64(tb), "TCPDialer/crypto-tls")
+	total := make([]time.Duration, len(dials))
+	for b.Loop() {
+		for i, d := range dials {
+			total[i] += handshakeOnce(b, d, srv.addr)
+		}
+	}
+	ratio := func(i, j int) float64 { return float64(total[i]) / float64(total[j]) }
+	b.ReportMetric(ratio(1, 0), "Dialer/crypto-tls")
+	b.ReportMetric(ratio(3, 0), "TCPDialer/crypto-tls")
+	// The cost of polling TCP_INFO: the same dialer with and without it.
+	b.ReportMetric(ratio(1, 2), "Dialer-poll/Dialer-timer")
+	b.ReportMetric(ratio(3, 4), "TCPDialer-poll/TCPDialer-timer")
 }

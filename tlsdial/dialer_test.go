@@ -417,3 +417,56 @@ func copyConn(dst io.Writer, src io.Reader) {
 		}
 	}
 }
+
+// A server that takes 0.3–2 s to answer must never cost a weaker hello,
+// and a dial may open at most one extra connection for it.
+func TestSlowServerNeverDowngrades(t *testing.T) {
+	checkLeaks(t)
+	srv := startServer(t, 0)
+	const n = 20
+	type result struct {
+		r   tlsdial.Report
+		err error
+	}
+	results := make(chan result, 2*n)
+	for i := range n {
+		delay := 300*time.Millisecond + time.Duration(i)*1700*time.Millisecond/(n-1)
+		p, err := pmtutest.Start(pmtutest.Config{Target: srv.addr, MTU: 9000, Delay: delay})
+		if err != nil {
+			t.Skipf("simulator unavailable: %v", err)
+		}
+		t.Cleanup(func() { p.Close() })
+		go func() {
+			d := &tlsdial.Dialer{Config: srv.config(), Cache: &pmtu.Cache{}, AllowClassical: true}
+			c, err := d.DialContext(context.Background(), "tcp", p.Addr())
+			if err != nil {
+				results <- result{err: err}
+				return
+			}
+			results <- result{r: c.(*tlsdial.Conn).Report()}
+			c.Close()
+		}()
+		go func() {
+			td := &tlsdial.TCPDialer{Cache: &pmtu.Cache{}}
+			raw, err := td.DialContext(context.Background(), "tcp", p.Addr())
+			if err != nil {
+				results <- result{err: err}
+				return
+			}
+			defer raw.Close()
+			tc := tls.Client(raw, srv.config())
+			tc.SetDeadline(time.Now().Add(10 * time.Second))
+			err = tc.Handshake()
+			results <- result{r: raw.(*tlsdial.TCPConn).Report(), err: err}
+		}()
+	}
+	for range 2 * n {
+		res := <-results
+		require.NoError(t, res.err)
+		r := res.r
+		assert.False(t, r.SecurityReduced, "%s", r)
+		assert.NotEqual(t, "classical", r.Rung)
+		assert.LessOrEqual(t, len(r.Attempts), 2, "at most one extra connection: %s", r)
+		assert.Zero(t, r.Stalls(), "a slow server is not a black hole: %s", r)
+	}
+}

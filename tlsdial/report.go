@@ -138,7 +138,7 @@ func (r Report) String() string {
 		if a.Outcome == OutcomeStall && a.Diagnosis.Class != pmtu.ClassUnknown {
 			fmt.Fprintf(&b, ": %s", a.Diagnosis.Class)
 		}
-		if a.Err != nil && a.Outcome != OutcomeStall {
+		if a.Err != nil && (a.Outcome == OutcomeError || a.Outcome == OutcomeCanceled) {
 			fmt.Fprintf(&b, ": %v", a.Err)
 		}
 		b.WriteByte('\n')

@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -102,7 +103,7 @@ func TestTeardownOnSignal(t *testing.T) {
 			require.NoError(t, err)
 			stdout, err := cmd.StdoutPipe()
 			require.NoError(t, err)
-			var stderr strings.Builder
+			var stderr syncBuffer
 			cmd.Stderr = &stderr
 			require.NoError(t, cmd.Start())
 			var info holdInfo
@@ -125,6 +126,24 @@ func TestTeardownOnSignal(t *testing.T) {
 			gone(t, info.Prefix, info.PIDs)
 		})
 	}
+}
+
+// syncBuffer is a strings.Builder safe to read while a process writes it.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
 
 var prefixRE = regexp.MustCompile(`PREFIX=(\w+)`)
