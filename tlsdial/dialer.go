@@ -84,20 +84,6 @@ func (d *Dialer) Dial(network, addr string) (net.Conn, error) {
 	return d.DialContext(context.Background(), network, addr)
 }
 
-func (d *Dialer) netDialer() *net.Dialer {
-	if d.NetDialer != nil {
-		return d.NetDialer
-	}
-	return new(net.Dialer)
-}
-
-func (d *Dialer) cache() *pmtu.Cache {
-	if d.Cache != nil {
-		return d.Cache
-	}
-	return pmtu.DefaultCache
-}
-
 // config returns a clone of the caller's config with ServerName set.
 func (d *Dialer) config(addr string) (*tls.Config, error) {
 	var cfg *tls.Config
@@ -149,15 +135,7 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 	if ctx == nil {
 		panic("tlsdial: nil context")
 	}
-	s := &session{
-		network: network,
-		addr:    addr,
-		cache:   d.cache(),
-		key:     cacheKey(network, addr),
-		traces:  collectTraces(d.Trace, ctx),
-		log:     loggerOr(d.Logger),
-		start:   time.Now(),
-	}
+	s := newSession(ctx, network, addr, d.Cache, d.Trace, d.Logger)
 	maxAttempts := d.MaxAttempts
 	if d.StallWindow < 0 {
 		maxAttempts = 1
@@ -166,7 +144,7 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 	if err := checkNetwork(network); err != nil {
 		return nil, s.failed(err)
 	}
-	nd := d.netDialer()
+	nd := netDialerOr(d.NetDialer)
 	if nd.Timeout != 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, nd.Timeout)

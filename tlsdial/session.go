@@ -28,8 +28,32 @@ type session struct {
 	flight        *flight // discovery this dial leads, if any
 }
 
-func cacheKey(network, addr string) pmtu.Key {
-	return pmtu.Key{Remote: network + "|" + addr}
+// newSession starts the session of one dial. A nil cache means
+// pmtu.DefaultCache; a nil logger discards.
+func newSession(ctx context.Context, network, addr string, cache *pmtu.Cache, t *Trace, l *slog.Logger) *session {
+	if cache == nil {
+		cache = pmtu.DefaultCache
+	}
+	if l == nil {
+		l = discard
+	}
+	return &session{
+		network: network,
+		addr:    addr,
+		cache:   cache,
+		key:     pmtu.Key{Remote: network + "|" + addr},
+		traces:  collectTraces(t, ctx),
+		log:     l,
+		start:   time.Now(),
+	}
+}
+
+// netDialerOr returns nd, or the zero net.Dialer for nil.
+func netDialerOr(nd *net.Dialer) *net.Dialer {
+	if nd != nil {
+		return nd
+	}
+	return new(net.Dialer)
 }
 
 func (s *session) flightKey() flightKey { return flightKey{cache: s.cache, key: s.key} }
@@ -219,10 +243,3 @@ func checkNetwork(network string) error {
 }
 
 var discard = slog.New(slog.DiscardHandler)
-
-func loggerOr(l *slog.Logger) *slog.Logger {
-	if l == nil {
-		return discard
-	}
-	return l
-}

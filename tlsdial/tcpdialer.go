@@ -61,20 +61,6 @@ type TCPDialer struct {
 	TimerOnly bool
 }
 
-func (d *TCPDialer) netDialer() *net.Dialer {
-	if d.NetDialer != nil {
-		return d.NetDialer
-	}
-	return new(net.Dialer)
-}
-
-func (d *TCPDialer) cache() *pmtu.Cache {
-	if d.Cache != nil {
-		return d.Cache
-	}
-	return pmtu.DefaultCache
-}
-
 // Dial is DialContext with context.Background.
 func (d *TCPDialer) Dial(network, addr string) (net.Conn, error) {
 	return d.DialContext(context.Background(), network, addr)
@@ -88,15 +74,7 @@ func (d *TCPDialer) DialContext(ctx context.Context, network, addr string) (net.
 	if ctx == nil {
 		panic("tlsdial: nil context")
 	}
-	s := &session{
-		network: network,
-		addr:    addr,
-		cache:   d.cache(),
-		key:     cacheKey(network, addr),
-		traces:  collectTraces(d.Trace, ctx),
-		log:     loggerOr(d.Logger),
-		start:   time.Now(),
-	}
+	s := newSession(ctx, network, addr, d.Cache, d.Trace, d.Logger)
 	s.lad = newLadder(defaultMTUs, 1, d.MaxAttempts)
 	if err := checkNetwork(network); err != nil {
 		return nil, s.failed(err)
@@ -109,7 +87,7 @@ func (d *TCPDialer) DialContext(ctx context.Context, network, addr string) (net.
 		return nil, s.failed(ctx.Err())
 	}
 	s.attemptStart(st, 0, false)
-	nd := d.netDialer()
+	nd := netDialerOr(d.NetDialer)
 	l, err := openLeg(ctx, nd, s, st, d.StallWindow, false)
 	if err != nil {
 		s.record(l.a)

@@ -64,7 +64,10 @@ func run(w io.Writer, mtu int, stockWait time.Duration) error {
 	addr := proxy.Addr()
 	cfg := &tls.Config{RootCAs: ca.Pool, ServerName: "demo.fitshake.test", NextProtos: []string{"h2", "http/1.1"}}
 
-	fmt.Fprintf(w, "A TLS server behind a path that silently drops packets over %d bytes (no ICMP).\n\n", mtu)
+	fmt.Fprintf(w, "A TLS server behind a path that silently drops packets over %d bytes (no ICMP).\n", mtu)
+	fmt.Fprintf(w, "(The simulator is a userspace proxy: it acknowledges what it swallows, so the client's kernel\n"+
+		"sees a silent server and fitshake races a clamped attempt after its %s window. Through a real\n"+
+		"black hole TCP_INFO shows the loss within a round trip: see BENCHMARKS.md.)\n\n", 250*time.Millisecond)
 
 	// 1. Stock crypto/tls.
 	ctx, cancel := context.WithTimeout(context.Background(), stockWait)
