@@ -94,6 +94,11 @@ func DialerWithMTU(d *net.Dialer, mtu int) (*net.Dialer, error) {
 	return withClamp(d, MSSForMTU(mtu, false), MSSForMTU(mtu, true)), nil
 }
 
+// CanClamp reports whether this platform can clamp the MSS before connect
+// (Linux, macOS and the BSDs; not Windows). Where it cannot, callers should
+// leave MSS steps out of their plans rather than fail.
+func CanClamp() bool { return clampSupported }
+
 // DialerWithMSS is like [DialerWithMTU] with a fixed TCP_MAXSEG value for
 // both families, as [ClampMSS] sets. It returns an [*MSSError] for an mss
 // that [ValidateMSS] rejects.

@@ -140,7 +140,7 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 	if d.StallWindow < 0 {
 		maxAttempts = 1
 	}
-	s.lad = newLadder(defaultMTUs, 1, maxAttempts)
+	s.lad = newLadder([]int{0}, 0, 1, maxAttempts)
 	if err := checkNetwork(network); err != nil {
 		return nil, s.failed(err)
 	}
@@ -163,7 +163,8 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 		s.rungNames = append(s.rungNames, r.Name)
 		s.rungPQ = append(s.rungPQ, r.SendsPostQuantum(opts))
 	}
-	s.lad = newLadder(defaultMTUs, len(rungs), maxAttempts)
+	mtus, hmtu := ladderMTUs()
+	s.lad = newLadder(mtus, hmtu, len(rungs), maxAttempts)
 	ucfg := utlsconv.Config(cfg)
 	if err := s.prepare(ctx); err != nil {
 		return nil, s.failed(err)

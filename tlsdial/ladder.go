@@ -1,6 +1,10 @@
 package tlsdial
 
-import "time"
+import (
+	"time"
+
+	"github.com/fitshake/fitshake/pmtu"
+)
 
 // The ladder is the order in which a dial tries sizes after a stall:
 //
@@ -19,6 +23,16 @@ var (
 	defaultMTUs = []int{0, 1400, 1280, 576}
 	helloMTU    = 1280
 )
+
+// ladderMTUs returns the MTU steps and the MTU of the smaller-hello rungs
+// this platform can use: without an MSS clamp (Windows) only the hellos
+// can shrink.
+func ladderMTUs() ([]int, int) {
+	if !pmtu.CanClamp() {
+		return []int{0}, 0
+	}
+	return defaultMTUs, helloMTU
+}
 
 // Stall windows. The kernel's minimum retransmission timeout is 200 ms, so
 // a window below that cannot tell a lost segment from a slow one; a server
@@ -56,9 +70,10 @@ type ladder struct {
 	maxAttempts int
 }
 
-// newLadder builds the ladder for rungs hello rungs (at least 1) over mtus,
-// allowing at most maxAttempts attempts (≤ 0: one per step).
-func newLadder(mtus []int, rungs, maxAttempts int) *ladder {
+// newLadder builds the ladder for rungs hello rungs (at least 1): the
+// first rung over mtus, each further rung at helloMTU; at most maxAttempts
+// attempts (≤ 0: one per step).
+func newLadder(mtus []int, helloMTU, rungs, maxAttempts int) *ladder {
 	l := &ladder{}
 	for _, m := range mtus {
 		l.steps = append(l.steps, step{mtu: m})

@@ -56,7 +56,7 @@ func TestLadderAgainstOracle(t *testing.T) {
 			p.maxHello = 300 + rng.IntN(1500)
 		}
 		rungs := 1 + rng.IntN(2)
-		l := newLadder(defaultMTUs, rungs, 0)
+		l := newLadder(defaultMTUs, helloMTU, rungs, 0)
 
 		// The oracle: the first step, in ladder order, that works.
 		want, wantIdx := step{}, -1
@@ -107,7 +107,7 @@ func TestLadderAgainstOracle(t *testing.T) {
 
 func TestLadderBounds(t *testing.T) {
 	t.Run("max attempts", func(t *testing.T) {
-		l := newLadder(defaultMTUs, 2, 2)
+		l := newLadder(defaultMTUs, helloMTU, 2, 2)
 		now := time.Unix(0, 0)
 		_, ok := l.begin(now, time.Time{})
 		require.True(t, ok)
@@ -119,7 +119,7 @@ func TestLadderBounds(t *testing.T) {
 		assert.False(t, ok)
 	})
 	t.Run("deadline passed", func(t *testing.T) {
-		l := newLadder(defaultMTUs, 1, 0)
+		l := newLadder(defaultMTUs, helloMTU, 1, 0)
 		now := time.Unix(100, 0)
 		_, ok := l.begin(now, now)
 		assert.False(t, ok, "no attempt at the deadline")
@@ -127,13 +127,13 @@ func TestLadderBounds(t *testing.T) {
 		assert.True(t, ok, "an attempt before it")
 	})
 	t.Run("classical needs a second rung", func(t *testing.T) {
-		l := newLadder(defaultMTUs, 1, 0)
+		l := newLadder(defaultMTUs, helloMTU, 1, 0)
 		for _, s := range l.steps {
 			assert.Zero(t, s.rung)
 		}
 	})
 	t.Run("start at a remembered step", func(t *testing.T) {
-		l := newLadder(defaultMTUs, 2, 0)
+		l := newLadder(defaultMTUs, helloMTU, 2, 0)
 		require.True(t, l.startAt(step{mtu: 1280}))
 		s, ok := l.begin(time.Unix(0, 0), time.Time{})
 		require.True(t, ok)
@@ -141,7 +141,7 @@ func TestLadderBounds(t *testing.T) {
 		assert.False(t, l.startAt(step{mtu: 999}), "unknown step")
 	})
 	t.Run("skip to a discovered step", func(t *testing.T) {
-		l := newLadder(defaultMTUs, 2, 0)
+		l := newLadder(defaultMTUs, helloMTU, 2, 0)
 		l.begin(time.Unix(0, 0), time.Time{})
 		l.stalled()
 		l.skipTo(step{mtu: 1280, rung: 1})

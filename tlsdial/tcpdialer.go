@@ -75,7 +75,8 @@ func (d *TCPDialer) DialContext(ctx context.Context, network, addr string) (net.
 		panic("tlsdial: nil context")
 	}
 	s := newSession(ctx, network, addr, d.Cache, d.Trace, d.Logger)
-	s.lad = newLadder(defaultMTUs, 1, d.MaxAttempts)
+	mtus, _ := ladderMTUs()
+	s.lad = newLadder(mtus, 0, 1, d.MaxAttempts)
 	if err := checkNetwork(network); err != nil {
 		return nil, s.failed(err)
 	}
