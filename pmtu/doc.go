@@ -57,6 +57,21 @@
 // ControlContext. [EffectiveMSS] and [ReadTCPInfo] read back what the kernel
 // did, for reports and for detecting a stalled handshake.
 //
+// # Reading a stall
+//
+// [Classify] turns two TCP_INFO snapshots, one taken before a first flight
+// was written and one after, into a [Diagnosis]: an upstream black hole
+// (the head segment never acknowledged while the tail is SACKed, or
+// retransmissions with nothing acknowledged), a downstream one (the flight
+// acknowledged, segments of the reply received out of order and none in
+// order), a silent server, or no verdict yet. Its String explains the
+// evidence in one line and its Fix names the network-side remedy. The
+// rules are tested against timelines recorded in a namespace lab
+// (testdata/timelines).
+//
+// [Cache] remembers the sizes that worked per path, keyed by local network
+// and destination.
+//
 // # Platforms
 //
 // Linux supports everything in this package. On macOS, iOS and the BSDs the

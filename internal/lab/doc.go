@@ -43,11 +43,14 @@
 // N is Config.MTU (1400 unless set; 1280..1500).
 //
 //   - healthy: nothing is dropped.
-//   - pmtud-ok: the router's links have MTU N (the router's addresses sit
-//     on bridges br0/br1 of MTU N whose ports r0/r1 accept full-size frames,
-//     so the router forwards nothing over N) and the router sends ICMP
+//   - pmtud-ok: the router's links have MTU N and the router sends ICMP
 //     "fragmentation needed" / ICMPv6 "packet too big": path-MTU discovery
-//     works and the kernel copes by itself.
+//     works and the kernel copes by itself. The router's addresses sit on
+//     bridges br0/br1 of MTU N whose only ports are r0/r1 (MTU 1500): a
+//     veth drops any received frame over its own MTU, silently, so MTU N on
+//     r0/r1 themselves would never reach the router's forwarding code and
+//     its ICMP; behind the bridges, a packet over N is refused on egress,
+//     as by a router in front of a tunnel.
 //   - mtu-icmp-blocked: the same links of MTU N, but the router's ICMP
 //     frag-needed and ICMPv6 packet-too-big are dropped in an nft output
 //     chain: a classic PMTUD black hole, in both directions.
@@ -96,6 +99,25 @@
 //	}
 //
 //	raw, err := l.RunClient(ctx, "my-client", myArgs{Addr: l.Addr(lab.IPv4, lab.PortNginxSmall)})
+//
+// A lab test, in a package whose TestMain calls [Main]:
+//
+//	func TestMine(t *testing.T) {
+//		l := lab.New(t, lab.Config{Scenario: lab.Blackhole, Direction: lab.Downstream})
+//		if _, err := l.StartNginx(); err != nil {
+//			t.Fatal(err)
+//		}
+//		pki, err := l.PKI()
+//		if err != nil {
+//			t.Fatal(err)
+//		}
+//		res, err := l.Dial(context.Background(), lab.FitshakeDialer, lab.DialArgs{
+//			Addr: l.Addr(lab.IPv6, lab.PortNginxLong), CAFile: pki.CAFile})
+//		if err != nil || !res.Runs[0].OK {
+//			t.Fatalf("%v %+v", err, res)
+//		}
+//		t.Log(res.Runs[0].Report) // MSS, attempts, outcomes
+//	}
 //
 // [Lab.StartNginx] runs nginx (TLS 1.2 and 1.3, HTTP/2) with its own prefix,
 // configuration and pid file in the lab's directory: a small ECDSA

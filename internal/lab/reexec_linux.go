@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -337,5 +336,3 @@ func tail(s string, n int) string {
 	}
 	return s
 }
-
-var errNotReady = errors.New("lab: server not ready")

@@ -35,9 +35,7 @@ func missing(checkNetns bool) string {
 	var absent []string
 	for _, tool := range tools {
 		if toolPath(tool) == tool {
-			if _, err := exec.LookPath(tool); err != nil {
-				absent = append(absent, tool)
-			}
+			absent = append(absent, tool)
 		}
 	}
 	if len(absent) > 0 {

@@ -102,9 +102,9 @@ func fmtDur(d time.Duration) string {
 //
 //	go test ./internal/lab -run TestLabTable -labtable -v -timeout 30m
 //
-// The labs run in parallel; within a lab, cells run one after another
-// (the sysctl is per namespace). A cell whose first dial hits the bound
-// makes its other dials at once.
+// The labs are built and warmed up first, then measured in parallel;
+// within a lab, cells run one after another (the sysctl is per namespace).
+// A cell whose first dial hits the bound makes its other dials at once.
 func TestLabTable(t *testing.T) {
 	if !*flagTable {
 		t.Skip("the side-by-side table runs only with -labtable")
@@ -121,15 +121,31 @@ func TestLabTable(t *testing.T) {
 		results = map[key]cell{}
 	)
 	start := time.Now()
+	// Every lab is built and warmed up before any measures, so that no
+	// cell pays for another lab's start-up.
+	var ready sync.WaitGroup
+	ready.Add(len(tableRows))
 	t.Run("labs", func(t *testing.T) {
 		for ri, row := range tableRows {
 			t.Run(row.cfg.String(), func(t *testing.T) {
 				t.Parallel()
+				var once sync.Once
+				isReady := func() { once.Do(ready.Done) }
+				defer isReady()
 				l := lab.New(t, row.cfg)
 				_, err := l.StartNginx()
 				require.NoError(t, err)
 				pki, err := l.PKI()
 				require.NoError(t, err)
+				for _, f := range lab.Families() {
+					for _, port := range []int{lab.PortNginxSmall, lab.PortNginxLong} {
+						_, err := l.Dial(context.Background(), lab.FitshakeDialer, lab.DialArgs{
+							Addr: l.Addr(f, port), CAFile: pki.CAFile, ClearDF: l.Config().ClearDF()})
+						require.NoError(t, err)
+					}
+				}
+				isReady()
+				ready.Wait()
 				for _, f := range lab.Families() {
 					for _, ch := range row.chains {
 						port := lab.PortNginxSmall
