@@ -59,6 +59,12 @@ type Evidence struct {
 	OutOfOrder  int           // segments of the reply received beyond a hole
 	Received    int           // bytes of the reply received in order
 	Elapsed     time.Duration // since it was written
+	// PathMTU is the kernel's path MTU for the connection now, and
+	// PathMTUShrank reports that it fell since the flight was written: an
+	// ICMP "fragmentation needed" or "packet too big" arrived, so path MTU
+	// discovery works and the kernel is already resending smaller.
+	PathMTU       int
+	PathMTUShrank bool
 }
 
 // Diagnosis is a classified stall: the class and the evidence for it.
@@ -77,7 +83,9 @@ type Diagnosis struct {
 // round trip; a flight sent as one oversized segment shows nothing until the
 // kernel's tail-loss probe retransmits it (~200 ms); a black-holed reply
 // shows RcvOOOPack > 0 with nothing received in order; a healthy path
-// acknowledges the flight within one round trip.
+// acknowledges the flight within one round trip. Where path MTU discovery
+// works, the head's loss is explained by ICMP: the kernel's path MTU falls
+// and no black hole is reported.
 func Classify(sent int, base, cur TCPInfo, elapsed time.Duration) Diagnosis {
 	ev := Evidence{
 		Sent:        sent,
@@ -88,11 +96,17 @@ func Classify(sent int, base, cur TCPInfo, elapsed time.Duration) Diagnosis {
 		OutOfOrder:  int(sub(uint64(cur.RcvOOOPack), uint64(base.RcvOOOPack))),
 		Received:    int(sub(cur.BytesReceived, base.BytesReceived)),
 		Elapsed:     elapsed,
+		PathMTU:     int(cur.PMTU),
 	}
+	ev.PathMTUShrank = cur.PMTU != 0 && base.PMTU != 0 && cur.PMTU < base.PMTU
 	d := Diagnosis{Evidence: ev}
 	switch {
 	case ev.Received > 0:
 		d.Class = ClassReplied
+	case ev.PathMTUShrank && ev.Acked < sent:
+		// A hole that ICMP explained is not a black hole: the kernel
+		// resends the head in smaller segments within a round trip.
+		d.Class = ClassUnknown
 	case ev.Acked >= sent:
 		d.Class = ClassSilent
 		if ev.OutOfOrder > 0 {
@@ -134,6 +148,9 @@ func (d Diagnosis) String() string {
 			e.Sent, ms)
 	case ClassReplied:
 		return fmt.Sprintf("%d-byte ClientHello answered: %d bytes of the reply received", e.Sent, e.Received)
+	}
+	if e.PathMTUShrank {
+		return fmt.Sprintf("%d-byte ClientHello: the kernel learned a %d-byte path MTU from ICMP and is resending it in smaller segments — path MTU discovery works", e.Sent, e.PathMTU)
 	}
 	return fmt.Sprintf("%d-byte ClientHello: nothing acknowledged or retransmitted yet after %s", e.Sent, ms)
 }

@@ -105,7 +105,7 @@ func TestClassifyRecordedTimelines(t *testing.T) {
 }
 
 func TestClassifyTable(t *testing.T) {
-	base := pmtu.TCPInfo{BytesAcked: 1, SndMSS: 1448}
+	base := pmtu.TCPInfo{BytesAcked: 1, SndMSS: 1448, PMTU: 1500}
 	with := func(f func(*pmtu.TCPInfo)) pmtu.TCPInfo { i := base; f(&i); return i }
 	tests := []struct {
 		name string
@@ -121,6 +121,8 @@ func TestClassifyTable(t *testing.T) {
 		{"reply in order", with(func(i *pmtu.TCPInfo) { i.BytesAcked = 1501; i.BytesReceived = 90 }), pmtu.ClassReplied},
 		{"reply in order despite a reordered segment", with(func(i *pmtu.TCPInfo) { i.BytesAcked = 1501; i.BytesReceived = 90; i.RcvOOOPack = 1 }), pmtu.ClassReplied},
 		{"counters older than base are not negative", pmtu.TCPInfo{}, pmtu.ClassUnknown},
+		{"head lost but ICMP lowered the path MTU: PMTUD at work", with(func(i *pmtu.TCPInfo) { i.PMTU = 1400; i.Sacked = 1; i.TotalRetrans = 1 }), pmtu.ClassUnknown},
+		{"path MTU fell but the flight is acked: judged as usual", with(func(i *pmtu.TCPInfo) { i.PMTU = 1400; i.BytesAcked = 1501; i.RcvOOOPack = 2 }), pmtu.ClassDownstream},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

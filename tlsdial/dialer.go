@@ -286,7 +286,7 @@ func (d *Dialer) round(ctx context.Context, s *session, nd *net.Dialer, rungs []
 	// closeLive ends the runs still going with cause and records them.
 	closeLive := func(cause error) {
 		for _, r := range live {
-			r.cancel(cause)
+			r.abandon(cause)
 		}
 		for range live {
 			finish(<-results)
@@ -375,7 +375,17 @@ func (r *run) declareStall(s *session, now time.Time) {
 	}
 	s.traces.stall(StallInfo{Addr: s.addr, Attempt: len(s.report.Attempts) + 1,
 		Elapsed: r.stall.Elapsed, Window: m.window, Diagnosis: r.stall.Diagnosis})
-	r.cancel(r.stall)
+	r.abandon(r.stall)
+}
+
+// abandon ends the run with cause, resetting its connection: see reset.
+func (r *run) abandon(cause error) {
+	r.mu.Lock()
+	if r.raw != nil {
+		reset(r.raw)
+	}
+	r.mu.Unlock()
+	r.cancel(cause)
 }
 
 // runAttempt connects and runs the handshake of r, then reports on results.

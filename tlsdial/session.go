@@ -243,3 +243,14 @@ func checkNetwork(network string) error {
 }
 
 var discard = slog.New(slog.DiscardHandler)
+
+// reset makes the next Close of c send an RST instead of a FIN. An
+// abandoned attempt's FIN would queue behind its lost bytes, keeping the
+// server's side open (and retransmitting) until it times out; a server
+// that serves one connection at a time (openssl s_server) would then stay
+// stuck on it, and every redial would stall behind it.
+func reset(c net.Conn) {
+	if tc, ok := c.(*net.TCPConn); ok {
+		tc.SetLinger(0)
+	}
+}

@@ -333,6 +333,7 @@ func (c *TCPConn) readWatching(b []byte) (int, error) {
 		case n > 0:
 			if winner == hedge {
 				c.endLegLocked(cur, OutcomeSuperseded, errSuperseded)
+				reset(cur.conn)
 				cur.conn.Close()
 				c.cur, c.hedge = hedge, nil
 			} else {
@@ -352,12 +353,14 @@ func (c *TCPConn) readWatching(b []byte) (int, error) {
 		}
 		if h := c.hedge; h != nil && h.observe(now) == actStall {
 			c.stallLegLocked(h, now)
+			reset(h.conn)
 			h.conn.Close()
 			c.hedge = nil
 		}
 		switch cur.observe(now) {
 		case actStall:
 			c.stallLegLocked(cur, now)
+			reset(cur.conn)
 			cur.conn.Close()
 			if c.hedge != nil { // the hedge carries on alone
 				c.cur, c.hedge = c.hedge, nil
@@ -428,6 +431,7 @@ func (c *TCPConn) stallLegLocked(l *leg, now time.Time) {
 func (c *TCPConn) dropHedgeLocked(o Outcome, err error) {
 	if h := c.hedge; h != nil {
 		c.endLegLocked(h, o, err)
+		reset(h.conn)
 		h.conn.Close()
 		c.hedge = nil
 	}
@@ -521,6 +525,9 @@ func (c *TCPConn) Close() error {
 	if c.state == stateClosed {
 		c.mu.Unlock()
 		return net.ErrClosed
+	}
+	if c.state == stateWatching {
+		reset(c.cur.conn) // its ClientHello may be stuck in a black hole
 	}
 	c.state = stateClosed
 	conn := c.cur.conn

@@ -9,7 +9,8 @@ import (
 // The stall policy. While an attempt waits for the server's first reply,
 // TCP_INFO is polled every pollInterval and classified (pmtu.Classify):
 //
-//	upstream / downstream black hole ─────────────► stall: redial smaller at once
+//	upstream black hole ──────────────────────────► stall: redial smaller at once
+//	downstream black hole, lasting 3 round trips ─► stall
 //	nothing acked after hedgeAfter ───┐
 //	acked, silent for the window ─────┴──────────► hedge: race one clamped
 //	                                                attempt with the same hello,
@@ -34,6 +35,12 @@ const (
 	// of waiting for it. minHedgeAfter absorbs scheduling noise.
 	minHedgeAfter = 20 * time.Millisecond
 	hedgeRTTs     = 4
+	// A reply's tail can arrive out of order for a moment on a healthy
+	// path too: where PMTUD works, the server resends the head after the
+	// router's ICMP, a round trip later. A downstream verdict stands only
+	// once the hole has lasted this many round trips (and minConfirm).
+	confirmRTTs = 3
+	minConfirm  = 2 * time.Millisecond
 )
 
 type action int
@@ -53,8 +60,10 @@ type monitor struct {
 	hedgeAfter time.Duration
 	info       bool // TCP_INFO is readable
 	base       pmtu.TCPInfo
+	confirm    time.Duration
 	received   uint64
 	progress   time.Time // last in-order bytes from the server
+	holeSince  time.Time // first seen a downstream hole; zero when none
 	diag       pmtu.Diagnosis
 }
 
@@ -64,6 +73,7 @@ func newMonitor(sent int, start time.Time, rtt, window time.Duration, base pmtu.
 		start:      start,
 		window:     window,
 		hedgeAfter: min(max(minHedgeAfter, hedgeRTTs*rtt), window),
+		confirm:    max(minConfirm, confirmRTTs*rtt),
 		info:       info,
 		base:       base,
 		progress:   start,
@@ -88,9 +98,19 @@ func (m *monitor) observe(now time.Time, cur pmtu.TCPInfo, received uint64) acti
 		}
 		return actWait
 	}
+	if m.diag.Class != pmtu.ClassDownstream {
+		m.holeSince = time.Time{}
+	}
 	switch m.diag.Class {
-	case pmtu.ClassUpstream, pmtu.ClassDownstream:
+	case pmtu.ClassUpstream:
 		return actStall
+	case pmtu.ClassDownstream:
+		if m.holeSince.IsZero() {
+			m.holeSince = now
+		}
+		if now.Sub(m.holeSince) >= m.confirm {
+			return actStall
+		}
 	case pmtu.ClassReplied:
 		if silent {
 			return actStall
@@ -99,7 +119,8 @@ func (m *monitor) observe(now time.Time, cur pmtu.TCPInfo, received uint64) acti
 		if silent {
 			return actStall
 		}
-		if elapsed >= m.hedgeAfter {
+		// While PMTUD resends, waiting is right: race only a silence.
+		if elapsed >= m.hedgeAfter && !m.diag.Evidence.PathMTUShrank {
 			return actHedge
 		}
 	case pmtu.ClassSilent:

@@ -1,4 +1,4 @@
-//go:build linux
+//go:build linux && labtable
 
 package lab_test
 
@@ -20,7 +20,6 @@ import (
 )
 
 var (
-	flagTable      = flag.Bool("labtable", false, "run TestLabTable: fitshake vs stock Go vs the kernel's tcp_mtu_probing, side by side (a few minutes)")
 	flagTableRuns  = flag.Int("labtable.runs", 7, "TestLabTable: dials per cell (the median is reported)")
 	flagTableBound = flag.Duration("labtable.bound", 10*time.Second, "TestLabTable: a dial not done by then counts as never")
 	flagTableOut   = flag.String("labtable.out", "", "TestLabTable: also write the table to this file")
@@ -97,18 +96,16 @@ func fmtDur(d time.Duration) string {
 // handshake, median of -labtable.runs cold dials, for fitshake's two
 // dialers, stock crypto/tls, and stock crypto/tls with the kernel's own
 // remedy (net.ipv4.tcp_mtu_probing=1 and =2 in the client namespace; they
-// cover IPv6 TCP too), per scenario, family and certificate. It runs only
-// with -labtable:
+// cover IPv6 TCP too), per scenario, family and certificate. It is built
+// only with the labtable tag, so that go test ./... never runs (or skips)
+// it:
 //
-//	go test ./internal/lab -run TestLabTable -labtable -v -timeout 30m
+//	go test -tags labtable ./internal/lab -run TestLabTable -v -timeout 30m
 //
 // The labs are built and warmed up first, then measured in parallel;
 // within a lab, cells run one after another (the sysctl is per namespace).
 // A cell whose first dial hits the bound makes its other dials at once.
 func TestLabTable(t *testing.T) {
-	if !*flagTable {
-		t.Skip("the side-by-side table runs only with -labtable")
-	}
 	lab.Require(t)
 	type key struct {
 		row    int

@@ -52,13 +52,10 @@ func init() {
 	})
 }
 
-// TestLabHelper is not a test: TestTeardown* run it in a child test binary
-// to see that a failing or timed-out test still tears its lab down.
-func TestLabHelper(t *testing.T) {
-	mode := os.Getenv("FITLAB_HELPER")
-	if mode == "" {
-		t.Skip("helper for TestTeardownOnFailure and TestTeardownOnTimeout")
-	}
+// labChild is the body of a child test binary that TestTeardownOnFailure
+// and TestTeardownOnTimeout run (with FITLAB_HELPER set) to see that a
+// failing or timed-out test still tears its lab down.
+func labChild(t *testing.T, mode string) {
 	l := lab.New(t, lab.Config{Scenario: lab.MTUICMPBlocked})
 	_, err := l.StartNginx()
 	require.NoError(t, err)
@@ -148,13 +145,15 @@ func (s *syncBuffer) String() string {
 
 var prefixRE = regexp.MustCompile(`PREFIX=(\w+)`)
 
-func runHelper(t *testing.T, mode string, extra ...string) string {
+// runHelper runs this test binary again, only the test named test, as a
+// child whose labChild runs in mode; it returns the child's lab prefix.
+func runHelper(t *testing.T, test, mode string, extra ...string) string {
 	t.Helper()
 	exe, err := os.Executable()
 	require.NoError(t, err)
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, exe, append([]string{"-test.run=^TestLabHelper$", "-test.v"}, extra...)...)
+	cmd := exec.CommandContext(ctx, exe, append([]string{"-test.run=^" + test + "$", "-test.v"}, extra...)...)
 	cmd.Env = append(os.Environ(), "FITLAB_HELPER="+mode)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	out, err := cmd.CombinedOutput()
@@ -167,9 +166,13 @@ func runHelper(t *testing.T, mode string, extra ...string) string {
 // TestTeardownOnFailure runs a test that fails after building a lab and
 // checks that t.Cleanup removed it.
 func TestTeardownOnFailure(t *testing.T) {
+	if mode := os.Getenv("FITLAB_HELPER"); mode != "" {
+		labChild(t, mode)
+		return
+	}
 	lab.Require(t)
 	t.Parallel()
-	prefix := runHelper(t, "fail")
+	prefix := runHelper(t, "TestTeardownOnFailure", "fail")
 	gone(t, prefix, nil)
 }
 
@@ -177,8 +180,12 @@ func TestTeardownOnFailure(t *testing.T) {
 // panic skips every t.Cleanup) and checks that lab.Main tore the lab down
 // just before.
 func TestTeardownOnTimeout(t *testing.T) {
+	if mode := os.Getenv("FITLAB_HELPER"); mode != "" {
+		labChild(t, mode)
+		return
+	}
 	lab.Require(t)
 	t.Parallel()
-	prefix := runHelper(t, "hang", "-test.timeout=8s")
+	prefix := runHelper(t, "TestTeardownOnTimeout", "hang", "-test.timeout=8s")
 	gone(t, prefix, nil)
 }
