@@ -406,14 +406,6 @@ func TestStartErrors(t *testing.T) {
 	}
 }
 
-func TestStartUnsupported(t *testing.T) {
-	if runtime.GOOS == "linux" {
-		t.Skip("supported here")
-	}
-	_, err := pmtutest.Start(pmtutest.Config{Target: "127.0.0.1:1"})
-	assert.ErrorIs(t, err, pmtu.ErrUnsupported)
-}
-
 // A target that refuses: the client's connection is closed.
 func TestTargetDown(t *testing.T) {
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
