@@ -58,6 +58,11 @@ type DialArgs struct {
 	Parallel bool
 	// NextProtos is the ALPN offer; nil means h2 and http/1.1.
 	NextProtos []string
+	// MinVersion is tls.Config.MinVersion; zero means crypto/tls's default.
+	// With TLS 1.3 and an IP address as ServerName (no SNI), fitshake's
+	// post-quantum hello fits one 1448-byte segment: the "nothing acked"
+	// black hole rather than "head lost, tail SACKed".
+	MinVersion uint16
 }
 
 // DialResult is what a client function returns: one DialRun per run.
@@ -210,7 +215,7 @@ func dialClient(run runFunc) ClientFunc {
 		if !pool.AppendCertsFromPEM(pem) {
 			return nil, fmt.Errorf("no certificate in %s", a.CAFile)
 		}
-		cfg := &tls.Config{RootCAs: pool, ServerName: a.ServerName, NextProtos: a.NextProtos}
+		cfg := &tls.Config{RootCAs: pool, ServerName: a.ServerName, NextProtos: a.NextProtos, MinVersion: a.MinVersion}
 		one := func() DialRun {
 			nd := &net.Dialer{}
 			if a.ClearDF {

@@ -4,6 +4,7 @@ package lab_test
 
 import (
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
 	"os"
@@ -43,15 +44,20 @@ var tableColumns = []tableColumn{
 type tableRow struct {
 	cfg    lab.Config
 	chains []lab.Chain
+	// oneSegment dials with TLS 1.3 only and the server's IP as name (no
+	// SNI), so that fitshake's hello is one oversized segment: nothing is
+	// acked or SACKed until the kernel's tail-loss probe.
+	oneSegment bool
 }
 
 var tableRows = []tableRow{
-	{lab.Config{Scenario: lab.Blackhole, Direction: lab.Both}, []lab.Chain{lab.Small, lab.Long}},
-	{lab.Config{Scenario: lab.Blackhole, Direction: lab.Upstream}, []lab.Chain{lab.Small}},
-	{lab.Config{Scenario: lab.Blackhole, Direction: lab.Downstream}, []lab.Chain{lab.Long}},
-	{lab.Config{Scenario: lab.MTUICMPBlocked}, []lab.Chain{lab.Small, lab.Long}},
-	{lab.Config{Scenario: lab.FragmentsDropped}, []lab.Chain{lab.Small, lab.Long}},
-	{lab.Config{Scenario: lab.Healthy}, []lab.Chain{lab.Small, lab.Long}},
+	{lab.Config{Scenario: lab.Blackhole, Direction: lab.Both}, []lab.Chain{lab.Small, lab.Long}, false},
+	{lab.Config{Scenario: lab.Blackhole, Direction: lab.Upstream}, []lab.Chain{lab.Small}, false},
+	{lab.Config{Scenario: lab.Blackhole, Direction: lab.Upstream}, []lab.Chain{lab.Small}, true},
+	{lab.Config{Scenario: lab.Blackhole, Direction: lab.Downstream}, []lab.Chain{lab.Long}, false},
+	{lab.Config{Scenario: lab.MTUICMPBlocked}, []lab.Chain{lab.Small, lab.Long}, false},
+	{lab.Config{Scenario: lab.FragmentsDropped}, []lab.Chain{lab.Small, lab.Long}, false},
+	{lab.Config{Scenario: lab.Healthy}, []lab.Chain{lab.Small, lab.Long}, false},
 }
 
 // cell is one median.
@@ -152,10 +158,15 @@ func TestLabTable(t *testing.T) {
 						for ci, col := range tableColumns {
 							require.NoError(t, l.Sysctl(lab.Client, "net.ipv4.tcp_mtu_probing", col.probing))
 							ctx, cancel := context.WithTimeout(context.Background(), time.Duration(*flagTableRuns+2)**flagTableBound)
-							res, err := l.Dial(ctx, col.client, lab.DialArgs{
+							args := lab.DialArgs{
 								Addr: l.Addr(f, port), CAFile: pki.CAFile, Timeout: *flagTableBound,
 								ClearDF: l.Config().ClearDF(), Runs: *flagTableRuns, Parallel: true,
-							})
+							}
+							if row.oneSegment {
+								args.ServerName = l.IP(lab.Server, f).String()
+								args.MinVersion = tls.VersionTLS13
+							}
+							res, err := l.Dial(ctx, col.client, args)
 							cancel()
 							require.NoError(t, err)
 							c := cell{runs: len(res.Runs)}
@@ -193,6 +204,9 @@ func TestLabTable(t *testing.T) {
 		for _, f := range lab.Families() {
 			for _, ch := range row.chains {
 				certName := "small (ECDSA, :443)"
+				if row.oneSegment {
+					certName = "small (ECDSA, :443); hello in one segment (TLS 1.3 only, no SNI)"
+				}
 				if ch == lab.Long {
 					certName = "long chain (RSA-4096 ×3, :8443)"
 				}
