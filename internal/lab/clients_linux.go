@@ -63,6 +63,9 @@ type DialArgs struct {
 	// post-quantum hello fits one 1448-byte segment: the "nothing acked"
 	// black hole rather than "head lost, tail SACKed".
 	MinVersion uint16
+	// AllowClassical sets tlsdial.Dialer.AllowClassical, so that a test
+	// can check that a weaker hello is not used when it is allowed.
+	AllowClassical bool
 }
 
 // DialResult is what a client function returns: one DialRun per run.
@@ -277,7 +280,7 @@ func runFitshake(ctx context.Context, a *DialArgs, cfg *tls.Config, nd *net.Dial
 		rep  tlsdial.Report
 		have bool
 	)
-	d := &tlsdial.Dialer{NetDialer: nd, Config: cfg, Cache: &pmtu.Cache{},
+	d := &tlsdial.Dialer{NetDialer: nd, Config: cfg, Cache: &pmtu.Cache{}, AllowClassical: a.AllowClassical,
 		Trace: &tlsdial.Trace{Done: func(i tlsdial.DoneInfo) {
 			mu.Lock()
 			rep, have = i.Report, true

@@ -207,6 +207,10 @@ const goServerName = "lab-go-https"
 type GoServerArgs struct {
 	CertFile, KeyFile string
 	Addrs             []string
+	// Delay holds every handshake back before the server's first flight:
+	// a slow server on a healthy path (the client's hello is acked by the
+	// kernel, then nothing comes back for Delay).
+	Delay time.Duration
 }
 
 func init() {
@@ -232,6 +236,10 @@ func goServer(ctx context.Context, raw json.RawMessage, ready func(any)) error {
 			Certificates:           []tls.Certificate{cert},
 			NextProtos:             []string{"h2", "http/1.1"},
 			SessionTicketsDisabled: true,
+			GetConfigForClient: func(*tls.ClientHelloInfo) (*tls.Config, error) {
+				time.Sleep(a.Delay)
+				return nil, nil
+			},
 		},
 		ReadHeaderTimeout: 30 * time.Second,
 	}
@@ -261,6 +269,12 @@ func goServer(ctx context.Context, raw json.RawMessage, ready func(any)) error {
 // with the small certificate; it serves HTTP/2 and HTTP/1.1. The test
 // package's TestMain must call Main.
 func (l *Lab) StartGoServer() (*Process, error) {
+	return l.StartSlowGoServer(PortGo, 0)
+}
+
+// StartSlowGoServer is StartGoServer on port, holding every handshake
+// back for delay before the server's first flight.
+func (l *Lab) StartSlowGoServer(port int, delay time.Duration) (*Process, error) {
 	pki, err := l.PKI()
 	if err != nil {
 		return nil, err
@@ -270,7 +284,8 @@ func (l *Lab) StartGoServer() (*Process, error) {
 	p, _, err := l.StartServer(ctx, goServerName, GoServerArgs{
 		CertFile: pki.SmallCertFile,
 		KeyFile:  pki.SmallKeyFile,
-		Addrs:    []string{l.Addr(IPv4, PortGo), l.Addr(IPv6, PortGo)},
+		Addrs:    []string{l.Addr(IPv4, port), l.Addr(IPv6, port)},
+		Delay:    delay,
 	})
 	return p, err
 }
