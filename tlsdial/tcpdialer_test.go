@@ -58,21 +58,30 @@ func TestTCPDialerReplaysClientHello(t *testing.T) {
 	}
 }
 
-func TestTCPDialerHTTP2AndTrace(t *testing.T) {
-	checkLeaks(t)
+// h2ServerBehindBlackHole starts an HTTP/2 test server answering with the
+// request's protocol, behind a 1400-byte black hole, and returns the
+// address to dial and a client config trusting it.
+func h2ServerBehindBlackHole(t *testing.T) (string, *tls.Config) {
+	t.Helper()
 	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, r.Proto)
 	}))
 	ts.EnableHTTP2 = true
 	ts.StartTLS()
-	defer ts.Close()
-	addr := blackHole(t, ts.Listener.Addr().String(), 1400, pmtutest.Both)
+	t.Cleanup(ts.Close)
+	cfg := ts.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
+	return blackHole(t, ts.Listener.Addr().String(), 1400, pmtutest.Both), cfg
+}
+
+func TestTCPDialerHTTP2AndTrace(t *testing.T) {
+	checkLeaks(t)
+	addr, cfg := h2ServerBehindBlackHole(t)
 
 	td := &tlsdial.TCPDialer{Cache: &pmtu.Cache{}}
 	tr := &http.Transport{
 		DialContext:       td.DialContext,
 		ForceAttemptHTTP2: true,
-		TLSClientConfig:   ts.Client().Transport.(*http.Transport).TLSClientConfig.Clone(),
+		TLSClientConfig:   cfg,
 	}
 	defer tr.CloseIdleConnections()
 	var done atomic.Pointer[tlsdial.Report]
@@ -95,15 +104,8 @@ func TestTCPDialerHTTP2AndTrace(t *testing.T) {
 
 func TestDialerHTTP2(t *testing.T) {
 	checkLeaks(t)
-	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, r.Proto)
-	}))
-	ts.EnableHTTP2 = true
-	ts.StartTLS()
-	defer ts.Close()
-	addr := blackHole(t, ts.Listener.Addr().String(), 1400, pmtutest.Both)
+	addr, cfg := h2ServerBehindBlackHole(t)
 
-	cfg := ts.Client().Transport.(*http.Transport).TLSClientConfig.Clone()
 	cfg.NextProtos = []string{"h2"}
 	d := &tlsdial.Dialer{Config: cfg, Cache: &pmtu.Cache{}}
 	tr := &http2.Transport{

@@ -2,16 +2,11 @@ package pmtutest_test
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
 	"crypto/rand"
 	"crypto/tls"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"os"
 	"runtime"
@@ -23,6 +18,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/fitshake/fitshake/internal/testcert"
 	"github.com/fitshake/fitshake/pmtu"
 	"github.com/fitshake/fitshake/pmtu/pmtutest"
 )
@@ -30,32 +26,13 @@ import (
 // hangTimeout is how long a handshake through a black hole is given.
 const hangTimeout = time.Second
 
-// certs returns a server config with a self-signed certificate for
-// "localhost" carrying extraSANs more names (about 32 bytes each), and a
-// client config trusting it.
+// certs returns a server config with a certificate for "localhost"
+// carrying extraSANs more names (about 32 bytes each), and a client config
+// trusting it.
 func certs(t *testing.T, extraSANs int) (server, client *tls.Config) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	server, client, err := testcert.Configs([]string{"localhost"}, extraSANs)
 	require.NoError(t, err)
-	names := []string{"localhost"}
-	for i := range extraSANs {
-		names = append(names, fmt.Sprintf("host-%04d.black-hole.example.com", i))
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(1),
-		Subject:      pkix.Name{CommonName: "pmtutest"},
-		DNSNames:     names,
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	require.NoError(t, err)
-	cert, err := x509.ParseCertificate(der)
-	require.NoError(t, err)
-	pool := x509.NewCertPool()
-	pool.AddCert(cert)
-	server = &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}
-	client = &tls.Config{RootCAs: pool, ServerName: "localhost"}
 	return server, client
 }
 
