@@ -98,7 +98,11 @@ type Report struct {
 	FromCache           bool
 	SecurityReduced     bool
 	Duration            time.Duration
-	Attempts            []Attempt
+	// Class and Diagnosis are Report.Diagnosis's class and explanation:
+	// why the dial fell back ("unknown" when nothing stalled).
+	Class     string
+	Diagnosis string `json:",omitempty"`
+	Attempts  []Attempt
 }
 
 // Attempt is a JSON-friendly tlsdial.Attempt.
@@ -106,6 +110,7 @@ type Attempt struct {
 	MTU, MSS, HelloSize int
 	Rung                string `json:",omitempty"`
 	Outcome             string
+	Hedge               bool // raced in parallel with the attempt before it
 	StallWindow         time.Duration
 	Duration            time.Duration
 	Err                 string `json:",omitempty"`
@@ -123,7 +128,7 @@ func (r *Report) String() string {
 			mss = strconv.Itoa(a.MSS)
 		}
 		fmt.Fprintf(&b, "attempt %d: mss=%s hello=%dB %s after %v", i+1, mss, a.HelloSize, a.Outcome, a.Duration.Round(10*time.Microsecond))
-		if a.Err != "" && a.Outcome != "stall" {
+		if a.Err != "" && (a.Outcome == "error" || a.Outcome == "canceled") {
 			fmt.Fprintf(&b, ": %s", a.Err)
 		}
 		b.WriteString("; ")
@@ -133,10 +138,14 @@ func (r *Report) String() string {
 
 func toReport(r tlsdial.Report) *Report {
 	out := &Report{MSS: r.MSS, MTU: r.MTU, HelloSize: r.HelloSize, Rung: r.Rung,
-		FromCache: r.FromCache, SecurityReduced: r.SecurityReduced, Duration: r.Duration}
+		FromCache: r.FromCache, SecurityReduced: r.SecurityReduced, Duration: r.Duration,
+		Class: r.Diagnosis.Class.String()}
+	if r.Diagnosis.Class != pmtu.ClassUnknown {
+		out.Diagnosis = r.Diagnosis.String()
+	}
 	for _, a := range r.Attempts {
 		at := Attempt{MTU: a.MTU, MSS: a.MSS, HelloSize: a.HelloSize, Rung: a.Rung,
-			Outcome: a.Outcome.String(), StallWindow: a.StallWindow, Duration: a.Duration}
+			Outcome: a.Outcome.String(), Hedge: a.Hedge, StallWindow: a.StallWindow, Duration: a.Duration}
 		if a.Err != nil {
 			at.Err = a.Err.Error()
 		}

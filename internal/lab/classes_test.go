@@ -1,0 +1,90 @@
+//go:build linux
+
+package lab_test
+
+import (
+	"context"
+	"crypto/tls"
+	"testing"
+	"time"
+
+	"github.com/fitshake/fitshake/internal/lab"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// TestLabStallClasses checks, through real kernels, that each black-hole
+// class is read from TCP_INFO and acted on as the stall policy says:
+//
+//   - upstream, head segment lost and tail SACKed: a stall diagnosed as an
+//     upstream black hole, then a clamped redial;
+//   - upstream, the hello one oversized segment (TLS 1.3 only, no SNI):
+//     nothing acked or SACKed before the kernel's tail-loss probe, so the
+//     evidence is ambiguous and a clamped attempt is raced and wins;
+//   - downstream, the long chain's flight dropped: a stall diagnosed as a
+//     downstream black hole, then a clamped redial.
+//
+// The silent-server class is TestLabSlowServer's.
+func TestLabStallClasses(t *testing.T) {
+	lab.Require(t)
+	tests := []struct {
+		name       string
+		dir        lab.Direction
+		port       int
+		oneSegment bool
+		wantClass  string // of Report.Diagnosis
+		wantFirst  string // outcome of the first attempt
+		wantText   string // in the diagnosis
+	}{
+		{"upstream-head-lost", lab.Upstream, lab.PortNginxSmall, false, "upstream black hole", "stall", "tail SACKed"},
+		{"upstream-one-segment", lab.Upstream, lab.PortNginxSmall, true, "unknown", "superseded", ""},
+		{"downstream", lab.Downstream, lab.PortNginxLong, false, "downstream black hole", "stall", "arrived out of order"},
+	}
+	labs := map[lab.Direction]*lab.Lab{}
+	for _, tt := range tests {
+		if labs[tt.dir] == nil {
+			l := lab.New(t, lab.Config{Scenario: lab.Blackhole, Direction: tt.dir})
+			_, err := l.StartNginx()
+			require.NoError(t, err)
+			labs[tt.dir] = l
+		}
+	}
+	for _, tt := range tests {
+		for _, f := range lab.Families() {
+			for _, client := range []string{lab.FitshakeDialer, lab.FitshakeTCP} {
+				if tt.oneSegment && client == lab.FitshakeTCP {
+					continue // crypto/tls's own TLS 1.3 hello is still two segments
+				}
+				t.Run(tt.name+"/"+string(f)+"/"+client, func(t *testing.T) {
+					t.Parallel()
+					l := labs[tt.dir]
+					pki, err := l.PKI()
+					require.NoError(t, err)
+					args := lab.DialArgs{Addr: l.Addr(f, tt.port), CAFile: pki.CAFile, Timeout: 10 * time.Second}
+					if tt.oneSegment {
+						args.ServerName = l.IP(lab.Server, f).String()
+						args.MinVersion = tls.VersionTLS13
+					}
+					res, err := l.Dial(context.Background(), client, args)
+					require.NoError(t, err)
+					r := res.Runs[0]
+					require.True(t, r.OK, "%s (%s)", r.Err, r.Report)
+					rep := r.Report
+					require.NotNil(t, rep)
+					t.Logf("%s: %s — %s", client, rep, rep.Diagnosis)
+					require.GreaterOrEqual(t, len(rep.Attempts), 2, "%s", rep)
+					assert.Equal(t, tt.wantFirst, rep.Attempts[0].Outcome, "%s", rep)
+					assert.Equal(t, tt.wantClass, rep.Class, "%s", rep)
+					assert.Contains(t, rep.Diagnosis, tt.wantText)
+					assert.Positive(t, rep.MSS)
+					assert.LessOrEqual(t, rep.MSS, l.MaxMSS(f), "%s", rep)
+					if tt.oneSegment {
+						assert.True(t, rep.Attempts[1].Hedge, "raced, not waited for: %s", rep)
+						assert.Greater(t, rep.HelloSize, 1348, "an oversized single segment: %s", rep)
+						assert.LessOrEqual(t, rep.HelloSize, 1448, "one segment: %s", rep)
+					}
+				})
+			}
+		}
+	}
+}
