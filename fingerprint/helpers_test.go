@@ -19,6 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fitshake/fitshake/internal/testcert"
+
 	utls "github.com/refraction-networking/utls"
 	"github.com/stretchr/testify/require"
 )
@@ -87,24 +89,6 @@ var pki = sync.OnceValue(func() *testPKI {
 	return p
 })
 
-// tcpPair returns the two ends of a loopback TCP connection. (net.Pipe
-// deadlocks TLS: both peers write a ChangeCipherSpec at once.)
-func tcpPair(t testing.TB) (client, server net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	client, err = net.Dial("tcp", ln.Addr().String())
-	require.NoError(t, err)
-	server, err = ln.Accept()
-	require.NoError(t, err)
-	deadline := time.Now().Add(10 * time.Second)
-	_ = client.SetDeadline(deadline)
-	_ = server.SetDeadline(deadline)
-	t.Cleanup(func() { client.Close(); server.Close() })
-	return client, server
-}
-
 // writeRecorder records the size and bytes of every Write.
 type writeRecorder struct {
 	net.Conn
@@ -140,7 +124,7 @@ type result struct {
 // handshake runs h against a crypto/tls server using srv over loopback TCP.
 func handshake(t testing.TB, h *Hello, srv *tls.Config) result {
 	t.Helper()
-	c, s := tcpPair(t)
+	c, s := testcert.TCPPair(t)
 	rec := &writeRecorder{Conn: c}
 	server := tls.Server(s, srv)
 	srvDone := make(chan error, 1)

@@ -1,5 +1,5 @@
-// Package testcert makes throwaway certificate authorities and server
-// certificates for examples and tests.
+// Package testcert makes throwaway certificate authorities, server
+// certificates and loopback connections for examples and tests.
 package testcert
 
 import (
@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"testing"
 	"time"
 )
 
@@ -103,4 +104,28 @@ func Configs(hosts []string, extraNames int) (server, client *tls.Config, err er
 	server = &tls.Config{Certificates: []tls.Certificate{cert}}
 	client = &tls.Config{RootCAs: ca.Pool, ServerName: hosts[0]}
 	return server, client, nil
+}
+
+// TCPPair returns the two ends of a loopback TCP connection, with a 10 s
+// deadline, closed when the test ends. (net.Pipe does not do for TLS: it
+// has no buffer, and both peers write a ChangeCipherSpec at once.)
+func TCPPair(t testing.TB) (client, server net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	if client, err = net.Dial("tcp", ln.Addr().String()); err != nil {
+		t.Fatal(err)
+	}
+	if server, err = ln.Accept(); err != nil {
+		client.Close()
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	client.SetDeadline(deadline)
+	server.SetDeadline(deadline)
+	t.Cleanup(func() { client.Close(); server.Close() })
+	return client, server
 }

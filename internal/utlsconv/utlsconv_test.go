@@ -12,10 +12,11 @@ import (
 	"errors"
 	"io"
 	"math/big"
-	"net"
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/fitshake/fitshake/internal/testcert"
 
 	utls "github.com/refraction-networking/utls"
 	"github.com/stretchr/testify/assert"
@@ -283,7 +284,7 @@ func TestHandshake(t *testing.T) {
 				}
 			}
 
-			cliConn, srvConn := tcpPair(t)
+			cliConn, srvConn := testcert.TCPPair(t)
 			defer cliConn.Close()
 			srv := tls.Server(srvConn, srvCfg)
 			defer srv.Close()
@@ -349,7 +350,7 @@ func TestHandshake(t *testing.T) {
 func TestVerifyConnectionError(t *testing.T) {
 	ca := newTestCA(t)
 	errReject := errors.New("rejected")
-	cliConn, srvConn := tcpPair(t)
+	cliConn, srvConn := testcert.TCPPair(t)
 	defer cliConn.Close()
 	srv := tls.Server(srvConn, &tls.Config{Certificates: []tls.Certificate{ca.leaf}})
 	defer srv.Close()
@@ -384,21 +385,6 @@ func testSpec(groups []utls.CurveID) *utls.ClientHelloSpec {
 			&utls.SupportedVersionsExtension{Versions: []uint16{utls.VersionTLS13, utls.VersionTLS12}},
 		},
 	}
-}
-
-// tcpPair returns the two ends of a loopback TCP connection. net.Pipe does not
-// do: it has no buffer, and both TLS peers write a ChangeCipherSpec at once.
-func tcpPair(t *testing.T) (client, server net.Conn) {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	client, err = net.Dial("tcp", ln.Addr().String())
-	require.NoError(t, err)
-	server, err = ln.Accept()
-	require.NoError(t, err)
-	t.Cleanup(func() { client.Close(); server.Close() })
-	return client, server
 }
 
 type testCA struct {
