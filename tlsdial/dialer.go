@@ -140,7 +140,6 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 	if d.StallWindow < 0 {
 		maxAttempts = 1
 	}
-	s.lad = newLadder([]int{0}, 0, 1, maxAttempts)
 	if err := checkNetwork(network); err != nil {
 		return nil, s.failed(err)
 	}

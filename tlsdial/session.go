@@ -73,28 +73,17 @@ func (s *session) stepOf(e pmtu.Entry) step {
 // step if there is one; otherwise this dial leads the destination's
 // discovery, or waits for the one in progress and then reads its result.
 func (s *session) prepare(ctx context.Context) error {
-	if s.fromCache() {
-		return nil
-	}
-	f, leader := joinFlight(s.flightKey())
-	if leader {
-		s.flight = f
-		return nil
-	}
-	if err := f.wait(ctx); err != nil {
-		return err
-	}
-	s.fromCache()
-	return nil
-}
-
-func (s *session) fromCache() bool {
 	e, ok := s.cache.Load(s.key)
+	if !ok {
+		var err error
+		if e, ok, err = s.joinDiscovery(ctx); err != nil {
+			return err
+		}
+	}
 	if ok && s.lad.startAt(s.stepOf(e)) {
 		s.report.FromCache = true
-		return true
 	}
-	return false
+	return nil
 }
 
 // stalled moves down the ladder after a stall and reports whether another
@@ -105,18 +94,29 @@ func (s *session) stalled(ctx context.Context) (bool, error) {
 	if s.flight != nil {
 		return more, nil
 	}
-	f, leader := joinFlight(s.flightKey())
-	if leader {
-		s.flight = f
-		return more, nil
-	}
-	if err := f.wait(ctx); err != nil {
+	e, ok, err := s.joinDiscovery(ctx)
+	if err != nil {
 		return false, err
 	}
-	if e, ok := s.cache.Load(s.key); ok {
+	if ok {
 		s.lad.skipTo(s.stepOf(e))
 	}
 	return more || s.lad.pos < len(s.lad.steps), nil
+}
+
+// joinDiscovery makes this dial lead the destination's discovery, or waits
+// for the one in progress and returns what it remembered, if anything.
+func (s *session) joinDiscovery(ctx context.Context) (pmtu.Entry, bool, error) {
+	f, leader := joinFlight(s.flightKey())
+	if leader {
+		s.flight = f
+		return pmtu.Entry{}, false, nil
+	}
+	if err := f.wait(ctx); err != nil {
+		return pmtu.Entry{}, false, err
+	}
+	e, ok := s.cache.Load(s.key)
+	return e, ok, nil
 }
 
 // begin starts the next attempt, if the ladder allows one now.

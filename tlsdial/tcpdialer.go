@@ -332,9 +332,7 @@ func (c *TCPConn) readWatching(b []byte) (int, error) {
 			continue
 		case n > 0:
 			if winner == hedge {
-				c.endLegLocked(cur, OutcomeSuperseded, errSuperseded)
-				reset(cur.conn)
-				cur.conn.Close()
+				c.abortLegLocked(cur, OutcomeSuperseded, errSuperseded)
 				c.cur, c.hedge = hedge, nil
 			} else {
 				c.dropHedgeLocked(OutcomeSuperseded, errSuperseded)
@@ -353,15 +351,11 @@ func (c *TCPConn) readWatching(b []byte) (int, error) {
 		}
 		if h := c.hedge; h != nil && h.observe(now) == actStall {
 			c.stallLegLocked(h, now)
-			reset(h.conn)
-			h.conn.Close()
 			c.hedge = nil
 		}
 		switch cur.observe(now) {
 		case actStall:
 			c.stallLegLocked(cur, now)
-			reset(cur.conn)
-			cur.conn.Close()
 			if c.hedge != nil { // the hedge carries on alone
 				c.cur, c.hedge = c.hedge, nil
 				continue
@@ -381,8 +375,9 @@ func (c *TCPConn) readWatching(b []byte) (int, error) {
 			}
 			c.hedged = true
 			if hst, ok := c.s.lad.hedge(); ok {
+				ctx, wdl := c.ctx, c.wdl
 				c.mu.Unlock()
-				h, err := c.openHedge(hst)
+				h, err := c.openReplay(ctx, hst, wdl, true)
 				c.mu.Lock()
 				if err != nil {
 					c.s.record(h.a)
@@ -397,24 +392,21 @@ func (c *TCPConn) readWatching(b []byte) (int, error) {
 	}
 }
 
-// openHedge connects a hedge at st and sends the ClientHello on it. Called
-// without mu.
-func (c *TCPConn) openHedge(st step) (*leg, error) {
-	c.mu.Lock()
-	ctx, wdl := c.ctx, c.wdl
-	c.mu.Unlock()
-	c.s.attemptStart(st, len(c.hello), true)
-	h, err := openLeg(ctx, c.nd, c.s, st, c.window, true)
+// openReplay connects a leg at st and replays the ClientHello on it; hedge
+// says whether it races the current leg. Called without mu.
+func (c *TCPConn) openReplay(ctx context.Context, st step, wdl time.Time, hedge bool) (*leg, error) {
+	c.s.attemptStart(st, len(c.hello), hedge)
+	l, err := openLeg(ctx, c.nd, c.s, st, c.window, hedge)
 	if err == nil {
-		if err = h.send(c.hello, wdl, c.timerOnly); err != nil {
-			h.conn.Close()
-			h.a.Outcome, h.a.Err = OutcomeError, err
+		if err = l.send(c.hello, wdl, c.timerOnly); err != nil {
+			l.conn.Close()
+			l.a.Outcome, l.a.Err = OutcomeError, err
 		}
 	}
-	return h, err
+	return l, err
 }
 
-// stallLegLocked records l as stalled, with its diagnosis.
+// stallLegLocked records l as stalled, with its diagnosis, and resets it.
 func (c *TCPConn) stallLegLocked(l *leg, now time.Time) {
 	serr := &StallError{Addr: c.s.addr, MSS: l.a.MSS, Hello: len(c.hello),
 		Elapsed: now.Sub(l.mon.start), Window: l.a.StallWindow, Diagnosis: l.mon.diagnosis()}
@@ -423,18 +415,23 @@ func (c *TCPConn) stallLegLocked(l *leg, now time.Time) {
 	if c.s.report.Diagnosis.Class == pmtu.ClassUnknown {
 		c.s.report.Diagnosis = serr.Diagnosis
 	}
-	c.endLegLocked(l, OutcomeStall, serr)
+	c.abortLegLocked(l, OutcomeStall, serr)
 	c.s.log.Debug("tlsdial: replaying ClientHello on a smaller MSS", "addr", c.s.addr)
 }
 
 // dropHedgeLocked ends the hedge, if any.
 func (c *TCPConn) dropHedgeLocked(o Outcome, err error) {
 	if h := c.hedge; h != nil {
-		c.endLegLocked(h, o, err)
-		reset(h.conn)
-		h.conn.Close()
+		c.abortLegLocked(h, o, err)
 		c.hedge = nil
 	}
+}
+
+// abortLegLocked records l's attempt as o and resets its connection.
+func (c *TCPConn) abortLegLocked(l *leg, o Outcome, err error) {
+	c.endLegLocked(l, o, err)
+	reset(l.conn)
+	l.conn.Close()
 }
 
 // redialOnce opens the next connection of the ladder and replays the
@@ -452,14 +449,7 @@ func (c *TCPConn) redialOnce() error {
 	if !ok {
 		return c.giveUp(ctx.Err())
 	}
-	c.s.attemptStart(st, len(c.hello), false)
-	l, err := openLeg(ctx, c.nd, c.s, st, c.window, false)
-	if err == nil {
-		if err = l.send(c.hello, wdl, c.timerOnly); err != nil {
-			l.conn.Close()
-			l.a.Outcome, l.a.Err = OutcomeError, err
-		}
-	}
+	l, err := c.openReplay(ctx, st, wdl, false)
 	if err != nil {
 		c.s.record(l.a)
 		return c.giveUp(err)

@@ -43,24 +43,19 @@ var (
 // RegisterClient registers a client function under name. Call it from an
 // init function (or before Main), so that the re-executed test binary has
 // it too. It panics if name is taken.
-func RegisterClient(name string, f ClientFunc) {
-	regMu.Lock()
-	defer regMu.Unlock()
-	if _, dup := clients[name]; dup {
-		panic("lab: client " + name + " registered twice")
-	}
-	clients[name] = f
-}
+func RegisterClient(name string, f ClientFunc) { register(clients, "client", name, f) }
 
 // RegisterServer registers a server function under name, like
 // RegisterClient.
-func RegisterServer(name string, f ServerFunc) {
+func RegisterServer(name string, f ServerFunc) { register(servers, "server", name, f) }
+
+func register[F any](m map[string]F, kind, name string, f F) {
 	regMu.Lock()
 	defer regMu.Unlock()
-	if _, dup := servers[name]; dup {
-		panic("lab: server " + name + " registered twice")
+	if _, dup := m[name]; dup {
+		panic("lab: " + kind + " " + name + " registered twice")
 	}
-	servers[name] = f
+	m[name] = f
 }
 
 // Main is the TestMain of a package with lab tests:
