@@ -36,6 +36,10 @@ var errECH = errors.New("fingerprint: Encrypted Client Hello is not supported (i
 // Pass a fresh clone per connection and never share it. A nil cfg is a
 // new zero Config.
 //
+// On a post-quantum hello, the X25519MLKEM768 and X25519 key shares use one
+// X25519 key, as crypto/tls's do; all keys are generated on every call,
+// from cfg.Rand as utls would, and never reused.
+//
 // The hello never resumes a session: it has no session_ticket or
 // pre_shared_key extension. utls may still store TLS 1.3 tickets into
 // cfg.ClientSessionCache and look them up, but never sends them, and a
@@ -65,9 +69,23 @@ func Build(r Rung, cfg *utls.Config, o Options) (*Hello, error) {
 		cfg.ServerName = o.ServerName
 	}
 
+	// One X25519 key for the hybrid and the X25519 shares, as crypto/tls
+	// does (see keyshare.go); utls would generate one for each.
+	var keys *utls.KeySharePrivateKeys
+	if ks := keyShareExtension(spec); ks != nil {
+		if keys, err = shareX25519(ks, configRand(cfg)); err != nil {
+			return nil, fmt.Errorf("fingerprint: generating %s key shares: %w", r.Name, err)
+		}
+	}
+
 	uc := utls.UClient(nil, cfg, utls.HelloCustom)
 	if err := uc.ApplyPreset(spec); err != nil {
 		return nil, fmt.Errorf("fingerprint: applying %s spec: %w", r.Name, err)
+	}
+	if keys != nil {
+		// ApplyPreset generated no key for shares that have data, and left
+		// KeyShareKeys empty.
+		uc.HandshakeState.State13.KeyShareKeys = keys
 	}
 	if err := uc.BuildHandshakeState(); err != nil {
 		return nil, fmt.Errorf("fingerprint: building %s hello: %w", r.Name, err)

@@ -58,9 +58,13 @@
 // Every group listed in supported_groups carries its key share, so a server
 // never answers with a HelloRetryRequest (utls v1.8.2 aborts on one that
 // asks for X25519MLKEM768). utls v1.8.2 also keeps the private key of only
-// the first classical share, and computes the X25519 half of the hybrid
-// share with it. So a hello offers exactly one classical group, X25519, and
-// X25519MLKEM768 beside it on the "pq" rung.
+// the first classical share, and runs X25519 with it even when the server
+// picks the hybrid group. So a hello offers exactly one classical group,
+// X25519, and X25519MLKEM768 beside it on the "pq" rung.
+//
+// As crypto/tls does, Build uses one X25519 key, fresh for each hello, for
+// both the X25519 share and the X25519 half of the hybrid share (utls
+// would generate one for each); the server may pick either group.
 //
 // As a consequence, servers that accept only P-256 (some FIPS
 // configurations) fail the handshake with the default ladder. Callers who

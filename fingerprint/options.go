@@ -133,8 +133,9 @@ func (o Options) plan(postQuantum bool) (plan, error) {
 	// utls v1.8.2 keeps the private key of only the first classical key
 	// share: a server picking a second one fails the handshake. So exactly
 	// one classical group is offered, and with it one key share. utls also
-	// computes the X25519 half of X25519MLKEM768 with that first classical
-	// key, so the hybrid group goes only with X25519.
+	// runs X25519 with that first classical key when the server picks
+	// X25519MLKEM768, and Build shares one X25519 key between the two
+	// shares (keyshare.go), so the hybrid group goes only with X25519.
 	p.groups = classical[:1]
 	if postQuantum && p.tls13() && classical[0] == groupX25519 && len(filter([]uint16{groupX25519MLKEM768}, prefs)) == 1 {
 		p.groups = []uint16{groupX25519MLKEM768, classical[0]}

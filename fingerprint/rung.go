@@ -63,7 +63,9 @@ var errZeroRung = errors.New("fingerprint: zero Rung (use Ladder)")
 
 // Spec returns a new ClientHello spec of r for o, or nil when r is the zero
 // Rung or o is invalid (Build and RecordSize report why; see
-// Options.Validate). Each call builds a new spec, never shared.
+// Options.Validate). Each call builds a new spec, never shared. Its key
+// shares carry no data: utls generates them when the spec is applied, with
+// a separate X25519 key for the hybrid share (Build shares one instead).
 func (r Rung) Spec(o Options) *utls.ClientHelloSpec {
 	s, _, err := r.spec(o)
 	if err != nil {

@@ -37,6 +37,11 @@ type Entry struct {
 	// Rung is the name of the fingerprint rung whose ClientHello completed;
 	// "" means the first rung (or that the dialer does not build hellos).
 	Rung string
+	// Silence is how long the server stayed silent after a ClientHello
+	// that got through, when that was longer than the stall window: a
+	// slow server, not a black hole. Dials that find it wait that long
+	// before racing a clamped attempt. Zero means nothing was learned.
+	Silence time.Duration
 	// Learned is when the entry was stored; Store sets it when zero.
 	Learned time.Time
 }
@@ -52,12 +57,10 @@ type Cache struct {
 	// evicted first. Zero means DefaultCacheEntries; negative means the
 	// cache keeps nothing (every dial starts afresh).
 	MaxEntries int
-	// Now returns the current time. Nil means time.Now; tests set a fake.
-	Now func() time.Time
-
-	mu  sync.Mutex
-	ll  *list.List // of *cacheItem, most recently used first
-	idx map[Key]*list.Element
+	mu         sync.Mutex
+	clock      func() time.Time // nil means time.Now; set by tests (export_test.go)
+	ll         *list.List       // of *cacheItem, most recently used first
+	idx        map[Key]*list.Element
 }
 
 type cacheItem struct {
@@ -69,8 +72,8 @@ type cacheItem struct {
 var DefaultCache = &Cache{}
 
 func (c *Cache) now() time.Time {
-	if c.Now != nil {
-		return c.Now()
+	if c.clock != nil {
+		return c.clock()
 	}
 	return time.Now()
 }

@@ -30,7 +30,8 @@ func (f *fakeClock) advance(d time.Duration) {
 
 func TestCacheTTL(t *testing.T) {
 	clk := &fakeClock{now: time.Unix(1000, 0)}
-	c := &pmtu.Cache{Now: clk.Now}
+	c := &pmtu.Cache{}
+	pmtu.SetCacheClock(c, clk.Now)
 	k := pmtu.Key{Remote: "tcp|example.com:443"}
 	_, ok := c.Load(k)
 	require.False(t, ok, "empty cache")
@@ -52,7 +53,8 @@ func TestCacheTTL(t *testing.T) {
 
 func TestCacheNeverExpires(t *testing.T) {
 	clk := &fakeClock{now: time.Unix(1000, 0)}
-	c := &pmtu.Cache{Now: clk.Now, TTL: -1}
+	c := &pmtu.Cache{TTL: -1}
+	pmtu.SetCacheClock(c, clk.Now)
 	k := pmtu.Key{Remote: "a"}
 	c.Store(k, pmtu.Entry{MTU: 1280})
 	clk.advance(1000 * time.Hour)

@@ -27,6 +27,12 @@ const (
 	// slow server, or a reply made only of full-size segments that were
 	// all dropped; TCP_INFO cannot tell which.
 	ClassSilent
+	// ClassReset: the connection was reset or closed after the first flight
+	// and before any reply. Classify never returns it (TCP_INFO cannot
+	// see it coming); a dialer sets it when a read fails that way. Servers
+	// answer a ClientHello they dislike with an alert, so a reset is the
+	// mark of a box on the path that rejects large packets or the hello.
+	ClassReset
 )
 
 func (c Class) String() string {
@@ -41,6 +47,8 @@ func (c Class) String() string {
 		return "downstream black hole"
 	case ClassSilent:
 		return "silent server"
+	case ClassReset:
+		return "reset"
 	}
 	return fmt.Sprintf("Class(%d)", int(c))
 }
@@ -65,6 +73,16 @@ type Evidence struct {
 	// discovery works and the kernel is already resending smaller.
 	PathMTU       int
 	PathMTUShrank bool
+	// TCPInfo reports that the counts come from TCP_INFO (Classify sets
+	// it). Without it, only Sent, Received and Elapsed are known, and the
+	// class is ClassUnknown or ClassReset.
+	TCPInfo bool
+	// OvertakenBy is the MSS clamp of a parallel attempt that got the
+	// server's reply while this flight was still waiting for it; 0 means
+	// none did. A dialer sets it, Classify never does. Behind a box that
+	// acknowledges data for the server (a proxy, or the pmtutest
+	// simulator), it is the only sign that large packets vanish beyond it.
+	OvertakenBy int
 }
 
 // Diagnosis is a classified stall: the class and the evidence for it.
@@ -97,6 +115,7 @@ func Classify(sent int, base, cur TCPInfo, elapsed time.Duration) Diagnosis {
 		Received:    int(sub(cur.BytesReceived, base.BytesReceived)),
 		Elapsed:     elapsed,
 		PathMTU:     int(cur.PMTU),
+		TCPInfo:     true,
 	}
 	ev.PathMTUShrank = cur.PMTU != 0 && base.PMTU != 0 && cur.PMTU < base.PMTU
 	d := Diagnosis{Evidence: ev}
@@ -144,26 +163,48 @@ func (d Diagnosis) String() string {
 		return fmt.Sprintf("%d-byte ClientHello acknowledged; %d segments of the server's reply arrived out of order but its first segment never did (after %s) — the server's large packets are dropped on the way back",
 			e.Sent, e.OutOfOrder, ms)
 	case ClassSilent:
+		if e.OvertakenBy > 0 {
+			return fmt.Sprintf("%d-byte ClientHello acknowledged, nothing back for %s while an attempt clamped to MSS %d got its reply — large packets vanish beyond a box that acknowledges them (a proxy or TCP-terminating middlebox), or on the way back",
+				e.Sent, ms, e.OvertakenBy)
+		}
 		return fmt.Sprintf("%d-byte ClientHello acknowledged, nothing back from the server for %s — a slow server, or a reply of full-size segments that are all dropped",
 			e.Sent, ms)
 	case ClassReplied:
 		return fmt.Sprintf("%d-byte ClientHello answered: %d bytes of the reply received", e.Sent, e.Received)
+	case ClassReset:
+		return fmt.Sprintf("%d-byte ClientHello: the connection was reset before any reply (after %s) — a firewall or middlebox rejecting large packets or this ClientHello",
+			e.Sent, ms)
 	}
-	if e.PathMTUShrank {
+	switch {
+	case e.PathMTUShrank:
 		return fmt.Sprintf("%d-byte ClientHello: the kernel learned a %d-byte path MTU from ICMP and is resending it in smaller segments — path MTU discovery works", e.Sent, e.PathMTU)
+	case e.OvertakenBy > 0:
+		return fmt.Sprintf("%d-byte ClientHello: no reply for %s while an attempt clamped to MSS %d got its reply — packets this large are dropped on this path",
+			e.Sent, ms, e.OvertakenBy)
+	case !e.TCPInfo:
+		return fmt.Sprintf("%d-byte ClientHello: no reply for %s (TCP_INFO not read: what the kernel saw is unknown)", e.Sent, ms)
 	}
 	return fmt.Sprintf("%d-byte ClientHello: nothing acknowledged or retransmitted yet after %s", e.Sent, ms)
 }
 
 // Fix suggests the network-side change that removes the need for
-// fitshake's fallback, or "" when d is not a black hole.
+// fitshake's fallback, or "" when d does not point at the path: a black
+// hole, a reset, or silence that a clamped attempt got past
+// (Evidence.OvertakenBy).
 func (d Diagnosis) Fix() string {
 	const clamp = "clamp the TCP MSS on the router or tunnel endpoint (nftables: `tcp flags syn tcp option maxseg size set rt mtu`; iptables: `-p tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu`), or let ICMP \"fragmentation needed\" and ICMPv6 \"packet too big\" through to the sender"
+	const smaller = "; or make the server's handshake flight smaller (an ECDSA certificate, no unneeded intermediates)"
 	switch d.Class {
 	case ClassUpstream:
 		return clamp
 	case ClassDownstream:
-		return clamp + "; or make the server's handshake flight smaller (an ECDSA certificate, no unneeded intermediates)"
+		return clamp + smaller
+	case ClassReset:
+		return clamp + "; or ask whoever runs the firewall why it resets this ClientHello"
+	case ClassSilent, ClassUnknown:
+		if d.Evidence.OvertakenBy > 0 {
+			return clamp + smaller
+		}
 	}
 	return ""
 }

@@ -64,13 +64,13 @@ func ExampleDialer() {
 	}
 	defer c.Close()
 	r := c.(*tlsdial.Conn).Report()
-	for i, a := range r.Attempts {
-		fmt.Printf("attempt %d: MSS %d, %s\n", i+1, a.MSS, a.Outcome)
+	for _, a := range r.Attempts {
+		fmt.Printf("attempt %d: MSS %d, %s\n", a.ID, a.MSS, a.Outcome)
 	}
 	fmt.Println("worked with MSS", r.MSS, "and the full hello:", r.HelloSize == r.Attempts[0].HelloSize)
 	fmt.Println("ALPN:", c.(*tlsdial.Conn).ConnectionState().NegotiatedProtocol)
 	// Output:
-	// attempt 1: MSS 0, superseded
+	// attempt 1: MSS 0, stall
 	// attempt 2: MSS 1360, ok
 	// worked with MSS 1360 and the full hello: true
 	// ALPN: h2

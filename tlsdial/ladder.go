@@ -45,11 +45,18 @@ const (
 	stallRTTs      = 4
 )
 
+// MinStallWindow is the smallest stall window a dialer uses: a configured
+// StallWindow below it, or below two connect round trips (no server can
+// answer sooner), is raised to that. Below it, scheduling noise on a busy
+// machine would race healthy handshakes for nothing.
+const MinStallWindow = 50 * time.Millisecond
+
 // stallWindow is how long a server may stay silent after the first flight.
-// A positive configured value wins; otherwise it derives from rtt.
+// A positive configured value wins, raised to the floor; otherwise it
+// derives from rtt.
 func stallWindow(configured, rtt time.Duration) time.Duration {
 	if configured > 0 {
-		return configured
+		return max(configured, MinStallWindow, 2*rtt)
 	}
 	w := stallRTTs * rtt
 	return min(max(w, minStallWindow), maxStallWindow)
@@ -61,92 +68,29 @@ type step struct {
 	rung int // index into the hello rungs
 }
 
-// ladder is a pure state machine over steps: it holds no connections and
-// reads no clock; callers pass the time in.
-type ladder struct {
-	steps       []step
-	pos         int
-	attempts    int // attempts started so far
-	maxAttempts int
-}
-
-// newLadder builds the ladder for rungs hello rungs (at least 1): the
-// first rung over mtus, each further rung at helloMTU; at most maxAttempts
-// attempts (≤ 0: one per step).
-func newLadder(mtus []int, helloMTU, rungs, maxAttempts int) *ladder {
-	l := &ladder{}
+// ladderSteps builds the ladder for rungs hello rungs (at least 1): the
+// first rung over mtus, each further rung at helloMTU.
+func ladderSteps(mtus []int, helloMTU, rungs int) []step {
+	var steps []step
 	for _, m := range mtus {
-		l.steps = append(l.steps, step{mtu: m})
+		steps = append(steps, step{mtu: m})
 	}
 	for r := 1; r < rungs; r++ {
-		l.steps = append(l.steps, step{mtu: helloMTU, rung: r})
+		steps = append(steps, step{mtu: helloMTU, rung: r})
 	}
-	l.maxAttempts = maxAttempts
-	if l.maxAttempts <= 0 {
-		l.maxAttempts = len(l.steps)
-	}
-	return l
+	return steps
 }
 
-// startAt moves to s if it is on the ladder (a remembered step) and reports
-// whether it did.
-func (l *ladder) startAt(s step) bool {
-	for i, t := range l.steps {
-		if t == s {
-			l.pos = i
-			return true
+// stepIndex returns the index of the remembered entry e on steps, whose
+// rungs are named by rungs; ok is false when e is not on this ladder. An
+// unnamed rung (TCPDialer's, which replays the stack's own hello) and an
+// entry without a rung match on the MTU alone.
+func stepIndex(steps []step, rungs []rungInfo, e pmtu.Entry) (int, bool) {
+	for i, s := range steps {
+		name := rungs[s.rung].name
+		if s.mtu == e.MTU && (name == "" || e.Rung == "" || name == e.Rung) {
+			return i, true
 		}
 	}
-	return false
-}
-
-// skipTo moves forward to s if s is on the ladder at or after the current
-// step.
-// Dials that stalled while another dial discovered the path use it to join
-// the discovery's result instead of walking the ladder again.
-func (l *ladder) skipTo(s step) {
-	for i := l.pos; i < len(l.steps); i++ {
-		if l.steps[i] == s {
-			l.pos = i
-			return
-		}
-	}
-}
-
-// begin starts an attempt at the current step. It reports false when no
-// attempt may start: attempts are used up or deadline (zero = none) has
-// passed at now.
-func (l *ladder) begin(now, deadline time.Time) (step, bool) {
-	if l.attempts >= l.maxAttempts || l.pos >= len(l.steps) {
-		return step{}, false
-	}
-	if !deadline.IsZero() && !now.Before(deadline) {
-		return step{}, false
-	}
-	l.attempts++
-	return l.steps[l.pos], true
-}
-
-// hedge starts an attempt at the next step while the current one stays
-// alive, and reports false when there is none to start: attempts are used
-// up, or the next step changes the hello. A hedge answers ambiguous
-// evidence, and ambiguous evidence (a slow server looks the same) must
-// never cost a weaker hello. The hedge's step becomes the current one.
-func (l *ladder) hedge() (step, bool) {
-	if l.pos+1 >= len(l.steps) || l.attempts >= l.maxAttempts {
-		return step{}, false
-	}
-	if next := l.steps[l.pos+1]; next.rung == l.steps[l.pos].rung {
-		l.pos++
-		l.attempts++
-		return next, true
-	}
-	return step{}, false
-}
-
-// stalled records that the current step stalled and moves down the ladder.
-// It reports whether a step remains.
-func (l *ladder) stalled() bool {
-	l.pos++
-	return l.pos < len(l.steps) && l.attempts < l.maxAttempts
+	return 0, false
 }

@@ -11,12 +11,18 @@ import (
 // Outcome is how an attempt ended.
 type Outcome int
 
+// OutcomeRunning is the zero Outcome: the attempt has not ended yet (seen
+// in TCPConn.Report while its dial runs).
+const OutcomeRunning Outcome = 0
+
 const (
 	// OutcomeOK means the attempt completed: the handshake finished
 	// (Dialer) or the server's first byte arrived (TCPDialer).
 	OutcomeOK Outcome = iota + 1
-	// OutcomeStall means TCP connected but the server stayed silent past the
-	// stall window: the signature of a path-MTU black hole.
+	// OutcomeStall means TCP connected and the ClientHello went out, but
+	// the reply never came: TCP_INFO showed a black hole, or the server
+	// stayed silent while a parallel attempt got its reply, or past every
+	// window. Its Err is a *StallError.
 	OutcomeStall
 	// OutcomeError means the attempt failed in a way that is not retried
 	// (refused, reset, certificate or alert, ...).
@@ -27,6 +33,10 @@ const (
 	// OutcomeSuperseded means a parallel attempt completed first and this
 	// one was closed.
 	OutcomeSuperseded
+	// OutcomeReset means the connection was reset or closed after the
+	// ClientHello and before any reply, as boxes that reject large packets
+	// or a hello do: the dial moved on with a smaller MSS as after a stall.
+	OutcomeReset
 )
 
 func (o Outcome) String() string {
@@ -41,12 +51,19 @@ func (o Outcome) String() string {
 		return "canceled"
 	case OutcomeSuperseded:
 		return "superseded"
+	case OutcomeReset:
+		return "reset"
+	case OutcomeRunning:
+		return "running"
 	}
 	return fmt.Sprintf("Outcome(%d)", int(o))
 }
 
 // Attempt is one connection tried during a dial.
 type Attempt struct {
+	// ID numbers the dial's attempts from 1 in the order they started;
+	// Trace events carry it.
+	ID int
 	// MTU is the path MTU the MSS was clamped to fit; 0 means no clamp.
 	MTU int
 	// MSS is the TCP_MAXSEG set on the socket (derived from MTU and the
@@ -65,12 +82,15 @@ type Attempt struct {
 	StallWindow time.Duration
 	// Duration is the attempt's wall time, connect included.
 	Duration time.Duration
-	// Hedge reports that the attempt ran in parallel with the one before
-	// it, because the evidence against that one was ambiguous.
+	// Hedge reports that the attempt started beside the ones still
+	// running, because they were silent (or another dial to the same
+	// destination found its step worked).
 	Hedge   bool
 	Outcome Outcome
-	// Diagnosis is what TCP_INFO showed when the attempt ended; its Class
-	// is ClassUnknown when TCP_INFO was not read (other systems, TimerOnly).
+	// Diagnosis is what was seen of the attempt when it ended: TCP_INFO's
+	// class and evidence (ClassUnknown without TCP_INFO: other systems,
+	// TimerOnly), ClassReset for OutcomeReset, and Evidence.OvertakenBy
+	// when a parallel attempt got the reply first.
 	Diagnosis pmtu.Diagnosis
 	// Err is the attempt's error; nil for OutcomeOK.
 	Err error
@@ -78,8 +98,9 @@ type Attempt struct {
 
 // Report describes how a connection was established.
 type Report struct {
-	// Attempts lists every attempt in order; the last one is the one that
-	// succeeded when the dial succeeded.
+	// Attempts lists every attempt in the order they started (ID 1
+	// first). Parallel attempts end in any order; the one that completed
+	// has Outcome OutcomeOK.
 	Attempts []Attempt
 	// MSS is the clamp that worked; 0 means none was needed.
 	MSS int
@@ -96,10 +117,10 @@ type Report struct {
 	// FromCache reports that the first attempt used sizes remembered from
 	// an earlier dial to the same destination.
 	FromCache bool
-	// Diagnosis explains the first stall, the reason for any fallback: its
-	// String is a one-line explanation and its Fix the network-side change
-	// that would make the fallback unnecessary. Zero when nothing stalled
-	// or TCP_INFO was not read.
+	// Diagnosis explains the first stall or reset, the reason for any
+	// fallback: its String is a one-line explanation and its Fix the
+	// network-side change that would make the fallback unnecessary. Zero
+	// when nothing stalled.
 	Diagnosis pmtu.Diagnosis
 	// Duration is the dial's total wall time.
 	Duration time.Duration
@@ -119,12 +140,12 @@ func (r Report) Stalls() int {
 // String formats the report on one line per attempt, for people.
 func (r Report) String() string {
 	var b strings.Builder
-	for i, a := range r.Attempts {
+	for _, a := range r.Attempts {
 		mss := "default"
 		if a.MSS > 0 {
 			mss = fmt.Sprint(a.MSS)
 		}
-		fmt.Fprintf(&b, "attempt %d: mss=%s", i+1, mss)
+		fmt.Fprintf(&b, "attempt %d: mss=%s", a.ID, mss)
 		if a.HelloSize > 0 {
 			fmt.Fprintf(&b, " hello=%dB", a.HelloSize)
 		}
@@ -138,13 +159,13 @@ func (r Report) String() string {
 		if a.Outcome == OutcomeStall && a.Diagnosis.Class != pmtu.ClassUnknown {
 			fmt.Fprintf(&b, ": %s", a.Diagnosis.Class)
 		}
-		if a.Err != nil && (a.Outcome == OutcomeError || a.Outcome == OutcomeCanceled) {
+		if a.Err != nil && (a.Outcome == OutcomeError || a.Outcome == OutcomeCanceled || a.Outcome == OutcomeReset) {
 			fmt.Fprintf(&b, ": %v", a.Err)
 		}
 		b.WriteByte('\n')
 	}
-	if r.Diagnosis.Class.BlackHole() {
-		fmt.Fprintf(&b, "why: %s\nfix: %s\n", r.Diagnosis, r.Diagnosis.Fix())
+	if fix := r.Diagnosis.Fix(); fix != "" {
+		fmt.Fprintf(&b, "why: %s\nfix: %s\n", r.Diagnosis, fix)
 	}
 	if r.FromCache {
 		b.WriteString("(sizes from memory)\n")

@@ -2,15 +2,14 @@ package tlsdial
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net"
 	"os"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
-	"github.com/cenkalti/backoff/v4"
 	"github.com/fitshake/fitshake/pmtu"
 )
 
@@ -74,134 +73,107 @@ func (d *TCPDialer) DialContext(ctx context.Context, network, addr string) (net.
 	if ctx == nil {
 		panic("tlsdial: nil context")
 	}
-	s := newSession(ctx, network, addr, d.Cache, d.Trace, d.Logger)
-	mtus, _ := ladderMTUs()
-	s.lad = newLadder(mtus, 0, 1, d.MaxAttempts)
+	dst := newDestination(ctx, network, addr, d.Cache, d.Trace, d.Logger)
 	if err := checkNetwork(network); err != nil {
-		return nil, s.failed(err)
+		return nil, dst.failed(err)
 	}
-	if err := s.prepare(ctx); err != nil {
-		return nil, s.failed(err)
+	if d.MaxAttempts < 0 {
+		return nil, dst.failed(errMaxAttempts)
 	}
-	st, ok := s.begin(ctx)
-	if !ok {
-		return nil, s.failed(ctx.Err())
+	mtus, _ := ladderMTUs()
+	mc := machineConfig{
+		addr:        addr,
+		steps:       ladderSteps(mtus, 0, 1),
+		rungs:       []rungInfo{{}}, // the stack's own hello, size known once written
+		maxAttempts: d.MaxAttempts,
+		window:      d.StallWindow,
 	}
-	s.attemptStart(st, 0, false)
-	nd := netDialerOr(d.NetDialer)
-	l, err := openLeg(ctx, nd, s, st, d.StallWindow, false)
-	if err != nil {
-		s.record(l.a)
-		return nil, s.failed(err)
-	}
-	l.start = s.start
-	// Redials outlive the dial's context (net/http may cancel it once the
-	// dial returns) but keep its values, for traces and loggers.
-	rctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	dst.recall(&mc)
+	// The watcher outlives the dial's context (net/http may cancel it once
+	// the dial returns) but keeps its values, for traces and loggers.
+	wctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	c := &TCPConn{
-		s:         s,
-		nd:        nd,
-		window:    d.StallWindow,
+		nd:        netDialerOr(d.NetDialer),
 		timerOnly: d.TimerOnly,
-		ctx:       rctx,
+		replay:    d.StallWindow >= 0,
 		cancel:    cancel,
-		cur:       l,
+		settled:   make(chan struct{}),
+		closed:    make(chan struct{}),
 	}
-	c.rep = s.report
-	if d.StallWindow < 0 {
-		c.finishLocked(OutcomeOK, nil)
+	c.e = newEngine(wctx, dst, mc, c)
+	c.e.commit = make(chan struct{}, 1)
+	if err := c.connectFirst(ctx); err != nil {
+		return nil, err
+	}
+	if !c.replay {
+		c.plain()
 	}
 	return c, nil
 }
 
-// leg is one connection of a TCPConn's dial: the current one, or a hedge
-// racing it.
-type leg struct {
-	conn  net.Conn
-	st    step
-	a     Attempt
-	start time.Time
-	rtt   time.Duration
-	mon   *monitor // set once the ClientHello is written on conn
-}
-
-// openLeg connects one TCP connection at st and fills in what is known of
-// its attempt so far.
-func openLeg(ctx context.Context, nd *net.Dialer, s *session, st step, window time.Duration, hedge bool) (*leg, error) {
-	l := &leg{st: st, start: time.Now(), a: Attempt{MTU: st.mtu, Hedge: hedge}}
-	raw, rtt, err := connect(ctx, nd, s.network, s.addr, st.mtu)
+// connectFirst opens attempt 1 in the caller's goroutine, bounded by ctx.
+func (c *TCPConn) connectFirst(ctx context.Context) error {
+	e := c.e
+	e.flush(func(l *leg) { c.first = l })
+	conn, rtt, err := connect(ctx, c.nd, e.dst.network, e.dst.addr, c.first.st.mtu)
 	if err != nil {
-		l.a.Duration = time.Since(l.start)
-		l.a.Outcome, l.a.Err = outcomeOf(ctx, err), err
-		return l, err
-	}
-	l.conn, l.rtt = raw, rtt
-	if st.mtu > 0 {
-		l.a.MSS = pmtu.MSSForMTU(st.mtu, remoteIsIPv6(raw))
-	}
-	l.a.ConnectRTT = rtt
-	l.a.StallWindow = stallWindow(window, rtt)
-	return l, nil
-}
-
-// send writes the ClientHello on l and starts watching it.
-func (l *leg) send(hello []byte, wdl time.Time, timerOnly bool) error {
-	base, err := pmtu.ReadTCPInfo(l.conn)
-	info := err == nil && !timerOnly
-	l.conn.SetWriteDeadline(wdl)
-	if _, err := l.conn.Write(hello); err != nil {
-		return err
-	}
-	l.a.HelloSize = len(hello)
-	l.mon = newMonitor(len(hello), time.Now(), l.rtt, l.a.StallWindow, base, info)
-	return nil
-}
-
-// observe asks l's monitor what to do now.
-func (l *leg) observe(now time.Time) action {
-	var ti pmtu.TCPInfo
-	if l.mon.info {
-		var err error
-		if ti, err = pmtu.ReadTCPInfo(l.conn); err != nil {
-			return actWait
+		if cerr := ended(ctx); cerr != nil {
+			e.m.cancel(time.Now(), cerr)
+		} else {
+			e.m.finished(1, time.Now(), legResult{kind: resFailed, err: err})
 		}
+		e.flush(nil)
+		e.end()
+		c.cancel(nil)
+		return e.final
 	}
-	return l.mon.observe(now, ti, 0)
+	c.first.conn, c.conn = conn, conn
+	e.m.connected(1, rtt, mssOf(c.first.st, conn))
+	e.publish()
+	return nil
 }
 
 type connState int
 
 const (
-	stateFresh    connState = iota // nothing written or read yet
-	stateWatching                  // ClientHello sent, no server byte yet
-	statePass                      // plain pass-through
+	stateFresh    connState = iota // nothing written or read yet: the caller's goroutine may own the engine
+	stateWatching                  // ClientHello sent, no reply yet: the watcher owns the engine
+	stateSettled                   // the dial is over: conn is the winner, or perr its error
 	stateClosed
 )
 
 // TCPConn is a connection made by TCPDialer. See TCPDialer for what it does
 // with a stalled ClientHello. Its methods are safe for concurrent use as
-// those of net.TCPConn are.
+// those of net.TCPConn are; after the server's first byte, Read and Write
+// go straight to the TCP connection.
 type TCPConn struct {
-	s         *session // touched by the goroutine holding rmu, or under mu
 	nd        *net.Dialer
-	window    time.Duration
 	timerOnly bool
-	ctx       context.Context // redials; canceled by Close
-	cancel    context.CancelFunc
+	replay    bool                    // stall detection is on (StallWindow ≥ 0)
+	cancel    context.CancelCauseFunc // ends the watcher
+	e         *engine                 // owned as engine's doc says; e.report any time
+	first     *leg                    // attempt 1, connected by DialContext
+	hello     []byte                  // the ClientHello; set before watching, then read-only
 
-	rmu sync.Mutex // serializes reads while watching, and the redials they run
+	settled chan struct{} // closed once the watcher has settled the dial
+	closed  chan struct{} // closed by Close
+
+	fastR atomic.Pointer[connBox] // settled, first bytes delivered: Read goes here
+	fastW atomic.Pointer[connBox] // settled: Write goes here
 
 	mu       sync.Mutex
 	state    connState
-	cur      *leg   // the connection reads and writes go to
-	hedge    *leg   // a clamped connection racing cur, if any
-	hedged   bool   // a hedge was started: at most one per dial
-	hello    []byte // the ClientHello to replay
-	redial   bool   // cur stalled and was closed; the next read redials
-	finished bool   // the report is complete
+	conn     net.Conn // attempt 1's until settled, then the winner's; nil if the dial failed
+	win      *leg     // the winner, whose first read Read delivers
+	took     bool     // pending and perr were taken from win
+	pending  []byte   // the winner's first bytes not yet returned
+	perr     error    // returned once pending is empty; the dial's error if it failed
 	rdl, wdl time.Time
-	rep      Report // snapshot of s.report for Report
+	rwait    deadline // wakes a Read waiting for the watcher
+	wwait    deadline // wakes a Write waiting for the watcher
 }
+
+type connBox struct{ net.Conn }
 
 var _ net.Conn = (*TCPConn)(nil)
 
@@ -217,336 +189,281 @@ func isClientHello(b []byte) bool {
 }
 
 func (c *TCPConn) Write(b []byte) (int, error) {
-	c.mu.Lock()
-	switch c.state {
-	case stateFresh:
-		if isClientHello(b) {
-			c.hello = slices.Clone(b)
-			c.state = stateWatching
-			err := c.cur.send(c.hello, c.wdl, c.timerOnly)
+	if p := c.fastW.Load(); p != nil {
+		return p.Write(b)
+	}
+	for {
+		c.mu.Lock()
+		switch c.state {
+		case stateFresh:
+			if c.replay && isClientHello(b) {
+				return c.watch(b) // unlocks
+			}
 			c.mu.Unlock()
-			if err != nil {
+			c.plain()
+		case stateWatching:
+			// The stack wrote again before any reply: the hello can no
+			// longer be replayed, so the watcher keeps one attempt.
+			wait := c.wwait.wait()
+			c.mu.Unlock()
+			select {
+			case c.e.commit <- struct{}{}:
+			default:
+			}
+			if err := c.await(wait); err != nil {
 				return 0, err
 			}
-			return len(b), nil
+		case stateSettled:
+			conn, err := c.conn, c.perr
+			c.mu.Unlock()
+			if conn == nil {
+				return 0, err
+			}
+			return conn.Write(b)
+		default:
+			c.mu.Unlock()
+			return 0, net.ErrClosed
 		}
-		c.finishLocked(OutcomeOK, nil)
-	case stateWatching:
-		// The stack wrote again before any reply: what is on the wire is
-		// no longer a lone ClientHello, so stop watching; nothing will be
-		// replayed.
-		c.finishLocked(OutcomeOK, nil)
-	case stateClosed:
-		c.mu.Unlock()
-		return 0, net.ErrClosed
 	}
-	conn := c.cur.conn
-	c.mu.Unlock()
-	return conn.Write(b)
 }
 
-func (c *TCPConn) Read(b []byte) (int, error) {
-	c.mu.Lock()
-	switch c.state {
-	case stateFresh: // the server speaks first: nothing to watch
-		c.finishLocked(OutcomeOK, nil)
-	case stateClosed:
-		c.mu.Unlock()
-		return 0, net.ErrClosed
+// await waits for the watcher to settle the dial, for the deadline behind
+// wait, or for Close.
+func (c *TCPConn) await(wait <-chan struct{}) error {
+	select {
+	case <-c.settled:
+		return nil
+	case <-wait:
+		return os.ErrDeadlineExceeded
+	case <-c.closed:
+		return net.ErrClosed
 	}
-	watching := c.state == stateWatching
-	conn := c.cur.conn
+}
+
+// watch sends the ClientHello b on attempt 1 and hands the dial to a
+// watcher goroutine. Called with mu held, in stateFresh; it unlocks.
+func (c *TCPConn) watch(b []byte) (int, error) {
+	c.hello = slices.Clone(b)
+	c.state = stateWatching
+	conn := c.conn
 	c.mu.Unlock()
-	if !watching {
-		return conn.Read(b)
+	var base pmtu.TCPInfo
+	info := false
+	if !c.timerOnly {
+		var err error
+		base, err = pmtu.ReadTCPInfo(conn)
+		info = err == nil
 	}
-	c.rmu.Lock()
-	defer c.rmu.Unlock()
-	n, err := backoff.RetryNotifyWithData(func() (int, error) { return c.readWatching(b) }, pacing(c.ctx), nil)
-	if err != nil && c.ctx.Err() != nil {
-		err = net.ErrClosed
+	now := time.Now()
+	n, err := conn.Write(c.hello)
+	// Attempts run on their own: the stack's deadlines bound its Read and
+	// Write calls, which wait for the watcher, and go to the winner.
+	conn.SetDeadline(time.Time{})
+	if err != nil {
+		c.e.m.finished(1, now, legResult{kind: resFailed, err: err})
+	} else {
+		c.first.info = info
+		c.e.m.sent(1, now, len(b), base, info)
 	}
+	go c.watcher()
 	return n, err
 }
 
-// errStalled asks the retry loop to redial after pacing.
-var errStalled = errors.New("tlsdial: stalled, redialing")
-
-// hedgePeek is how long a read of the hedge waits: it only collects what
-// has already arrived, between two polls of the current connection.
-const hedgePeek = 50 * time.Microsecond
-
-// readWatching reads while the first reply is awaited: it polls the
-// current connection and any hedge, and acts on what their monitors say.
-func (c *TCPConn) readWatching(b []byte) (int, error) {
+// watcher runs the dial's engine until the dial is over, then settles the
+// connection on its outcome.
+func (c *TCPConn) watcher() {
+	c.e.run()
+	w := c.e.winner()
 	c.mu.Lock()
-	if c.redial && c.state == stateWatching {
-		c.mu.Unlock()
-		if err := c.redialOnce(); err != nil {
-			return 0, backoff.Permanent(err)
-		}
-		c.mu.Lock()
-	}
 	defer c.mu.Unlock()
-	for {
-		if c.state != stateWatching {
-			conn, closed, rdl := c.cur.conn, c.state == stateClosed, c.rdl
-			c.mu.Unlock()
-			var n int
-			err := net.ErrClosed
-			if !closed {
-				conn.SetReadDeadline(rdl)
-				n, err = conn.Read(b)
-			}
-			c.mu.Lock()
-			return n, backoff.Permanent(err)
+	defer close(c.settled)
+	if c.state == stateClosed {
+		if w != nil {
+			w.conn.Close()
 		}
-		cur, hedge := c.cur, c.hedge
-		dl := time.Now().Add(cur.mon.interval())
-		if !c.rdl.IsZero() && c.rdl.Before(dl) {
-			dl = c.rdl
-		}
-		cur.conn.SetReadDeadline(dl)
+		return
+	}
+	c.state = stateSettled
+	if w == nil {
+		c.conn, c.perr = nil, c.e.final
+		return
+	}
+	c.conn, c.win = w.conn, w
+	w.conn.SetReadDeadline(c.rdl)
+	w.conn.SetWriteDeadline(c.wdl)
+	c.fastW.Store(&connBox{w.conn})
+}
+
+// plain settles a fresh connection as a plain one: what goes over it is
+// not a lone ClientHello (or replay is off), so there is nothing to watch.
+func (c *TCPConn) plain() {
+	c.mu.Lock()
+	if c.state != stateFresh {
 		c.mu.Unlock()
-		winner := cur
-		n, err := cur.conn.Read(b)
-		if n == 0 && hedge != nil && errors.Is(err, os.ErrDeadlineExceeded) {
-			hedge.conn.SetReadDeadline(time.Now().Add(hedgePeek))
-			var herr error
-			if n, herr = hedge.conn.Read(b); n > 0 {
-				winner, err = hedge, nil
-			} else if !errors.Is(herr, os.ErrDeadlineExceeded) {
-				c.mu.Lock()
-				c.dropHedgeLocked(OutcomeError, herr)
-				c.mu.Unlock()
-			}
-		}
+		return
+	}
+	c.state = stateSettled
+	c.fastR.Store(&connBox{c.conn})
+	c.fastW.Store(&connBox{c.conn})
+	close(c.settled)
+	c.mu.Unlock()
+	// The state change made this goroutine the engine's owner.
+	c.e.m.commit(time.Now())
+	c.e.flush(nil)
+	c.e.end()
+	c.cancel(nil)
+}
+
+func (c *TCPConn) Read(b []byte) (int, error) {
+	if p := c.fastR.Load(); p != nil {
+		return p.Read(b)
+	}
+	for {
 		c.mu.Lock()
-		switch {
-		case c.state == stateClosed:
-			return n, backoff.Permanent(net.ErrClosed)
-		case c.state != stateWatching: // the stack wrote again meanwhile
-			if n > 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
-				return n, backoff.Permanent(err)
+		st, w, wait := c.state, c.win, c.rwait.wait()
+		c.mu.Unlock()
+		switch st {
+		case stateFresh: // the server speaks first: nothing to watch
+			c.plain()
+			continue
+		case stateWatching:
+			if err := c.await(wait); err != nil {
+				return 0, err
 			}
 			continue
-		case n > 0:
-			if winner == hedge {
-				c.abortLegLocked(cur, OutcomeSuperseded, errSuperseded)
-				c.cur, c.hedge = hedge, nil
-			} else {
-				c.dropHedgeLocked(OutcomeSuperseded, errSuperseded)
-			}
-			c.cur.conn.SetReadDeadline(c.rdl)
-			c.finishLocked(OutcomeOK, nil)
-			return n, backoff.Permanent(err)
-		case !errors.Is(err, os.ErrDeadlineExceeded):
-			// EOF or reset: not ours to hide.
-			c.dropHedgeLocked(OutcomeSuperseded, errSuperseded)
-			return 0, backoff.Permanent(c.finishLocked(OutcomeError, err))
+		case stateClosed:
+			return 0, net.ErrClosed
 		}
-		now := time.Now()
-		if !c.rdl.IsZero() && !now.Before(c.rdl) {
-			return 0, backoff.Permanent(err) // the stack's own deadline
-		}
-		if h := c.hedge; h != nil && h.observe(now) == actStall {
-			c.stallLegLocked(h, now)
-			c.hedge = nil
-		}
-		switch cur.observe(now) {
-		case actStall:
-			c.stallLegLocked(cur, now)
-			if c.hedge != nil { // the hedge carries on alone
-				c.cur, c.hedge = c.hedge, nil
-				continue
-			}
-			serr := cur.a.Err
-			c.mu.Unlock()
-			more, werr := c.s.stalled(c.ctx)
-			c.mu.Lock()
-			if werr != nil || !more || c.state != stateWatching {
-				return 0, backoff.Permanent(c.finishLocked(OutcomeError, serr))
-			}
-			c.redial = true
-			return 0, errStalled
-		case actHedge:
-			if c.hedged {
-				continue
-			}
-			c.hedged = true
-			if hst, ok := c.s.lad.hedge(); ok {
-				ctx, wdl := c.ctx, c.wdl
-				c.mu.Unlock()
-				h, err := c.openReplay(ctx, hst, wdl, true)
-				c.mu.Lock()
-				if err != nil {
-					c.s.record(h.a)
-					c.rep = c.s.report
-				} else if c.state != stateWatching {
-					h.conn.Close()
-				} else {
-					c.hedge = h
-				}
+		if w != nil {
+			select {
+			case <-w.got:
+			case <-wait:
+				return 0, os.ErrDeadlineExceeded
+			case <-c.closed:
+				return 0, net.ErrClosed
 			}
 		}
+		return c.readSettled(b)
 	}
 }
 
-// openReplay connects a leg at st and replays the ClientHello on it; hedge
-// says whether it races the current leg. Called without mu.
-func (c *TCPConn) openReplay(ctx context.Context, st step, wdl time.Time, hedge bool) (*leg, error) {
-	c.s.attemptStart(st, len(c.hello), hedge)
-	l, err := openLeg(ctx, c.nd, c.s, st, c.window, hedge)
-	if err == nil {
-		if err = l.send(c.hello, wdl, c.timerOnly); err != nil {
-			l.conn.Close()
-			l.a.Outcome, l.a.Err = OutcomeError, err
-		}
-	}
-	return l, err
-}
-
-// stallLegLocked records l as stalled, with its diagnosis, and resets it.
-func (c *TCPConn) stallLegLocked(l *leg, now time.Time) {
-	serr := &StallError{Addr: c.s.addr, MSS: l.a.MSS, Hello: len(c.hello),
-		Elapsed: now.Sub(l.mon.start), Window: l.a.StallWindow, Diagnosis: l.mon.diagnosis()}
-	c.s.traces.stall(StallInfo{Addr: c.s.addr, Attempt: len(c.s.report.Attempts) + 1,
-		Elapsed: serr.Elapsed, Window: serr.Window, Diagnosis: serr.Diagnosis})
-	if c.s.report.Diagnosis.Class == pmtu.ClassUnknown {
-		c.s.report.Diagnosis = serr.Diagnosis
-	}
-	c.abortLegLocked(l, OutcomeStall, serr)
-	c.s.log.Debug("tlsdial: replaying ClientHello on a smaller MSS", "addr", c.s.addr)
-}
-
-// dropHedgeLocked ends the hedge, if any.
-func (c *TCPConn) dropHedgeLocked(o Outcome, err error) {
-	if h := c.hedge; h != nil {
-		c.abortLegLocked(h, o, err)
-		c.hedge = nil
-	}
-}
-
-// abortLegLocked records l's attempt as o and resets its connection.
-func (c *TCPConn) abortLegLocked(l *leg, o Outcome, err error) {
-	c.endLegLocked(l, o, err)
-	reset(l.conn)
-	l.conn.Close()
-}
-
-// redialOnce opens the next connection of the ladder and replays the
-// ClientHello on it. Called without mu.
-func (c *TCPConn) redialOnce() error {
+// readSettled returns the winner's first bytes, then its first error or
+// the dial's, then goes straight to the connection.
+func (c *TCPConn) readSettled(b []byte) (int, error) {
 	c.mu.Lock()
-	ctx, rdl, wdl := c.ctx, c.rdl, c.wdl
+	defer c.mu.Unlock()
+	if c.state == stateClosed {
+		return 0, net.ErrClosed
+	}
+	if c.win != nil && !c.took {
+		c.took = true
+		c.pending, c.perr = c.win.first, c.win.firstErr
+	}
+	if len(c.pending) > 0 {
+		n := copy(b, c.pending)
+		c.pending = c.pending[n:]
+		return n, nil
+	}
+	if c.perr != nil {
+		return 0, c.perr
+	}
+	c.fastR.Store(&connBox{c.conn})
+	return c.conn.Read(b)
+}
+
+// firstReadSize bounds the first read of each attempt: the reply's first
+// bytes, handed to the TLS stack by the next Read.
+const firstReadSize = 4096
+
+// attempt runs one attempt of the dial (see driver): a redial connects with
+// the step's clamp and replays the ClientHello; every attempt then reads
+// the server's first bytes.
+func (c *TCPConn) attempt(l *leg) {
+	conn := l.conn // set for attempt 1 only, before the watcher started
+	if conn == nil {
+		conn = c.redial(l)
+		if conn == nil {
+			return
+		}
+	}
+	buf := make([]byte, firstReadSize)
+	n, err := conn.Read(buf)
+	l.first, l.firstErr = buf[:n], err
+	close(l.got)
+	res := legResult{kind: resOK}
+	if n == 0 {
+		res = resultOf(err, false)
+	}
+	if !l.finished(res, nil) && !l.keep.Load() {
+		conn.Close()
+	}
+}
+
+// redial connects attempt l, bounded by the read deadline the stack set,
+// and replays the ClientHello; nil when it failed (reported) or the dial
+// is over.
+func (c *TCPConn) redial(l *leg) net.Conn {
+	c.mu.Lock()
+	rdl, wdl := c.rdl, c.wdl
 	c.mu.Unlock()
+	ctx := l.ctx
 	if !rdl.IsZero() {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, rdl)
 		defer cancel()
 	}
-	st, ok := c.s.begin(ctx)
-	if !ok {
-		return c.giveUp(ctx.Err())
-	}
-	l, err := c.openReplay(ctx, st, wdl, false)
+	conn, rtt, err := connect(ctx, c.nd, c.e.dst.network, c.e.dst.addr, l.st.mtu)
 	if err != nil {
-		c.s.record(l.a)
-		return c.giveUp(err)
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.state == stateClosed {
-		l.conn.Close()
-		return net.ErrClosed
-	}
-	c.cur = l
-	c.redial = false
-	return nil
-}
-
-func (c *TCPConn) giveUp(err error) error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if err == nil {
-		err = c.s.report.Attempts[len(c.s.report.Attempts)-1].Err
-	}
-	return c.finishLocked(OutcomeError, err)
-}
-
-// endLegLocked records l's attempt, once.
-func (c *TCPConn) endLegLocked(l *leg, o Outcome, err error) {
-	if l.a.Outcome != 0 {
-		return
-	}
-	l.a.Duration = time.Since(l.start)
-	l.a.Outcome, l.a.Err = o, err
-	if l.mon != nil {
-		l.a.Diagnosis = l.mon.diagnosis()
-	}
-	c.s.record(l.a)
-	c.rep = c.s.report
-}
-
-// finishLocked stops watching for good: the current attempt ends with o
-// unless it already ended, and the dial's report is completed, as a
-// success for OutcomeOK and as a failure otherwise, whose *DialError it
-// returns.
-func (c *TCPConn) finishLocked(o Outcome, err error) error {
-	if c.finished {
+		l.finished(legResult{kind: resFailed, err: err}, nil)
 		return nil
 	}
-	c.finished = true
-	if c.state != stateClosed {
-		c.state = statePass
-	}
-	c.endLegLocked(c.cur, o, err)
-	defer func() { c.rep = c.s.report }()
-	if o == OutcomeOK {
-		c.s.succeeded(c.cur.st)
+	if !l.sent(conn, rtt, len(c.hello), c.timerOnly, nil) {
+		conn.Close()
 		return nil
 	}
-	return c.s.failed(err)
+	conn.SetWriteDeadline(wdl)
+	if _, err := conn.Write(c.hello); err != nil {
+		conn.Close()
+		l.finished(resultOf(err, false), nil)
+		return nil
+	}
+	conn.SetWriteDeadline(time.Time{})
+	return conn
 }
 
-// Close closes the connection and stops any redial in progress.
+// Close closes the connection and ends any attempt still running.
 func (c *TCPConn) Close() error {
 	c.mu.Lock()
-	if c.state == stateClosed {
+	prev, conn := c.state, c.conn
+	if prev == stateClosed {
 		c.mu.Unlock()
 		return net.ErrClosed
 	}
-	if c.state == stateWatching {
-		reset(c.cur.conn) // its ClientHello may be stuck in a black hole
-	}
 	c.state = stateClosed
-	conn := c.cur.conn
-	c.dropHedgeLocked(OutcomeCanceled, net.ErrClosed)
+	close(c.closed)
 	c.mu.Unlock()
-	c.cancel()
-	err := conn.Close()
-	if c.rmu.TryLock() {
-		// No read is running to complete the report (and end a discovery
-		// this dial leads): do it here. A running read does it itself.
-		c.mu.Lock()
-		c.finishLocked(OutcomeCanceled, net.ErrClosed)
-		c.mu.Unlock()
-		c.rmu.Unlock()
+	switch prev {
+	case stateFresh:
+		// The state change made this goroutine the engine's owner.
+		err := conn.Close()
+		c.e.m.cancel(time.Now(), net.ErrClosed)
+		c.e.flush(nil)
+		c.e.end()
+		c.cancel(nil)
+		return err
+	case stateWatching:
+		c.cancel(net.ErrClosed) // the watcher ends every attempt
+		return nil
 	}
-	return err
+	c.cancel(nil)
+	if conn == nil {
+		return nil
+	}
+	return conn.Close()
 }
 
-func (c *TCPConn) LocalAddr() net.Addr {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.cur.conn.LocalAddr()
-}
-
-func (c *TCPConn) RemoteAddr() net.Addr {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.cur.conn.RemoteAddr()
-}
+func (c *TCPConn) LocalAddr() net.Addr  { return c.NetConn().LocalAddr() }
+func (c *TCPConn) RemoteAddr() net.Addr { return c.NetConn().RemoteAddr() }
 
 func (c *TCPConn) SetDeadline(t time.Time) error {
 	if err := c.SetReadDeadline(t); err != nil {
@@ -556,39 +473,46 @@ func (c *TCPConn) SetDeadline(t time.Time) error {
 }
 
 // SetReadDeadline sets the read deadline. While the first reply is awaited
-// the connection polls with shorter deadlines of its own and honours this
-// one between them.
+// it bounds the wait and any redial's connect; the TCP connection that
+// wins gets it too.
 func (c *TCPConn) SetReadDeadline(t time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.rdl = t
-	if c.state == stateWatching {
+	c.rwait.set(t)
+	if c.state == stateWatching || c.conn == nil {
 		return nil
 	}
-	return c.cur.conn.SetReadDeadline(t)
+	return c.conn.SetReadDeadline(t)
 }
 
+// SetWriteDeadline sets the write deadline, which also bounds a redial's
+// replay of the ClientHello.
 func (c *TCPConn) SetWriteDeadline(t time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.wdl = t
-	return c.cur.conn.SetWriteDeadline(t)
+	c.wwait.set(t)
+	if c.state == stateWatching || c.conn == nil {
+		return nil
+	}
+	return c.conn.SetWriteDeadline(t)
 }
 
-// NetConn returns the current underlying TCP connection. It changes when a
-// stall redials.
+// NetConn returns the current underlying TCP connection: attempt 1's until
+// the server's first reply, then the one that got it. It is nil after a
+// failed dial.
 func (c *TCPConn) NetConn() net.Conn {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.cur.conn
+	if c.conn == nil {
+		return c.first.conn
+	}
+	return c.conn
 }
 
-// Report describes the attempts so far. It is complete once the server's
-// first byte has arrived (after the TLS handshake, for a TLS stack above).
-func (c *TCPConn) Report() Report {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	r := c.rep
-	r.Attempts = slices.Clone(r.Attempts)
-	return r
-}
+// Report describes the dial's attempts so far: while they run (attempts
+// not yet ended have Outcome OutcomeRunning), and complete once the
+// server's first byte has arrived (after the TLS handshake, for a TLS
+// stack above) or the dial failed.
+func (c *TCPConn) Report() Report { return c.e.report() }

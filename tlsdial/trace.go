@@ -9,7 +9,8 @@ import (
 
 // Trace is a set of hooks that observe a dial as it walks the ladder.
 // Any hook may be nil. Hooks may be called concurrently from different
-// dials; within one dial they are called in order.
+// dials; within one dial they are called in order, from one goroutine,
+// with no lock held: a hook may call the connection's Report.
 //
 // A Trace is taken from the Dialer (or TCPDialer) and from the dial's
 // context (see WithTrace); when both are set, both are called, the
@@ -23,27 +24,27 @@ type Trace struct {
 	// AttemptDone is called when an attempt ends, whatever its outcome.
 	AttemptDone func(AttemptDoneInfo)
 	// Done is called once per dial with the final Report and error (nil on
-	// success). For a TCPDialer connection it is called when the first
-	// server byte arrives, or when the connection gives up or is closed
-	// before that.
+	// success), after every attempt's AttemptDone. For a TCPDialer
+	// connection it is called when the first server byte arrives, or when
+	// the connection gives up or is closed before that.
 	Done func(DoneInfo)
 }
 
 // AttemptStartInfo describes an attempt about to start.
 type AttemptStartInfo struct {
 	Addr      string
-	Attempt   int    // 1-based
+	ID        int    // the attempt's Attempt.ID: 1, 2, … in start order
 	MTU       int    // path MTU the MSS is clamped to fit; 0 = no clamp
 	HelloSize int    // ClientHello record bytes; 0 if not known yet
 	Rung      string // fingerprint rung; "" for TCPDialer
 	FromCache bool   // the settings came from memory
-	Hedge     bool   // started in parallel with the attempt before it
+	Hedge     bool   // started beside attempts still running
 }
 
 // StallInfo describes a stalled attempt.
 type StallInfo struct {
 	Addr    string
-	Attempt int
+	ID      int           // the attempt's Attempt.ID
 	Elapsed time.Duration // since the first flight was written
 	Window  time.Duration // the stall window that expired
 	// Diagnosis is what TCP_INFO showed (ClassUnknown without it).

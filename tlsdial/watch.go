@@ -6,28 +6,24 @@ import (
 	"github.com/fitshake/fitshake/pmtu"
 )
 
-// The stall policy. While an attempt waits for the server's first reply,
-// TCP_INFO is polled every pollInterval and classified (pmtu.Classify):
+// The stall evidence of one attempt. While it waits for the server's first
+// reply, TCP_INFO is polled every pollInterval and classified
+// (pmtu.Classify):
 //
-//	upstream black hole ──────────────────────────► stall: redial smaller at once
-//	downstream black hole, lasting 3 round trips ─► stall
+//	upstream black hole ──────────────────────────► conclusive
+//	downstream black hole, lasting 3 round trips ─► conclusive
 //	nothing acked after hedgeAfter ───┐
-//	acked, silent for the window ─────┴──────────► hedge: race one clamped
-//	                                                attempt with the same hello,
-//	                                                keep this one, first wins
-//	nothing acked or retransmitted for the window ► stall
-//	reply started, then no progress for the window ► stall
+//	acked, no reply for the window ───┼──────────► silent: race the next step
+//	reply started, then stuck for it ─┘
 //
-// A silent server never causes a smaller hello: only conclusive evidence
-// moves down the ladder. Without TCP_INFO (other systems, or
-// Dialer.TimerOnly) the window alone decides, as a silence timer.
+// Without TCP_INFO (other systems, or TimerOnly) only the window decides,
+// and silence is all it can tell. The machine (machine.go) turns verdicts
+// into attempts.
 const (
 	// pollInterval: the lab detected a head-lost hello in 1.2–1.8 ms at a
 	// 1 ms poll and 5–6 ms at 5 ms; one getsockopt costs about a
 	// microsecond, and polling only runs until the first reply.
 	pollInterval = time.Millisecond
-	// timerInterval is the poll of the silence timer without TCP_INFO.
-	timerInterval = 5 * time.Millisecond
 	// A healthy Linux server acknowledged the hello within one round trip
 	// in every lab run (the first data is quick-acked). Nothing acked
 	// after a few round trips is ambiguous: a lost oversized segment
@@ -43,12 +39,13 @@ const (
 	minConfirm  = 2 * time.Millisecond
 )
 
-type action int
+// verdict is what an attempt's evidence says now.
+type verdict int
 
 const (
-	actWait action = iota
-	actHedge
-	actStall
+	verdictWait  verdict = iota
+	verdictHedge         // silent: start the next step beside it
+	verdictStall         // conclusive: the path drops its packets
 )
 
 // monitor is the stall policy of one attempt, a pure state machine: it is
@@ -63,6 +60,7 @@ type monitor struct {
 	confirm    time.Duration
 	received   uint64
 	progress   time.Time // last in-order bytes from the server
+	replyAt    time.Time // the first of them; zero until then
 	holeSince  time.Time // first seen a downstream hole; zero when none
 	diag       pmtu.Diagnosis
 }
@@ -80,69 +78,83 @@ func newMonitor(sent int, start time.Time, rtt, window time.Duration, base pmtu.
 	}
 }
 
-// observe returns what to do at now, given TCP_INFO cur (used when info)
+// observe returns the verdict at now, given TCP_INFO cur (used when info)
 // or the in-order bytes received so far (used otherwise).
-func (m *monitor) observe(now time.Time, cur pmtu.TCPInfo, received uint64) action {
+func (m *monitor) observe(now time.Time, cur pmtu.TCPInfo, received uint64) verdict {
 	elapsed := now.Sub(m.start)
 	if m.info {
 		m.diag = pmtu.Classify(m.sent, m.base, cur, elapsed)
 		received = uint64(m.diag.Evidence.Received)
+	} else {
+		m.diag = pmtu.Diagnosis{Evidence: pmtu.Evidence{Sent: m.sent, Received: int(received), Elapsed: elapsed}}
 	}
 	if received != m.received {
 		m.received, m.progress = received, now
+		if m.replyAt.IsZero() {
+			m.replyAt = now
+		}
 	}
 	silent := now.Sub(m.progress) >= m.window
 	if !m.info {
-		if silent {
-			return actStall
-		}
-		return actWait
+		return hedgeIf(silent)
 	}
 	if m.diag.Class != pmtu.ClassDownstream {
 		m.holeSince = time.Time{}
 	}
 	switch m.diag.Class {
 	case pmtu.ClassUpstream:
-		return actStall
+		return verdictStall
 	case pmtu.ClassDownstream:
 		if m.holeSince.IsZero() {
 			m.holeSince = now
 		}
 		if now.Sub(m.holeSince) >= m.confirm {
-			return actStall
-		}
-	case pmtu.ClassReplied:
-		if silent {
-			return actStall
+			return verdictStall
 		}
 	case pmtu.ClassUnknown:
-		if silent {
-			return actStall
-		}
 		// While PMTUD resends, waiting is right: race only a silence.
-		if elapsed >= m.hedgeAfter && !m.diag.Evidence.PathMTUShrank {
-			return actHedge
-		}
-	case pmtu.ClassSilent:
-		if silent {
-			return actHedge
-		}
+		early := elapsed >= m.hedgeAfter && !m.diag.Evidence.PathMTUShrank
+		return hedgeIf(silent || early)
 	}
-	return actWait
+	return hedgeIf(silent)
 }
 
-// diagnosis returns the last classification, with the elapsed time of
-// the decision; zero without TCP_INFO.
+func hedgeIf(silent bool) verdict {
+	if silent {
+		return verdictHedge
+	}
+	return verdictWait
+}
+
+// replying reports whether the server's reply is arriving: bytes came, the
+// last of them within the window.
+func (m *monitor) replying(now time.Time) bool {
+	return m.received > 0 && now.Sub(m.progress) < m.window
+}
+
+// due returns when silence alone would change the verdict.
+func (m *monitor) due() time.Time { return m.progress.Add(m.window) }
+
+// silence returns how long the server took to start its reply, when that
+// was longer than the window; 0 otherwise. A reply not yet observed is
+// taken to have started at now.
+func (m *monitor) silence(now time.Time) time.Duration {
+	at := m.replyAt
+	if at.IsZero() {
+		at = now
+	}
+	if d := at.Sub(m.start); d > m.window {
+		return d
+	}
+	return 0
+}
+
+// diagnosis returns what the last observation showed: TCP_INFO's class
+// and evidence, or without TCP_INFO the hello's size, the bytes received
+// and the time waited (class unknown).
 func (m *monitor) diagnosis() pmtu.Diagnosis {
-	if !m.info {
-		return pmtu.Diagnosis{}
+	if m.diag.Evidence.Sent == 0 {
+		m.diag.Evidence.Sent = m.sent // never observed yet
 	}
 	return m.diag
-}
-
-func (m *monitor) interval() time.Duration {
-	if m.info {
-		return pollInterval
-	}
-	return timerInterval
 }

@@ -1,0 +1,66 @@
+package tlsdial
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net"
+
+	"github.com/fitshake/fitshake/pmtu"
+)
+
+// newDestination describes a dial to addr. A nil cache means
+// pmtu.DefaultCache; a nil logger discards.
+func newDestination(ctx context.Context, network, addr string, cache *pmtu.Cache, t *Trace, l *slog.Logger) destination {
+	if cache == nil {
+		cache = pmtu.DefaultCache
+	}
+	if l == nil {
+		l = discard
+	}
+	return destination{
+		network: network,
+		addr:    addr,
+		cache:   cache,
+		key:     pmtu.Key{Remote: network + "|" + addr},
+		traces:  collectTraces(t, ctx),
+		log:     l,
+	}
+}
+
+// recall starts mc where the cache remembers the destination, if it does.
+func (d destination) recall(mc *machineConfig) {
+	e, ok := d.cache.Load(d.key)
+	if !ok {
+		return
+	}
+	if i, ok := stepIndex(mc.steps, mc.rungs, e); ok {
+		mc.first, mc.fromCache, mc.silence = i, true, e.Silence
+	}
+}
+
+// failed reports a dial that ended before any attempt, on bad input: a
+// *DialError with an empty report, also given to the Done hook.
+func (d destination) failed(err error) error {
+	de := &DialError{Addr: d.addr, Err: err}
+	d.traces.done(DoneInfo{Addr: d.addr, Err: de})
+	return de
+}
+
+// netDialerOr returns nd, or the zero net.Dialer for nil.
+func netDialerOr(nd *net.Dialer) *net.Dialer {
+	if nd != nil {
+		return nd
+	}
+	return new(net.Dialer)
+}
+
+func checkNetwork(network string) error {
+	switch network {
+	case "tcp", "tcp4", "tcp6":
+		return nil
+	}
+	return errors.New("tlsdial: unsupported network " + network + ": want tcp, tcp4 or tcp6")
+}
+
+var discard = slog.New(slog.DiscardHandler)

@@ -1,0 +1,400 @@
+package tlsdial_test
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/fitshake/fitshake/pmtu"
+	"github.com/fitshake/fitshake/pmtu/pmtutest"
+	"github.com/fitshake/fitshake/tlsdial"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// Both dialers run on one engine; these tests hold them to the same
+// behaviour through the loopback black-hole simulator, which acknowledges
+// what it swallows: TCP_INFO shows a silent server, never the loss, as
+// behind any box that terminates TCP. Only racing a clamped attempt gets
+// past it, down the whole ladder if needed, with no option set.
+func TestRecoverThroughSimulator(t *testing.T) {
+	checkLeaks(t) // after the parallel subtests
+	for _, k := range kinds {
+		for _, mtu := range []int{1400, 1280, 576} {
+			for _, dir := range []pmtutest.Direction{pmtutest.Upstream, pmtutest.Downstream} {
+				for _, timerOnly := range []bool{false, true} {
+					mode := map[bool]string{false: "tcpinfo", true: "timer"}[timerOnly]
+					t.Run(fmt.Sprintf("%s/%d/%s/%s", k.name, mtu, dir, mode), func(t *testing.T) {
+						t.Parallel()
+						recoverThroughSimulator(t, k, mtu, dir, timerOnly)
+					})
+				}
+			}
+		}
+	}
+}
+
+func recoverThroughSimulator(t *testing.T, k kind, mtu int, dir pmtutest.Direction, timerOnly bool) {
+	srv := startServer(t, 150) // a server flight of several segments
+	addr := blackHole(t, srv.addr, mtu, dir)
+	rec := &recorder{}
+	cache := &pmtu.Cache{}
+	c, r, err := k.dial(context.Background(), addr, srv.config(), options{cache: cache, trace: rec.trace(), timerOnly: timerOnly})
+	require.NoError(t, err, "%s", r)
+	defer c.Close()
+	echo(t, c)
+
+	rec.checkTrace(t, r)
+	wantMSS := pmtu.MSSForMTU(mtu, false)
+	assert.Equal(t, wantMSS, r.MSS, "%s", r)
+	assert.Equal(t, mtu, r.MTU)
+	last := r.Attempts[len(r.Attempts)-1]
+	assert.Equal(t, tlsdial.OutcomeOK, last.Outcome, "%s", r)
+	assert.Equal(t, wantMSS, last.MSS)
+	assert.GreaterOrEqual(t, r.Stalls(), 1, "the silent attempts are stalls: %s", r)
+	for _, a := range r.Attempts {
+		assert.Equal(t, r.HelloSize, a.HelloSize, "the same hello throughout: %s", r)
+		assert.NotEqual(t, tlsdial.OutcomeError, a.Outcome)
+	}
+	assert.Greater(t, r.HelloSize, 1400, "the full post-quantum hello")
+	assert.False(t, r.SecurityReduced)
+	wantClass := pmtu.ClassSilent // acked by the simulator, then nothing
+	if timerOnly {
+		wantClass = pmtu.ClassUnknown
+	}
+	assert.Equal(t, wantClass, r.Diagnosis.Class, "%s", r)
+	assert.Equal(t, wantMSS, r.Diagnosis.Evidence.OvertakenBy, "a clamped attempt got the reply: %s", r)
+	assert.NotEmpty(t, r.Diagnosis.Fix(), "%s", r)
+	assert.Equal(t, wantMSS-12, mustMSS(t, netConnOf(c)), "the kernel clamp is in force (less timestamps)")
+
+	// The next dial starts from memory, in one attempt.
+	c2, r2, err := k.dial(context.Background(), addr, srv.config(), options{cache: cache})
+	require.NoError(t, err)
+	c2.Close()
+	assert.True(t, r2.FromCache)
+	assert.Len(t, r2.Attempts, 1, "%s", r2)
+	assert.Equal(t, wantMSS, r2.MSS)
+	checkNoGroups(t)
+}
+
+func netConnOf(c net.Conn) net.Conn {
+	if tc, ok := c.(*tls.Conn); ok {
+		return tc.NetConn().(*tlsdial.TCPConn).NetConn()
+	}
+	return c.(*tlsdial.Conn).NetConn()
+}
+
+// A box that resets oversized packets instead of dropping them: a clamp
+// gets past it with the same hello.
+func TestRecoverFromReset(t *testing.T) {
+	for _, k := range kinds {
+		t.Run(k.name, func(t *testing.T) {
+			checkLeaks(t)
+			srv := startServer(t, 0)
+			addr, conns := resetProxy(t, srv.addr, 1400, 0)
+			rec := &recorder{}
+			c, r, err := k.dial(context.Background(), addr, srv.config(), options{cache: &pmtu.Cache{}, trace: rec.trace()})
+			require.NoError(t, err, "%s", r)
+			defer c.Close()
+			echo(t, c)
+			rec.checkTrace(t, r)
+			require.Len(t, r.Attempts, 2, "%s", r)
+			assert.Equal(t, tlsdial.OutcomeReset, r.Attempts[0].Outcome)
+			assert.ErrorIs(t, r.Attempts[0].Err, syscall.ECONNRESET)
+			assert.Equal(t, tlsdial.OutcomeOK, r.Attempts[1].Outcome)
+			assert.False(t, r.Attempts[1].Hedge, "a reset is conclusive: a redial, not a race")
+			assert.Equal(t, 1360, r.MSS)
+			assert.Equal(t, r.Attempts[0].HelloSize, r.HelloSize, "the same hello")
+			assert.Equal(t, pmtu.ClassReset, r.Diagnosis.Class)
+			assert.EqualValues(t, 2, conns.Load())
+			assert.Contains(t, r.String(), "fix:")
+		})
+	}
+}
+
+func TestHealthyPath(t *testing.T) {
+	for _, k := range kinds {
+		t.Run(k.name, func(t *testing.T) {
+			checkLeaks(t)
+			srv := startServer(t, 0)
+			cache := &pmtu.Cache{}
+			rec := &recorder{}
+			c, r, err := k.dial(context.Background(), srv.addr, srv.config(), options{cache: cache, trace: rec.trace()})
+			require.NoError(t, err)
+			defer c.Close()
+			echo(t, c)
+			rec.checkTrace(t, r)
+			require.Len(t, r.Attempts, 1)
+			assert.Zero(t, r.MSS)
+			assert.Zero(t, r.Stalls())
+			assert.Equal(t, pmtu.Diagnosis{}, r.Diagnosis)
+			assert.Zero(t, cache.Len(), "a healthy path is not remembered")
+			checkNoGroups(t)
+		})
+	}
+}
+
+// Certificate failures, alerts and refused connects are final: never
+// retried, never answered with a weaker hello.
+func TestHardErrorsAreFinal(t *testing.T) {
+	checkLeaks(t) // after the parallel subtests
+	srv := startServer(t, 0)
+	cases := []struct {
+		name  string
+		cfg   func(*tls.Config)
+		check func(t *testing.T, err error)
+	}{
+		{"unknown authority", func(c *tls.Config) { c.RootCAs = x509.NewCertPool() }, func(t *testing.T, err error) {
+			var e x509.UnknownAuthorityError
+			assert.ErrorAs(t, err, &e)
+		}},
+		{"wrong hostname", func(c *tls.Config) { c.ServerName = "other.fitshake.test" }, func(t *testing.T, err error) {
+			var e x509.HostnameError
+			assert.ErrorAs(t, err, &e)
+		}},
+	}
+	for _, k := range kinds {
+		for _, path := range []string{"healthy", "black hole"} {
+			for _, tc := range cases {
+				t.Run(k.name+"/"+path+"/"+tc.name, func(t *testing.T) {
+					t.Parallel()
+					addr := srv.addr
+					if path == "black hole" {
+						addr = blackHole(t, srv.addr, 1400, pmtutest.Both)
+					}
+					cfg := srv.config()
+					tc.cfg(cfg)
+					_, r, err := k.dial(context.Background(), addr, cfg, options{cache: &pmtu.Cache{}, allowClassical: true})
+					require.Error(t, err)
+					tc.check(t, err)
+					for _, a := range r.Attempts {
+						assert.NotEqual(t, "classical", a.Rung, "never a weaker hello for a hard error")
+						assert.Greater(t, a.HelloSize, 1400)
+					}
+					if k.name == "Dialer" {
+						// The silent attempt, then the clamped one that met the error.
+						want := map[string]int{"healthy": 1, "black hole": 2}[path]
+						require.Len(t, r.Attempts, want, "%s", r)
+						assert.Equal(t, tlsdial.OutcomeError, r.Attempts[want-1].Outcome)
+					}
+				})
+			}
+		}
+	}
+	t.Run("connection refused", func(t *testing.T) {
+		ln, err := net.Listen("tcp4", "127.0.0.1:0")
+		require.NoError(t, err)
+		addr := ln.Addr().String()
+		ln.Close()
+		for _, k := range kinds {
+			_, r, err := k.dial(context.Background(), addr, srv.config(), options{cache: &pmtu.Cache{}})
+			require.ErrorIs(t, err, syscall.ECONNREFUSED)
+			assert.Len(t, r.Attempts, 1, k.name)
+		}
+	})
+}
+
+// A dial whose ladder is spent ends by itself with ErrStalled and its
+// diagnosis, whatever MaxAttempts, before the caller's (absent) deadline:
+// at once when every attempt ended conclusively (resets here), after the
+// give-up bound when every attempt was only silent (the simulator at an
+// MTU no clamp fits).
+func TestLadderExhausted(t *testing.T) {
+	checkLeaks(t) // after the parallel subtests
+	for _, k := range kinds {
+		t.Run(k.name+"/resets", func(t *testing.T) {
+			t.Parallel()
+			srv := startServer(t, 0)
+			addr, conns := resetProxy(t, srv.addr, 500, 0)
+			t0 := time.Now()
+			_, r, err := k.dial(context.Background(), addr, srv.config(), options{cache: &pmtu.Cache{}})
+			require.ErrorIs(t, err, syscall.ECONNRESET)
+			assert.Less(t, time.Since(t0), time.Second)
+			var mss []int
+			for _, a := range r.Attempts {
+				assert.Equal(t, tlsdial.OutcomeReset, a.Outcome)
+				mss = append(mss, a.MSS)
+			}
+			assert.Equal(t, []int{0, 1360, 1240, 536}, mss)
+			assert.EqualValues(t, 4, conns.Load())
+		})
+		for _, max := range []int{0, 1} {
+			t.Run(fmt.Sprintf("%s/silent/MaxAttempts=%d", k.name, max), func(t *testing.T) {
+				if testing.Short() {
+					t.Skip("waits out the 10 s give-up bound")
+				}
+				t.Parallel()
+				srv := startServer(t, 0)
+				addr := blackHole(t, srv.addr, 500, pmtutest.Both)
+				t0 := time.Now()
+				_, r, err := k.dial(context.Background(), addr, srv.config(), options{cache: &pmtu.Cache{}, maxAttempts: max})
+				took := time.Since(t0)
+				require.ErrorIs(t, err, tlsdial.ErrStalled, "%s", r)
+				var se *tlsdial.StallError
+				require.ErrorAs(t, err, &se)
+				assert.Equal(t, pmtu.ClassSilent, se.Diagnosis.Class)
+				assert.InDelta(t, 10, took.Seconds(), 1.5)
+				want := map[int]int{0: 4, 1: 1}[max]
+				require.Len(t, r.Attempts, want, "%s", r)
+				for _, a := range r.Attempts {
+					assert.Equal(t, tlsdial.OutcomeStall, a.Outcome)
+					assert.NotEqual(t, "classical", a.Rung)
+				}
+			})
+		}
+	}
+}
+
+func TestDeadlineBoundsTheDial(t *testing.T) {
+	for _, k := range kinds {
+		t.Run(k.name, func(t *testing.T) {
+			checkLeaks(t)
+			srv := startServer(t, 0)
+			addr := blackHole(t, srv.addr, 500, pmtutest.Both)
+			ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
+			defer cancel()
+			t0 := time.Now()
+			_, r, err := k.dial(ctx, addr, srv.config(), options{cache: &pmtu.Cache{}})
+			require.ErrorIs(t, err, context.DeadlineExceeded)
+			assert.Less(t, time.Since(t0), time.Second)
+			var ne net.Error
+			require.ErrorAs(t, err, &ne)
+			assert.True(t, ne.Timeout())
+			assert.GreaterOrEqual(t, len(r.Attempts), 1)
+			checkNoGroups(t)
+		})
+	}
+}
+
+// Cancelled dials, hundreds of them, at every stage, through the context
+// and (for TCPDialer) through crypto/tls closing the connection, leave
+// nothing behind: no goroutine, no descriptor, no destination group, and
+// no later dial waits for anything.
+func TestCancelStorm(t *testing.T) {
+	for _, k := range kinds {
+		t.Run(k.name, func(t *testing.T) {
+			checkLeaks(t)
+			srv := startServer(t, 0)
+			slow, err := pmtutest.Start(pmtutest.Config{Target: srv.addr, MTU: 9000, Delay: 150 * time.Millisecond})
+			require.NoError(t, err)
+			defer slow.Close()
+			hole := blackHole(t, srv.addr, 1400, pmtutest.Both)
+			cache := &pmtu.Cache{}
+			rng := rand.New(rand.NewPCG(1, 2))
+			const n = 300
+			var wg sync.WaitGroup
+			for i := range n {
+				addr := []string{slow.Addr(), hole, srv.addr}[i%3]
+				after := time.Duration(rng.IntN(400)) * time.Millisecond
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					ctx, cancel := context.WithTimeout(context.Background(), after)
+					defer cancel()
+					c, _, err := k.dial(ctx, addr, srv.config(), options{cache: cache})
+					if err == nil {
+						c.Close()
+						return
+					}
+					if !errors.Is(err, context.DeadlineExceeded) {
+						t.Errorf("dial %d: %v", i, err)
+					}
+				}()
+			}
+			wg.Wait()
+			checkNoGroups(t)
+			// A later dial to the slow server is not delayed by anything the
+			// storm left: one attempt, the server's own 150 ms.
+			t0 := time.Now()
+			c, r, err := k.dial(context.Background(), slow.Addr(), srv.config(), options{cache: &pmtu.Cache{}})
+			require.NoError(t, err)
+			c.Close()
+			assert.Len(t, r.Attempts, 1, "%s", r)
+			assert.Less(t, time.Since(t0), 250*time.Millisecond)
+		})
+	}
+}
+
+// Concurrent dials to one destination never wait for each other before
+// their first attempt, and learn from each other: all complete, opening
+// about one extra connection each.
+func TestConcurrentDialsLearn(t *testing.T) {
+	for _, k := range kinds {
+		t.Run(k.name, func(t *testing.T) {
+			checkLeaks(t)
+			srv := startServer(t, 0)
+			addr := blackHole(t, srv.addr, 1400, pmtutest.Both)
+			cache := &pmtu.Cache{}
+			const n = 12
+			var wg sync.WaitGroup
+			reports := make([]tlsdial.Report, n)
+			firstStart := make([]time.Duration, n)
+			for i := range n {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					time.Sleep(time.Duration(i) * 40 * time.Millisecond) // spread over the first window
+					t0 := time.Now()
+					var once sync.Once
+					tr := &tlsdial.Trace{AttemptStart: func(tlsdial.AttemptStartInfo) {
+						once.Do(func() { firstStart[i] = time.Since(t0) })
+					}}
+					c, r, err := k.dial(context.Background(), addr, srv.config(), options{cache: cache, trace: tr})
+					if assert.NoError(t, err) {
+						c.Close()
+					}
+					reports[i] = r
+				}()
+			}
+			wg.Wait()
+			conns := 0
+			for i, r := range reports {
+				conns += len(r.Attempts)
+				assert.Equal(t, 1360, r.MSS, "%s", r)
+				assert.Less(t, firstStart[i], 20*time.Millisecond, "no dial waits before its first attempt")
+			}
+			assert.LessOrEqual(t, conns, 2*n, "at most one extra connection per dial")
+			checkNoGroups(t)
+		})
+	}
+}
+
+// A server that takes 0.3–2 s to answer is not a black hole: the attempts
+// raced beside the first lose to it, nothing is a stall, the hello is never
+// weakened, and once learned the server costs no extra connection.
+func TestSlowServerNeverDowngrades(t *testing.T) {
+	checkLeaks(t) // after the parallel subtests
+	srv := startServer(t, 0)
+	delays := []time.Duration{300 * time.Millisecond, 700 * time.Millisecond, 1200 * time.Millisecond, 2 * time.Second}
+	for _, k := range kinds {
+		for _, delay := range delays {
+			t.Run(fmt.Sprintf("%s/%s", k.name, delay), func(t *testing.T) {
+				t.Parallel()
+				p, err := pmtutest.Start(pmtutest.Config{Target: srv.addr, MTU: 9000, Delay: delay})
+				require.NoError(t, err)
+				t.Cleanup(func() { p.Close() })
+				cache := &pmtu.Cache{}
+				for run := range 2 {
+					c, r, err := k.dial(context.Background(), p.Addr(), srv.config(), options{cache: cache, allowClassical: true})
+					require.NoError(t, err)
+					c.Close()
+					assert.False(t, r.SecurityReduced, "%s", r)
+					assert.Zero(t, r.Stalls(), "a slow server is not a black hole: %s", r)
+					assert.Equal(t, tlsdial.OutcomeOK, r.Attempts[0].Outcome, "the first attempt wins: %s", r)
+					assert.Zero(t, r.MSS)
+					if run == 1 {
+						assert.Len(t, r.Attempts, 1, "learned: no extra connection: %s", r)
+					}
+				}
+			})
+		}
+	}
+}

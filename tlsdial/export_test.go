@@ -1,0 +1,4 @@
+package tlsdial
+
+// GroupCount is the number of destinations with a dial running.
+var GroupCount = groupCount

@@ -1,0 +1,632 @@
+package tlsdial
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/fitshake/fitshake/pmtu"
+)
+
+// The machine is the policy of one dial, for both dialers: which attempts
+// run, when another one starts, which one wins, and what the report and the
+// trace say. It is a pure state machine: it opens no connection and reads
+// no clock. Its owner (the engine) feeds it events with the time they
+// happened and carries out the effects it queues, in order.
+//
+// An attempt at ladder step i, once its ClientHello is sent:
+//
+//	conclusive: upstream or downstream black hole,   ─► ends as a stall (or reset);
+//	  or a reset or EOF before any reply                 step i+1 starts now
+//	silent: nothing acked after hedgeAfter,           ─► step i+1 starts beside it
+//	  or no reply for the stall window                   (same hello; a clamp weakens nothing)
+//	a reply: handshake done (Dialer),                 ─► wins. Attempts still waiting that sent
+//	  first byte (TCPConn)                               their hello earlier were overtaken: stalls.
+//	                                                     The others are superseded.
+//	an alert, a certificate error, a refused connect  ─► the dial fails with it
+//
+// Only conclusive evidence on every MSS step moves to a smaller hello rung;
+// silence never does, because a slow server is silent too. When no step is
+// left and every attempt is silent, the dial gives up once the oldest has
+// waited giveUpAfter (or its window, if longer): a server that slow fails
+// net/http's default TLSHandshakeTimeout too.
+type machine struct {
+	cfg        machineConfig
+	legs       []*mleg // by ID − 1, in start order
+	conclusive []bool  // by step index: an attempt there ended conclusively
+	frontier   int     // highest step index started; −1 before any
+	attempts   int
+	began      time.Time
+	report     Report
+	diagnosed  bool // report.Diagnosis is set
+	lastErr    error
+	committing bool // commit waits for an attempt to send its hello
+
+	over   bool
+	winner int // ID of the attempt that completed; 0 if none
+	err    error
+
+	out []effect
+}
+
+// machineConfig is what a dial's machine is built from.
+type machineConfig struct {
+	addr  string
+	steps []step
+	rungs []rungInfo
+	// first is the step index of the first attempt (a remembered one, or
+	// 0); fromCache says it was remembered.
+	first     int
+	fromCache bool
+	// maxAttempts bounds the attempts; ≤ 0 means one per step.
+	maxAttempts int
+	// window is StallWindow as configured: 0 derives it from the round
+	// trip, negative disables stall detection (one attempt).
+	window time.Duration
+	// silence is how long the server was learned to take to answer.
+	silence time.Duration
+	// deadline: no attempt starts at or after it; zero means none.
+	deadline time.Time
+}
+
+// rungInfo describes one hello rung of the ladder.
+type rungInfo struct {
+	name string
+	size int  // ClientHello record bytes; 0 until known (TCPDialer)
+	pq   bool // it carries a post-quantum key share
+}
+
+// giveUpAfter bounds how long a dial waits for a silent server once no
+// step is left to try: net/http's default TLSHandshakeTimeout.
+const giveUpAfter = 10 * time.Second
+
+// mleg is the machine's view of one attempt.
+type mleg struct {
+	id      int
+	idx     int       // step index
+	start   time.Time // the attempt began (connect included)
+	conn    bool      // connected
+	sentAt  time.Time // the ClientHello went out; zero until then
+	mon     *monitor  // nil until sent, and when stall detection is off
+	spawned bool      // it started the next step beside itself
+	ended   bool
+}
+
+type resultKind uint8
+
+const (
+	resOK       resultKind = iota // the handshake completed, or the first byte came
+	resRejected                   // reset or closed before any reply: conclusive
+	resFailed                     // anything else: final
+)
+
+// legResult is how an attempt's I/O ended.
+type legResult struct {
+	kind    resultKind
+	err     error
+	replied bool // the server's bytes arrived before err (an alert, a certificate)
+}
+
+type effKind uint8
+
+const (
+	effStart effKind = iota + 1 // open attempt id at step
+	effAbort                    // close attempt id, which has ended
+	effStall                    // attempt id stalled: Trace.Stall with stall
+	effEnded                    // attempt id ended: Trace.AttemptDone
+	effShare                    // tell other dials to the destination: step stalled, or worked
+)
+
+type effect struct {
+	kind   effKind
+	id     int
+	step   step
+	worked bool
+	stall  StallInfo
+}
+
+// news is what one dial tells the others to the same destination.
+type news struct {
+	step   step
+	worked bool // a reply came at step; false: step stalled
+}
+
+func newMachine(cfg machineConfig) *machine {
+	if cfg.window < 0 {
+		cfg.maxAttempts = 1
+	}
+	if cfg.maxAttempts <= 0 || cfg.maxAttempts > len(cfg.steps) {
+		// More attempts than steps could only repeat a step.
+		cfg.maxAttempts = len(cfg.steps)
+	}
+	return &machine{
+		cfg:        cfg,
+		conclusive: make([]bool, len(cfg.steps)),
+		frontier:   -1,
+		report:     Report{FromCache: cfg.fromCache},
+	}
+}
+
+// drain returns the queued effects and empties the queue.
+func (m *machine) drain() []effect {
+	out := m.out
+	m.out = m.out[len(m.out):]
+	return out
+}
+
+func (m *machine) emit(e effect) { m.out = append(m.out, e) }
+
+func (m *machine) leg(id int) *mleg { return m.legs[id-1] }
+
+func (m *machine) attempt(id int) *Attempt { return &m.report.Attempts[id-1] }
+
+// begin starts the dial's first attempt.
+func (m *machine) begin(now time.Time) {
+	m.began = now
+	if !m.canStart(now) {
+		m.finish(now, context.DeadlineExceeded)
+		return
+	}
+	m.startAt(now, m.cfg.first, false)
+}
+
+func (m *machine) canStart(now time.Time) bool {
+	if m.over || m.attempts >= m.cfg.maxAttempts {
+		return false
+	}
+	return m.cfg.deadline.IsZero() || now.Before(m.cfg.deadline)
+}
+
+func (m *machine) startAt(now time.Time, idx int, hedge bool) {
+	st := m.cfg.steps[idx]
+	r := m.cfg.rungs[st.rung]
+	m.attempts++
+	id := len(m.legs) + 1
+	m.legs = append(m.legs, &mleg{id: id, idx: idx, start: now})
+	m.report.Attempts = append(m.report.Attempts, Attempt{
+		ID: id, MTU: st.mtu, HelloSize: r.size, Rung: r.name, Hedge: hedge,
+	})
+	m.frontier = max(m.frontier, idx)
+	m.emit(effect{kind: effStart, id: id, step: st})
+}
+
+// connected records attempt id's TCP connection.
+func (m *machine) connected(id int, rtt time.Duration, mss int) {
+	a := m.attempt(id)
+	a.ConnectRTT, a.MSS = rtt, mss
+	m.leg(id).conn = true
+}
+
+// sent records that attempt id's ClientHello of hello record bytes goes
+// out now; base is TCP_INFO just before, valid when info.
+func (m *machine) sent(id int, now time.Time, hello int, base pmtu.TCPInfo, info bool) {
+	l, a := m.leg(id), m.attempt(id)
+	if l.ended {
+		return
+	}
+	l.sentAt = now
+	a.HelloSize = hello
+	if r := &m.cfg.rungs[m.cfg.steps[l.idx].rung]; r.size == 0 {
+		r.size = hello // TCPDialer: the stack's hello, the same on every attempt
+	}
+	if m.cfg.window >= 0 {
+		a.StallWindow = m.windowFor(a.ConnectRTT)
+		l.mon = newMonitor(hello, now, a.ConnectRTT, a.StallWindow, base, info)
+	}
+	if m.committing {
+		m.commit(now)
+	}
+}
+
+// windowFor is the stall window of an attempt whose connect took rtt,
+// widened to what the server was learned to need.
+func (m *machine) windowFor(rtt time.Duration) time.Duration {
+	w := stallWindow(m.cfg.window, rtt)
+	if s := m.cfg.silence; s > 0 {
+		w = max(w, min(s+s/4, giveUpAfter))
+	}
+	return w
+}
+
+// waiting reports whether attempt id has sent its hello and awaits the
+// reply: only then does observing it mean anything.
+func (m *machine) waiting(id int) bool {
+	l := m.leg(id)
+	return !m.over && !l.ended && l.mon != nil
+}
+
+// observe feeds attempt id's TCP_INFO (used when the attempt reads it) or
+// the count of bytes received from the server (used otherwise).
+func (m *machine) observe(id int, now time.Time, ti pmtu.TCPInfo, received uint64) {
+	if !m.waiting(id) {
+		return
+	}
+	l := m.leg(id)
+	switch l.mon.observe(now, ti, received) {
+	case verdictStall:
+		m.stall(now, l, 0)
+		m.advance(now, l.idx)
+	case verdictHedge:
+		m.spawn(now, l)
+	}
+	m.checkGiveUp(now)
+}
+
+// tick re-evaluates the timers of every waiting attempt that does not read
+// TCP_INFO and the give-up bound.
+func (m *machine) tick(now time.Time, received func(id int) uint64) {
+	for _, l := range m.legs {
+		if m.waiting(l.id) && !l.mon.info {
+			m.observe(l.id, now, pmtu.TCPInfo{}, received(l.id))
+		}
+	}
+	m.checkGiveUp(now)
+}
+
+// spawn starts the step after l's beside it, if l is the furthest attempt
+// down the ladder and that step keeps the same hello.
+func (m *machine) spawn(now time.Time, l *mleg) {
+	if !m.canSpawn(l) || !m.canStart(now) {
+		return
+	}
+	l.spawned = true
+	m.emit(effect{kind: effShare, step: m.cfg.steps[l.idx]})
+	m.startAt(now, l.idx+1, true)
+}
+
+// canSpawn reports whether silence on l would start another attempt
+// (deadline aside): l is the furthest down the ladder, has not spawned,
+// and the next step keeps its hello.
+func (m *machine) canSpawn(l *mleg) bool {
+	next := l.idx + 1
+	return !l.ended && !l.spawned && l.idx == m.frontier && next < len(m.cfg.steps) &&
+		m.cfg.steps[next].rung == m.cfg.steps[l.idx].rung && m.attempts < m.cfg.maxAttempts
+}
+
+// advance moves down the ladder after an attempt at step from ended
+// conclusively, unless an attempt further down is already running.
+func (m *machine) advance(now time.Time, from int) {
+	if m.over {
+		return
+	}
+	for _, l := range m.legs {
+		if !l.ended && l.idx > from {
+			return
+		}
+	}
+	next := m.frontier + 1
+	if next < len(m.cfg.steps) && m.canStart(now) && m.mayEnter(next) {
+		m.startAt(now, next, false)
+		return
+	}
+	if m.live() == 0 {
+		m.finish(now, m.lastErr)
+	}
+}
+
+// mayEnter reports whether step idx may start after the frontier: a
+// smaller hello needs every step tried with the current one to have ended
+// conclusively.
+func (m *machine) mayEnter(idx int) bool {
+	cur := m.cfg.steps[m.frontier].rung
+	if m.cfg.steps[idx].rung == cur {
+		return true
+	}
+	for i := m.cfg.first; i <= m.frontier; i++ {
+		if m.cfg.steps[i].rung == cur && !m.conclusive[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func (m *machine) live() int {
+	n := 0
+	for _, l := range m.legs {
+		if !l.ended {
+			n++
+		}
+	}
+	return n
+}
+
+// checkGiveUp ends a dial whose ladder is spent and whose attempts have
+// all been silent for giveUpAfter (or their window, if longer).
+func (m *machine) checkGiveUp(now time.Time) {
+	oldest, ok := m.spentSince()
+	if !ok || now.Before(oldest) {
+		return
+	}
+	for _, l := range m.legs {
+		if !l.ended {
+			m.stall(now, l, 0)
+		}
+	}
+	m.finish(now, m.lastErr)
+}
+
+// spentSince returns when the dial gives up if nothing changes: false while
+// it may still start an attempt or one is connecting.
+func (m *machine) spentSince() (time.Time, bool) {
+	if m.over || m.live() == 0 {
+		return time.Time{}, false
+	}
+	var oldest time.Time
+	for _, l := range m.legs {
+		if l.ended {
+			continue
+		}
+		if l.mon == nil {
+			return time.Time{}, false // connecting, or stall detection is off
+		}
+		if m.canSpawn(l) {
+			return time.Time{}, false // it will start the next step when silent
+		}
+		at := l.sentAt.Add(max(giveUpAfter, l.mon.window))
+		if oldest.IsZero() || at.Before(oldest) {
+			oldest = at
+		}
+	}
+	return oldest, true
+}
+
+// finished records how attempt id's I/O ended.
+func (m *machine) finished(id int, now time.Time, res legResult) {
+	l := m.leg(id)
+	if m.over || l.ended {
+		return
+	}
+	switch res.kind {
+	case resOK:
+		m.endOthers(now, l)
+		m.end(now, l, OutcomeOK, nil)
+		m.win(now, l)
+	case resRejected:
+		m.end(now, l, OutcomeReset, res.err)
+		m.conclusive[l.idx] = true
+		m.emit(effect{kind: effShare, step: m.cfg.steps[l.idx]})
+		m.advance(now, l.idx)
+	default:
+		if res.replied {
+			m.endOthers(now, l)
+		}
+		m.end(now, l, OutcomeError, res.err)
+		if m.live() == 0 {
+			m.finish(now, res.err)
+		}
+	}
+}
+
+// endOthers ends every other running attempt because w got the server's
+// reply: one still waiting that sent its hello before w did was overtaken
+// (a stall), the others are superseded.
+func (m *machine) endOthers(now time.Time, w *mleg) {
+	for _, l := range m.legs {
+		if l == w || l.ended {
+			continue
+		}
+		if !l.sentAt.IsZero() && l.sentAt.Before(w.sentAt) && l.mon != nil && !l.mon.replying(now) {
+			m.stall(now, l, m.attempt(w.id).MSS)
+			continue
+		}
+		m.end(now, l, OutcomeSuperseded, errSuperseded)
+	}
+}
+
+// stall ends l as stalled. overtakenBy is the MSS of an attempt that got a
+// reply meanwhile (0 if none).
+func (m *machine) stall(now time.Time, l *mleg, overtakenBy int) {
+	a := m.attempt(l.id)
+	d := l.mon.diagnosis()
+	d.Evidence.OvertakenBy = overtakenBy
+	serr := &StallError{
+		Addr: m.cfg.addr, MSS: a.MSS, Hello: a.HelloSize,
+		Elapsed: now.Sub(l.sentAt), Window: l.mon.window, Diagnosis: d,
+	}
+	m.emit(effect{kind: effStall, id: l.id, stall: StallInfo{
+		Addr: m.cfg.addr, ID: l.id, Elapsed: serr.Elapsed, Window: serr.Window, Diagnosis: d,
+	}})
+	m.conclusive[l.idx] = m.conclusive[l.idx] || d.Class.BlackHole()
+	m.emit(effect{kind: effShare, step: m.cfg.steps[l.idx]})
+	m.endDiag(now, l, OutcomeStall, serr, d)
+}
+
+// end ends attempt l with outcome o and its error.
+func (m *machine) end(now time.Time, l *mleg, o Outcome, err error) {
+	var d pmtu.Diagnosis
+	if l.mon != nil {
+		d = l.mon.diagnosis()
+	}
+	switch o {
+	case OutcomeReset:
+		d.Class = pmtu.ClassReset
+		d.Evidence.Sent = m.attempt(l.id).HelloSize
+		d.Evidence.Elapsed = now.Sub(l.sentAt)
+	case OutcomeOK:
+		if l.mon != nil && l.mon.info {
+			d.Class = pmtu.ClassReplied
+		}
+	}
+	m.endDiag(now, l, o, err, d)
+}
+
+func (m *machine) endDiag(now time.Time, l *mleg, o Outcome, err error, d pmtu.Diagnosis) {
+	a := m.attempt(l.id)
+	l.ended = true
+	a.Outcome, a.Err, a.Diagnosis = o, err, d
+	a.Duration = now.Sub(l.start)
+	if err != nil {
+		m.lastErr = err
+	}
+	if (o == OutcomeStall || o == OutcomeReset) && !m.diagnosed {
+		m.diagnosed = true
+		m.report.Diagnosis = d
+	}
+	if o != OutcomeOK {
+		m.emit(effect{kind: effAbort, id: l.id})
+	}
+	m.emit(effect{kind: effEnded, id: l.id})
+}
+
+// win completes the report for attempt w, which completed.
+func (m *machine) win(now time.Time, w *mleg) {
+	a := m.attempt(w.id)
+	r := &m.report
+	r.MTU, r.MSS, r.HelloSize, r.Rung = a.MTU, a.MSS, a.HelloSize, a.Rung
+	rung := m.cfg.steps[w.idx].rung
+	r.SecurityReduced = m.cfg.rungs[0].pq && !m.cfg.rungs[rung].pq
+	m.winner = w.id
+	if w.idx != m.cfg.first || m.hedged() {
+		m.emit(effect{kind: effShare, step: m.cfg.steps[w.idx], worked: true})
+	}
+	m.finish(now, nil)
+}
+
+func (m *machine) hedged() bool {
+	for _, l := range m.legs {
+		if l.spawned {
+			return true
+		}
+	}
+	return false
+}
+
+// finish ends the dial: with the winner when err is nil.
+func (m *machine) finish(now time.Time, err error) {
+	if err == nil && m.winner == 0 {
+		err = errNoAttempt
+	}
+	m.over, m.err = true, err
+	m.report.Duration = now.Sub(m.began)
+}
+
+var errNoAttempt = errors.New("tlsdial: no attempt could start")
+
+// remember returns what the cache should keep after the dial: the step
+// that worked when it was not the first tried, or the first step with the
+// server's learned silence when silence made the dial race another attempt.
+func (m *machine) remember(now time.Time) (pmtu.Entry, bool) {
+	if m.winner == 0 {
+		return pmtu.Entry{}, false
+	}
+	w := m.leg(m.winner)
+	st := m.cfg.steps[w.idx]
+	e := pmtu.Entry{MTU: st.mtu, Rung: m.cfg.rungs[st.rung].name}
+	if w.idx != m.cfg.first {
+		return e, true
+	}
+	if !m.hedged() || w.mon == nil {
+		return pmtu.Entry{}, false
+	}
+	e.Silence = w.mon.silence(now)
+	return e, e.Silence > 0
+}
+
+// peer applies what another dial to the destination found: a step that
+// worked starts here at once, beside what runs; a step that stalled makes
+// an attempt here at that step start the next one.
+func (m *machine) peer(now time.Time, n news) {
+	if m.over || m.frontier < 0 {
+		return
+	}
+	idx := -1
+	for i, s := range m.cfg.steps {
+		if s == n.step {
+			idx = i
+		}
+	}
+	if idx < 0 {
+		return
+	}
+	if n.worked {
+		// Never a different hello on another dial's word.
+		if idx > m.frontier && m.cfg.steps[idx].rung == m.cfg.steps[m.frontier].rung && m.canStart(now) {
+			m.startAt(now, idx, true)
+		}
+		return
+	}
+	for _, l := range m.legs {
+		if !l.ended && l.idx == idx && l.mon != nil {
+			m.spawn(now, l)
+		}
+	}
+}
+
+// cancel ends the dial because its context ended or its connection was
+// closed.
+func (m *machine) cancel(now time.Time, err error) {
+	if m.over {
+		return
+	}
+	for _, l := range m.legs {
+		if !l.ended {
+			m.end(now, l, OutcomeCanceled, err)
+		}
+	}
+	m.finish(now, err)
+}
+
+// commit stops the race and keeps the oldest connected attempt as the
+// connection: the TLS stack wrote again before any reply, so the hello can
+// no longer be replayed, or what it sent was no ClientHello at all. With
+// none connected yet, it happens when one is.
+func (m *machine) commit(now time.Time) {
+	if m.over {
+		return
+	}
+	var keep *mleg
+	for _, l := range m.legs {
+		if !l.ended && l.conn {
+			keep = l
+			break
+		}
+	}
+	if keep == nil {
+		m.committing = true
+		return
+	}
+	m.committing = false
+	for _, l := range m.legs {
+		if l != keep && !l.ended {
+			m.end(now, l, OutcomeSuperseded, errCommitted)
+		}
+	}
+	m.end(now, keep, OutcomeOK, nil)
+	m.win(now, keep)
+}
+
+// nextWake returns when a timer decision falls due without new events:
+// the silence verdict of an attempt that does not read TCP_INFO and would
+// start the next step, or the give-up bound. Zero means none.
+func (m *machine) nextWake() time.Time {
+	var at time.Time
+	earliest := func(t time.Time) {
+		if !t.IsZero() && (at.IsZero() || t.Before(at)) {
+			at = t
+		}
+	}
+	for _, l := range m.legs {
+		if m.waiting(l.id) && !l.mon.info && m.canSpawn(l) {
+			earliest(l.mon.due())
+		}
+	}
+	if t, ok := m.spentSince(); ok {
+		earliest(t)
+	}
+	return at
+}
+
+// polling reports whether an attempt waits on TCP_INFO readings.
+func (m *machine) polling() bool {
+	for _, l := range m.legs {
+		if m.waiting(l.id) && l.mon.info {
+			return true
+		}
+	}
+	return false
+}
+
+var (
+	errSuperseded = errors.New("tlsdial: a parallel attempt got the reply first")
+	errCommitted  = errors.New("tlsdial: the TLS stack wrote again before any reply; another attempt was kept")
+)

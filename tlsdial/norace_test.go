@@ -1,0 +1,5 @@
+//go:build !race
+
+package tlsdial_test
+
+const raceEnabled = false

@@ -1,0 +1,82 @@
+package tlsdial
+
+import (
+	"sync"
+
+	"github.com/fitshake/fitshake/pmtu"
+)
+
+// Dials to one destination learn from each other while they run, without
+// ever waiting for each other: every dial starts its first attempt at once
+// (from the cache, if it remembers the destination), and what one finds —
+// a step that stalled, a step that worked — reaches the others still
+// waiting for a reply (machine.peer). A group exists only while a dial to
+// its destination runs: the last to leave deletes it. Groups are keyed by
+// cache as well as destination, so that dialers sharing a cache share
+// news, and dialers with separate caches stay independent.
+
+type groupKey struct {
+	cache *pmtu.Cache
+	key   pmtu.Key
+}
+
+// group is the set of running dials to one destination.
+type group struct {
+	k    groupKey
+	subs map[chan<- news]struct{} // guarded by groups.mu
+}
+
+var groups struct {
+	mu sync.Mutex
+	m  map[groupKey]*group
+}
+
+// joinGroup adds inbox to the group of k and returns it. The caller must
+// leave it.
+func joinGroup(k groupKey, inbox chan<- news) *group {
+	groups.mu.Lock()
+	defer groups.mu.Unlock()
+	g := groups.m[k]
+	if g == nil {
+		if groups.m == nil {
+			groups.m = make(map[groupKey]*group)
+		}
+		g = &group{k: k, subs: make(map[chan<- news]struct{})}
+		groups.m[k] = g
+	}
+	g.subs[inbox] = struct{}{}
+	return g
+}
+
+// leave removes inbox from g, and g from the registry when it was the last.
+func (g *group) leave(inbox chan<- news) {
+	groups.mu.Lock()
+	defer groups.mu.Unlock()
+	delete(g.subs, inbox)
+	if len(g.subs) == 0 && groups.m[g.k] == g {
+		delete(groups.m, g.k)
+	}
+}
+
+// tell sends n to every member but from. News is advice: a member whose
+// inbox is full misses it and carries on by itself.
+func (g *group) tell(from chan<- news, n news) {
+	groups.mu.Lock()
+	defer groups.mu.Unlock()
+	for inbox := range g.subs {
+		if inbox == from {
+			continue
+		}
+		select {
+		case inbox <- n:
+		default:
+		}
+	}
+}
+
+// groupCount returns the number of live groups, for tests.
+func groupCount() int {
+	groups.mu.Lock()
+	defer groups.mu.Unlock()
+	return len(groups.m)
+}
