@@ -151,4 +151,3 @@ func copyConn(dst io.Writer, src io.Reader) {
 		}
 	}
 }
-

@@ -32,7 +32,7 @@ type engine struct {
 	grp    *group
 	done   chan struct{} // closed when the dial is over: late attempts clean up after themselves
 	timer  *time.Timer
-	commit chan struct{} // TCPConn: the stack wrote again, keep one attempt; nil for Dialer
+	commit chan struct{}          // TCPConn: the stack wrote again, keep one attempt; nil for Dialer
 	snap   atomic.Pointer[Report] // the report as of the last batch of effects
 	final  error                  // the dial's error (a *DialError) once over
 }
@@ -119,7 +119,11 @@ func newEngine(ctx context.Context, dst destination, cfg machineConfig, drv driv
 // run is the dial's loop. It returns when the dial is over, with every
 // attempt but the winner closed and the Done hook called.
 func (e *engine) run() {
-	e.grp = joinGroup(groupKey{e.dst.cache, e.dst.key}, e.inbox)
+	var known []news
+	e.grp, known = joinGroup(groupKey{e.dst.cache, e.dst.key}, e.inbox)
+	for _, n := range known {
+		e.m.peer(time.Now(), n)
+	}
 	e.timer = time.NewTimer(time.Hour)
 	defer e.timer.Stop()
 	for _, l := range e.legs {
@@ -235,7 +239,7 @@ func (e *engine) flush(start func(*leg)) {
 				"mss", a.MSS, "hello", a.HelloSize, "outcome", a.Outcome, "err", a.Err)
 		case effShare:
 			if e.grp != nil {
-				e.grp.tell(e.inbox, news{step: ef.step, worked: ef.worked})
+				e.grp.tell(e.inbox, news{step: ef.step, replied: ef.replied})
 			}
 		}
 	}

@@ -35,6 +35,7 @@ type machine struct {
 	legs       []*mleg // by ID − 1, in start order
 	conclusive []bool  // by step index: an attempt there ended conclusively
 	frontier   int     // highest step index started; −1 before any
+	good       int     // lowest step index where the server's reply came (here or in another dial); len(steps) if none
 	attempts   int
 	began      time.Time
 	report     Report
@@ -114,21 +115,21 @@ const (
 	effAbort                    // close attempt id, which has ended
 	effStall                    // attempt id stalled: Trace.Stall with stall
 	effEnded                    // attempt id ended: Trace.AttemptDone
-	effShare                    // tell other dials to the destination: step stalled, or worked
+	effShare                    // tell other dials to the destination: step stalled, or replied
 )
 
 type effect struct {
-	kind   effKind
-	id     int
-	step   step
-	worked bool
-	stall  StallInfo
+	kind    effKind
+	id      int
+	step    step
+	replied bool
+	stall   StallInfo
 }
 
 // news is what one dial tells the others to the same destination.
 type news struct {
-	step   step
-	worked bool // a reply came at step; false: step stalled
+	step    step
+	replied bool // the server's reply came at step; false: step stalled
 }
 
 func newMachine(cfg machineConfig) *machine {
@@ -143,6 +144,7 @@ func newMachine(cfg machineConfig) *machine {
 		cfg:        cfg,
 		conclusive: make([]bool, len(cfg.steps)),
 		frontier:   -1,
+		good:       len(cfg.steps),
 		report:     Report{FromCache: cfg.fromCache},
 	}
 }
@@ -242,7 +244,11 @@ func (m *machine) observe(id int, now time.Time, ti pmtu.TCPInfo, received uint6
 		return
 	}
 	l := m.leg(id)
-	switch l.mon.observe(now, ti, received) {
+	v := l.mon.observe(now, ti, received)
+	if l.mon.received > 0 {
+		m.replied(l.idx)
+	}
+	switch v {
 	case verdictStall:
 		m.stall(now, l, 0)
 		m.advance(now, l.idx)
@@ -276,11 +282,21 @@ func (m *machine) spawn(now time.Time, l *mleg) {
 
 // canSpawn reports whether silence on l would start another attempt
 // (deadline aside): l is the furthest down the ladder, has not spawned,
-// and the next step keeps its hello.
+// the next step keeps its hello, and the server has not been seen to
+// answer at l's step or a larger one — then it is only slow.
 func (m *machine) canSpawn(l *mleg) bool {
 	next := l.idx + 1
-	return !l.ended && !l.spawned && l.idx == m.frontier && next < len(m.cfg.steps) &&
+	return !l.ended && !l.spawned && l.idx == m.frontier && l.idx < m.good && next < len(m.cfg.steps) &&
 		m.cfg.steps[next].rung == m.cfg.steps[l.idx].rung && m.attempts < m.cfg.maxAttempts
+}
+
+// replied records that the server's reply came at step idx, and tells the
+// other dials the first time.
+func (m *machine) replied(idx int) {
+	if idx < m.good {
+		m.good = idx
+		m.emit(effect{kind: effShare, step: m.cfg.steps[idx], replied: true})
+	}
 }
 
 // advance moves down the ladder after an attempt at step from ended
@@ -378,6 +394,7 @@ func (m *machine) finished(id int, now time.Time, res legResult) {
 	}
 	switch res.kind {
 	case resOK:
+		m.replied(l.idx)
 		m.endOthers(now, l)
 		m.end(now, l, OutcomeOK, nil)
 		m.win(now, l)
@@ -476,9 +493,6 @@ func (m *machine) win(now time.Time, w *mleg) {
 	rung := m.cfg.steps[w.idx].rung
 	r.SecurityReduced = m.cfg.rungs[0].pq && !m.cfg.rungs[rung].pq
 	m.winner = w.id
-	if w.idx != m.cfg.first || m.hedged() {
-		m.emit(effect{kind: effShare, step: m.cfg.steps[w.idx], worked: true})
-	}
 	m.finish(now, nil)
 }
 
@@ -522,9 +536,11 @@ func (m *machine) remember(now time.Time) (pmtu.Entry, bool) {
 	return e, e.Silence > 0
 }
 
-// peer applies what another dial to the destination found: a step that
-// worked starts here at once, beside what runs; a step that stalled makes
-// an attempt here at that step start the next one.
+// peer applies what another dial to the destination found: a step where
+// the server replied starts here at once, beside what runs, if it is
+// further down the ladder, and silence at it or above is slowness from now
+// on; a step that stalled makes an attempt here at that step start the
+// next one.
 func (m *machine) peer(now time.Time, n news) {
 	if m.over || m.frontier < 0 {
 		return
@@ -538,7 +554,8 @@ func (m *machine) peer(now time.Time, n news) {
 	if idx < 0 {
 		return
 	}
-	if n.worked {
+	if n.replied {
+		m.good = min(m.good, idx)
 		// Never a different hello on another dial's word.
 		if idx > m.frontier && m.cfg.steps[idx].rung == m.cfg.steps[m.frontier].rung && m.canStart(now) {
 			m.startAt(now, idx, true)

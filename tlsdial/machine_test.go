@@ -427,7 +427,7 @@ func TestMachineCancelAtEveryStage(t *testing.T) {
 				}
 				n := len(s.effects)
 				s.m.tick(s.now.Add(time.Hour), func(int) uint64 { return 0 })
-				s.m.peer(s.now, news{step: step{mtu: 576}, worked: true})
+				s.m.peer(s.now, news{step: step{mtu: 576}, replied: true})
 				s.m.finished(1, s.now, legResult{kind: resOK})
 				s.apply()
 				assert.Len(t, s.effects, n, "nothing happens after the end")
@@ -469,12 +469,12 @@ func TestMachinePeers(t *testing.T) {
 		m.connected(1, time.Millisecond, 0)
 		m.sent(1, t0, 1500, pmtu.TCPInfo{}, true)
 		m.drain()
-		m.peer(t0.Add(5*time.Millisecond), news{step: step{mtu: 1280}, worked: true})
+		m.peer(t0.Add(5*time.Millisecond), news{step: step{mtu: 1280}, replied: true})
 		effs := m.drain()
 		require.Len(t, effs, 1)
 		assert.Equal(t, effect{kind: effStart, id: 2, step: step{mtu: 1280}}, effs[0])
 		assert.True(t, m.report.Attempts[1].Hedge)
-		m.peer(t0.Add(6*time.Millisecond), news{step: step{mtu: 1280, rung: 1}, worked: true})
+		m.peer(t0.Add(6*time.Millisecond), news{step: step{mtu: 1280, rung: 1}, replied: true})
 		assert.Empty(t, m.drain(), "never a smaller hello on another dial's word")
 	})
 	t.Run("a step that stalled elsewhere races the next here", func(t *testing.T) {
@@ -489,6 +489,33 @@ func TestMachinePeers(t *testing.T) {
 		assert.Equal(t, effShare, effs[0].kind)
 		assert.Equal(t, effect{kind: effStart, id: 2, step: step{mtu: 1400}}, effs[1])
 	})
+}
+
+// Once the server is known to answer at a step — another dial got its
+// reply there — silence at that step is a slow server: nothing is raced.
+func TestMachineKnownGoodStepIsSlowNotBroken(t *testing.T) {
+	m := newMachine(machineConfig{addr: "x", steps: ladderSteps(defaultMTUs, helloMTU, 1), rungs: pqRungs(false)})
+	m.begin(t0)
+	m.connected(1, time.Millisecond, 0)
+	m.sent(1, t0, 1500, pmtu.TCPInfo{}, true)
+	m.peer(t0.Add(time.Millisecond), news{step: step{mtu: 0}, replied: true})
+	for now := t0; now.Before(t0.Add(giveUpAfter - time.Millisecond)); now = now.Add(10 * time.Millisecond) {
+		m.observe(1, now, pmtu.TCPInfo{BytesAcked: 1501}, 0)
+	}
+	assert.Len(t, m.report.Attempts, 1, "no attempt raced against a server known to answer")
+	assert.False(t, m.over)
+	m.observe(1, t0.Add(giveUpAfter), pmtu.TCPInfo{BytesAcked: 1501}, 0)
+	assert.True(t, m.over, "the give-up bound still holds")
+
+	// A reply seen on this dial's own attempt is shared, once.
+	m = newMachine(machineConfig{addr: "x", steps: ladderSteps(defaultMTUs, helloMTU, 1), rungs: pqRungs(false)})
+	m.begin(t0)
+	m.connected(1, time.Millisecond, 0)
+	m.sent(1, t0, 1500, pmtu.TCPInfo{}, true)
+	m.drain()
+	m.observe(1, t0.Add(time.Millisecond), pmtu.TCPInfo{BytesAcked: 1501, BytesReceived: 100}, 0)
+	m.observe(1, t0.Add(2*time.Millisecond), pmtu.TCPInfo{BytesAcked: 1501, BytesReceived: 200}, 0)
+	assert.Equal(t, []effect{{kind: effShare, step: step{mtu: 0}, replied: true}}, m.drain())
 }
 
 func TestMachineCommit(t *testing.T) {

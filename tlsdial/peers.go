@@ -20,10 +20,12 @@ type groupKey struct {
 	key   pmtu.Key
 }
 
-// group is the set of running dials to one destination.
+// group is the set of running dials to one destination, and the steps at
+// which the server replied to one of them, told to every dial that joins.
 type group struct {
-	k    groupKey
-	subs map[chan<- news]struct{} // guarded by groups.mu
+	k       groupKey
+	subs    map[chan<- news]struct{} // guarded by groups.mu
+	replied map[step]bool            // guarded by groups.mu
 }
 
 var groups struct {
@@ -31,9 +33,9 @@ var groups struct {
 	m  map[groupKey]*group
 }
 
-// joinGroup adds inbox to the group of k and returns it. The caller must
-// leave it.
-func joinGroup(k groupKey, inbox chan<- news) *group {
+// joinGroup adds inbox to the group of k and returns it with the news its
+// members have learned so far. The caller must leave it.
+func joinGroup(k groupKey, inbox chan<- news) (*group, []news) {
 	groups.mu.Lock()
 	defer groups.mu.Unlock()
 	g := groups.m[k]
@@ -41,11 +43,15 @@ func joinGroup(k groupKey, inbox chan<- news) *group {
 		if groups.m == nil {
 			groups.m = make(map[groupKey]*group)
 		}
-		g = &group{k: k, subs: make(map[chan<- news]struct{})}
+		g = &group{k: k, subs: make(map[chan<- news]struct{}), replied: make(map[step]bool)}
 		groups.m[k] = g
 	}
 	g.subs[inbox] = struct{}{}
-	return g
+	var known []news
+	for st := range g.replied {
+		known = append(known, news{step: st, replied: true})
+	}
+	return g, known
 }
 
 // leave removes inbox from g, and g from the registry when it was the last.
@@ -58,11 +64,18 @@ func (g *group) leave(inbox chan<- news) {
 	}
 }
 
-// tell sends n to every member but from. News is advice: a member whose
-// inbox is full misses it and carries on by itself.
+// tell sends n to every member but from, once for a reply at a step. News
+// is advice: a member whose inbox is full misses it and carries on by
+// itself.
 func (g *group) tell(from chan<- news, n news) {
 	groups.mu.Lock()
 	defer groups.mu.Unlock()
+	if n.replied {
+		if g.replied[n.step] {
+			return
+		}
+		g.replied[n.step] = true
+	}
 	for inbox := range g.subs {
 		if inbox == from {
 			continue

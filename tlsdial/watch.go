@@ -14,7 +14,7 @@ import (
 //	downstream black hole, lasting 3 round trips ─► conclusive
 //	nothing acked after hedgeAfter ───┐
 //	acked, no reply for the window ───┼──────────► silent: race the next step
-//	reply started, then stuck for it ─┘
+//	reply started, a hole, stuck ─────┘
 //
 // Without TCP_INFO (other systems, or TimerOnly) only the window decides,
 // and silence is all it can tell. The machine (machine.go) turns verdicts
@@ -115,6 +115,11 @@ func (m *monitor) observe(now time.Time, cur pmtu.TCPInfo, received uint64) verd
 		// While PMTUD resends, waiting is right: race only a silence.
 		early := elapsed >= m.hedgeAfter && !m.diag.Evidence.PathMTUShrank
 		return hedgeIf(silent || early)
+	case pmtu.ClassReplied:
+		// A reply that arrived whole leaves the handshake to this
+		// machine's CPU (or the server's next flight); only a hole in
+		// it is worth racing.
+		return hedgeIf(silent && m.diag.Evidence.OutOfOrder > 0)
 	}
 	return hedgeIf(silent)
 }

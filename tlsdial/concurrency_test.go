@@ -1,0 +1,120 @@
+package tlsdial_test
+
+import (
+	"context"
+	"crypto/tls"
+	"net"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/fitshake/fitshake/internal/testcert"
+	"github.com/fitshake/fitshake/pmtu"
+	"github.com/fitshake/fitshake/tlsdial"
+)
+
+// BenchmarkConcurrentSlowServer: many dials at once to a healthy server
+// that answers each ClientHello after 150 ms, the case where dials that
+// waited for each other, or polled too eagerly, lost to crypto/tls. Each
+// iteration runs one round of 200 concurrent dials per client, in turn;
+// the metrics are the latency percentiles over all rounds and fitshake's
+// p99 over crypto/tls's, measured in the same run.
+//
+//	go test -run '^$' -bench ConcurrentSlowServer -benchtime 10x ./tlsdial/
+func BenchmarkConcurrentSlowServer(b *testing.B) {
+	const dials = 200
+	addr, cfg := slowHelloServer(b, 150*time.Millisecond)
+	clients := []struct {
+		name string
+		dial dialFunc
+	}{
+		{"crypto-tls", stockDial(cfg)},
+		{"Dialer", func(ctx context.Context, addr string) (net.Conn, error) {
+			// A fresh cache per round: every round discovers afresh.
+			d := &tlsdial.Dialer{Config: cfg, Cache: &pmtu.Cache{}}
+			return d.DialContext(ctx, "tcp", addr)
+		}},
+		{"TCPDialer", tcpDialerDial(cfg, false)},
+	}
+	lat := make([][]time.Duration, len(clients))
+	for b.Loop() {
+		for i, c := range clients {
+			lat[i] = append(lat[i], round(b, c.dial, addr, dials)...)
+		}
+	}
+	p := func(i int, q float64) time.Duration {
+		s := slices.Clone(lat[i])
+		slices.Sort(s)
+		return s[min(len(s)-1, int(q*float64(len(s))))]
+	}
+	for i, c := range clients {
+		b.ReportMetric(float64(p(i, 0.5).Microseconds())/1000, c.name+"-p50-ms")
+		b.ReportMetric(float64(p(i, 0.99).Microseconds())/1000, c.name+"-p99-ms")
+	}
+	b.ReportMetric(float64(p(1, 0.99))/float64(p(0, 0.99)), "Dialer/crypto-tls-p99")
+	b.ReportMetric(float64(p(2, 0.99))/float64(p(0, 0.99)), "TCPDialer/crypto-tls-p99")
+}
+
+// round runs n dials at once and returns their handshake latencies.
+func round(b *testing.B, dial dialFunc, addr string, n int) []time.Duration {
+	var wg sync.WaitGroup
+	out := make([]time.Duration, n)
+	start := make(chan struct{})
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			t0 := time.Now()
+			c, err := dial(context.Background(), addr)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			out[i] = time.Since(t0)
+			c.Close()
+		}()
+	}
+	close(start)
+	wg.Wait()
+	return out
+}
+
+// slowHelloServer runs a TLS server that holds every ClientHello for
+// delay before answering, and returns its address and a client config.
+func slowHelloServer(b *testing.B, delay time.Duration) (string, *tls.Config) {
+	ca, err := testcert.NewCA()
+	if err != nil {
+		b.Fatal(err)
+	}
+	cert, err := ca.Issue([]string{serverName}, 0)
+	if err != nil {
+		b.Fatal(err)
+	}
+	scfg := &tls.Config{Certificates: []tls.Certificate{cert}}
+	scfg.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		time.Sleep(delay)
+		return nil, nil
+	}
+	ln, err := tls.Listen("tcp4", "127.0.0.1:0", scfg)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				c.(*tls.Conn).Handshake()
+				c.Read(make([]byte, 1))
+			}()
+		}
+	}()
+	return ln.Addr().String(), &tls.Config{RootCAs: ca.Pool, ServerName: serverName}
+}
