@@ -9,8 +9,8 @@
 // reused. Ladder returns the rungs, largest first:
 //
 //	rung       key shares              record bytes (SNI example.com, ALPN h2+http/1.1)
-//	pq         X25519MLKEM768, X25519  1479   (TLS 1.3 only: 1444)
-//	classical  X25519                   257   (TLS 1.3 only:  222; 517 for names of 15 bytes or more)
+//	pq         X25519MLKEM768, X25519  1473   (TLS 1.3 only: 1438)
+//	classical  X25519                   251   (TLS 1.3 only:  216; 517 for names of 21 bytes or more)
 //
 // With MaxVersion TLS 1.2 there is no key share and both rungs send the
 // same 194-byte record. testdata/record_sizes.golden pins these numbers. RecordSize computes the
@@ -49,9 +49,11 @@
 // which exposes the session to harvest-now-decrypt-later; Ladder includes
 // it only when the caller opts in.
 //
-// No rung resumes sessions (no session_ticket or pre_shared_key extension:
-// a PSK would add about 150 bytes and make the size depend on a cache), or
-// sends ECH or GREASE, whose sizes vary.
+// No rung resumes sessions (no session_ticket, pre_shared_key or
+// psk_key_exchange_modes extension: a PSK would add about 150 bytes and
+// make the size depend on a cache, and without the modes a TLS 1.3 server
+// issues no tickets nobody would use), or sends ECH or GREASE, whose sizes
+// vary.
 //
 // # Key exchange groups and P-256-only servers
 //

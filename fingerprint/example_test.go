@@ -25,8 +25,8 @@ func ExampleLadder() {
 		fmt.Printf("%-9s post-quantum=%-5t %4d bytes\n", r.Name, r.PostQuantum, n)
 	}
 	// Output:
-	// pq        post-quantum=true  1479 bytes
-	// classical post-quantum=false  257 bytes
+	// pq        post-quantum=true  1473 bytes
+	// classical post-quantum=false  251 bytes
 }
 
 // Build measures a hello before any connection exists.
@@ -41,8 +41,8 @@ func ExampleBuild() {
 		fmt.Println(h.Rung.Name, h.RecordSize, h.PostQuantum)
 	}
 	// Output:
-	// pq 1444 true
-	// classical 222 false
+	// pq 1438 true
+	// classical 216 false
 }
 
 // Connecting with one rung: build, dial, attach, handshake.

@@ -236,10 +236,12 @@ func (p *plan) spec() *utls.ClientHelloSpec {
 		ext = append(ext, &utls.ALPNExtension{AlpnProtocols: append([]string(nil), p.alpn...)})
 	}
 	if p.tls13() {
+		// No psk_key_exchange_modes: without it a server issues no
+		// session tickets, which no rung could use (crypto/tls sends it
+		// only with a session cache).
 		ext = append(ext,
 			&utls.SupportedVersionsExtension{Versions: p.versions()},
 			&utls.KeyShareExtension{KeyShares: shares},
-			&utls.PSKKeyExchangeModesExtension{Modes: []uint8{utls.PskModeDHE}},
 		)
 	}
 	ext = append(ext, &utls.UtlsPaddingExtension{GetPaddingLen: utls.BoringPaddingStyle})
@@ -286,7 +288,6 @@ func (p *plan) handshakeSize() int {
 		for _, g := range p.groups {
 			n += 2 + 2 + keyShareLen[g]
 		}
-		n += 4 + 1 + 1 // psk_key_exchange_modes
 	}
 	if pad, ok := utls.BoringPaddingStyle(n); ok {
 		n += 4 + pad

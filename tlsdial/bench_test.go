@@ -3,6 +3,7 @@ package tlsdial_test
 import (
 	"context"
 	"crypto/tls"
+	"math/rand/v2"
 	"net"
 	"testing"
 	"time"
@@ -16,9 +17,10 @@ import (
 //
 //	go test -run '^$' -bench Handshake -benchtime 2s ./tlsdial/
 //
-// BenchmarkHandshakeRatio interleaves them so that all see the same machine
-// load, and reports ratios of total times: fitshake over crypto/tls, and
-// TCP_INFO polling over the timer alone.
+// BenchmarkHandshakeRatio interleaves them in a new random order every
+// iteration, so that all see the same machine load and none always pays for
+// what the one before it left running, and reports ratios of total times:
+// fitshake over crypto/tls, and TCP_INFO polling over the timer alone.
 
 type dialFunc func(ctx context.Context, addr string) (net.Conn, error)
 
@@ -88,9 +90,11 @@ func BenchmarkHandshakeRatio(b *testing.B) {
 		tcpDialerDial(srv.config(), true),
 	}
 	total := make([]time.Duration, len(dials))
+	order := rand.Perm(len(dials))
 	for b.Loop() {
-		for i, d := range dials {
-			total[i] += handshakeOnce(b, d, srv.addr)
+		rand.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
+		for _, i := range order {
+			total[i] += handshakeOnce(b, dials[i], srv.addr)
 		}
 	}
 	ratio := func(i, j int) float64 { return float64(total[i]) / float64(total[j]) }

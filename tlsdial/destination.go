@@ -64,3 +64,7 @@ func checkNetwork(network string) error {
 }
 
 var discard = slog.New(slog.DiscardHandler)
+
+// logs reports whether the logger takes records of level l: callers check
+// it before building a record's attributes, which allocates.
+func (d destination) logs(l slog.Level) bool { return d.log.Enabled(context.Background(), l) }

@@ -147,7 +147,7 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 	e.run()
 	w := e.winner()
 	if w == nil {
-		return nil, e.final
+		return nil, e.failure()
 	}
 	return &Conn{uc: w.val.(*utls.UConn), raw: w.conn, report: e.m.report}, nil
 }

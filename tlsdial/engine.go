@@ -32,9 +32,12 @@ type engine struct {
 	grp    *group
 	done   chan struct{} // closed when the dial is over: late attempts clean up after themselves
 	timer  *time.Timer
-	commit chan struct{}          // TCPConn: the stack wrote again, keep one attempt; nil for Dialer
-	snap   atomic.Pointer[Report] // the report as of the last batch of effects
-	final  error                  // the dial's error (a *DialError) once over
+	commit chan struct{} // TCPConn: the stack wrote again, keep one attempt; nil for Dialer
+	// snapshots makes the engine publish the report after every batch of
+	// effects, for TCPConn.Report while the dial runs.
+	snapshots bool
+	snap   atomic.Pointer[Report] // the report as of the last batch of effects, if snapshots
+	final  error                  // the dial's error, built by failure
 }
 
 // destination is what a dial is to: shared by its engine and its adapter.
@@ -59,20 +62,22 @@ type driver interface {
 // and rx from the sent event; the attempt's goroutine keeps its own
 // copies.
 type leg struct {
-	id     int
-	st     step
-	e      *engine
-	ctx    context.Context
-	cancel context.CancelFunc
-	conn   net.Conn
-	info   bool
-	rx     *atomic.Int64 // bytes read from the server; nil if not counted
-	val    any           // the driver's result, from the finished event
-	ended  bool          // the machine ended it; its connection is closed
+	id       int
+	st       step
+	e        *engine
+	ctx      context.Context
+	cancel   context.CancelFunc
+	conn     net.Conn
+	info     bool
+	rx       *atomic.Int64 // bytes read from the server; nil if not counted
+	val      any           // the driver's result, from the finished event
+	ended    bool          // the machine ended it; its connection is closed
+	nextPoll time.Time     // when to read its TCP_INFO next
 
 	// TCPConn's first read: set by the attempt's goroutine before it closes
 	// got; keep is set for the winner before the dial ends.
 	got      chan struct{}
+	buf      *[firstReadSize]byte // first's storage, from firstBufs
 	first    []byte
 	firstErr error
 	keep     atomic.Bool
@@ -156,26 +161,33 @@ func (e *engine) launch(l *leg) { go e.drv.attempt(l) }
 
 // arm sets the timer for the next TCP_INFO poll or timer decision.
 func (e *engine) arm() {
-	var d time.Duration
-	switch at := e.m.nextWake(); {
-	case e.m.polling():
-		d = pollInterval
-		if !at.IsZero() {
-			d = min(d, time.Until(at))
+	now := time.Now()
+	at := e.m.nextWake()
+	for _, l := range e.legs {
+		if e.m.pollEvery(l.id) == 0 {
+			continue
 		}
-	case !at.IsZero():
-		d = time.Until(at)
-	default:
-		d = time.Hour
+		next := l.nextPoll
+		if next.Before(now) { // zero: not polled yet
+			next = now
+		}
+		if at.IsZero() || next.Before(at) {
+			at = next
+		}
 	}
-	e.timer.Reset(max(d, 0))
+	d := time.Hour
+	if !at.IsZero() {
+		d = max(at.Sub(now), 0)
+	}
+	e.timer.Reset(d)
 }
 
-// poll reads TCP_INFO of every waiting attempt that uses it and lets the
-// machine judge them all.
+// poll reads TCP_INFO of the waiting attempts whose turn it is and lets
+// the machine judge them all.
 func (e *engine) poll(now time.Time) {
 	for _, l := range e.legs {
-		if !l.info || !e.m.waiting(l.id) {
+		every := e.m.pollEvery(l.id)
+		if every == 0 || now.Before(l.nextPoll) {
 			continue
 		}
 		ti, err := pmtu.ReadTCPInfo(l.conn)
@@ -183,6 +195,7 @@ func (e *engine) poll(now time.Time) {
 			continue // closed under us: its result is on its way
 		}
 		e.m.observe(l.id, now, ti, 0)
+		l.nextPoll = now.Add(e.m.pollEvery(l.id))
 	}
 	e.m.tick(now, e.received)
 }
@@ -203,7 +216,7 @@ func (e *engine) handle(ev legEvent) {
 			abortConn(l.conn)
 			return
 		}
-		e.m.connected(l.id, ev.rtt, mssOf(l.st, ev.conn))
+		e.m.connected(l.id, rttOf(ev.rtt, ev.base, ev.info), mssOf(l.st, ev.conn))
 		e.m.sent(l.id, ev.at, ev.hello, ev.base, ev.info)
 	case evFinished:
 		l.val = ev.val
@@ -230,20 +243,24 @@ func (e *engine) flush(start func(*leg)) {
 			e.abort(e.legs[ef.id-1])
 		case effStall:
 			e.dst.traces.stall(ef.stall)
-			e.dst.log.Info("tlsdial: handshake stalled", "addr", e.dst.addr, "attempt", ef.id,
-				"class", ef.stall.Diagnosis.Class, "elapsed", ef.stall.Elapsed, "why", ef.stall.Diagnosis.String())
+			if e.dst.logs(slog.LevelInfo) {
+				e.dst.log.Info("tlsdial: handshake stalled", "addr", e.dst.addr, "attempt", ef.id,
+					"class", ef.stall.Diagnosis.Class, "elapsed", ef.stall.Elapsed, "why", ef.stall.Diagnosis.String())
+			}
 		case effEnded:
 			a := e.m.report.Attempts[ef.id-1]
 			e.dst.traces.attemptDone(AttemptDoneInfo{Addr: e.dst.addr, Attempt: a})
-			e.dst.log.Debug("tlsdial: attempt done", "addr", e.dst.addr, "attempt", a.ID,
-				"mss", a.MSS, "hello", a.HelloSize, "outcome", a.Outcome, "err", a.Err)
+			if e.dst.logs(slog.LevelDebug) {
+				e.dst.log.Debug("tlsdial: attempt done", "addr", e.dst.addr, "attempt", a.ID,
+					"mss", a.MSS, "hello", a.HelloSize, "outcome", a.Outcome, "err", a.Err)
+			}
 		case effShare:
 			if e.grp != nil {
 				e.grp.tell(e.inbox, news{step: ef.step, replied: ef.replied})
 			}
 		}
 	}
-	if len(effs) > 0 {
+	if len(effs) > 0 && e.snapshots {
 		e.publish()
 	}
 }
@@ -319,21 +336,28 @@ func (e *engine) end() {
 			l.cancel() // already ended: frees the context
 		}
 	}
-	now := time.Now()
-	if entry, ok := e.m.remember(now); ok {
+	if entry, ok := e.m.remember(time.Now()); ok {
 		e.dst.cache.Store(e.dst.key, entry)
 	}
 	r := e.m.report
 	if e.m.winner != 0 {
-		if r.Stalls() > 0 || len(r.Attempts) > 1 {
+		if (r.Stalls() > 0 || len(r.Attempts) > 1) && e.dst.logs(slog.LevelInfo) {
 			e.dst.log.Info("tlsdial: recovered", "addr", e.dst.addr, "mss", r.MSS,
 				"hello", r.HelloSize, "attempts", len(r.Attempts), "stalls", r.Stalls())
 		}
 		e.dst.traces.done(DoneInfo{Addr: e.dst.addr, Report: r})
 		return
 	}
-	e.final = &DialError{Addr: e.dst.addr, Report: r, Err: e.m.err}
-	e.dst.traces.done(DoneInfo{Addr: e.dst.addr, Report: r, Err: e.final})
+	e.dst.traces.done(DoneInfo{Addr: e.dst.addr, Report: r, Err: e.failure()})
+}
+
+// failure returns the error of a dial that is over without a winner: a
+// *DialError carrying the report, the same every time.
+func (e *engine) failure() error {
+	if e.final == nil && e.m.over && e.m.winner == 0 {
+		e.final = &DialError{Addr: e.dst.addr, Report: e.m.report, Err: e.m.err}
+	}
+	return e.final
 }
 
 // winner returns the attempt that completed, or nil.
@@ -426,9 +450,7 @@ func remoteIsIPv6(c net.Conn) bool {
 }
 
 // connect dials one TCP connection with the MSS clamped for mtu and
-// returns it with the round trip seen while connecting: the kernel's SYN
-// RTT where TCP_INFO is readable, else the connect time (an upper bound:
-// it includes name resolution).
+// returns it with the time the connect took.
 func connect(ctx context.Context, nd *net.Dialer, network, addr string, mtu int) (net.Conn, time.Duration, error) {
 	d, err := pmtu.DialerWithMTU(nd, mtu)
 	if err != nil {
@@ -439,9 +461,15 @@ func connect(ctx context.Context, nd *net.Dialer, network, addr string, mtu int)
 	if err != nil {
 		return nil, 0, err
 	}
-	took := time.Since(t0)
-	if ti, err := pmtu.ReadTCPInfo(c); err == nil && ti.RTT > 0 {
-		return c, ti.RTT, nil
+	return c, time.Since(t0), nil
+}
+
+// rttOf returns the round trip seen while connecting: the kernel's SYN RTT
+// where TCP_INFO was read, else the connect time (an upper bound: it
+// includes name resolution).
+func rttOf(took time.Duration, ti pmtu.TCPInfo, info bool) time.Duration {
+	if info && ti.RTT > 0 {
+		return ti.RTT
 	}
-	return c, took, nil
+	return took
 }

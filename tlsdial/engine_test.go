@@ -27,6 +27,7 @@ import (
 // past it, down the whole ladder if needed, with no option set.
 func TestRecoverThroughSimulator(t *testing.T) {
 	checkLeaks(t) // after the parallel subtests
+	t.Cleanup(func() { checkNoGroups(t) })
 	for _, k := range kinds {
 		for _, mtu := range []int{1400, 1280, 576} {
 			for _, dir := range []pmtutest.Direction{pmtutest.Upstream, pmtutest.Downstream} {
@@ -82,7 +83,6 @@ func recoverThroughSimulator(t *testing.T, k kind, mtu int, dir pmtutest.Directi
 	assert.True(t, r2.FromCache)
 	assert.Len(t, r2.Attempts, 1, "%s", r2)
 	assert.Equal(t, wantMSS, r2.MSS)
-	checkNoGroups(t)
 }
 
 func netConnOf(c net.Conn) net.Conn {

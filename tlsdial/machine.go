@@ -633,14 +633,26 @@ func (m *machine) nextWake() time.Time {
 	return at
 }
 
-// polling reports whether an attempt waits on TCP_INFO readings.
-func (m *machine) polling() bool {
-	for _, l := range m.legs {
-		if m.waiting(l.id) && l.mon.info {
-			return true
-		}
+// pollEvery returns how often attempt id's TCP_INFO should be read; 0
+// means never (it does not read TCP_INFO, or does not wait).
+//
+// Every millisecond while a black hole could show: until the hello is
+// acknowledged (an upstream hole shows within a round trip) and while the
+// server's flight may arrive with a hole (a downstream one). Once the reply
+// is arriving, or the server is known to answer at this step, only a
+// stuck reply or the give-up bound is left to see, and both take hundreds
+// of milliseconds: slowPollInterval. Under load — hundreds of dials
+// waiting on one slow server — that keeps polling off the CPU the
+// handshakes need.
+func (m *machine) pollEvery(id int) time.Duration {
+	if !m.waiting(id) || !m.leg(id).mon.info {
+		return 0
 	}
-	return false
+	l := m.leg(id)
+	if l.mon.received > 0 || (l.idx >= m.good && l.mon.diag.Class == pmtu.ClassSilent) {
+		return slowPollInterval
+	}
+	return pollInterval
 }
 
 var (

@@ -167,8 +167,10 @@ func (s *sim) run(limit time.Duration) {
 				next = l.doneAt
 			}
 		}
-		if s.m.polling() && s.now.Add(pollInterval).Before(next) {
-			next = s.now.Add(pollInterval)
+		for id := range s.legs {
+			if every := s.m.pollEvery(id + 1); every > 0 && s.now.Add(every).Before(next) {
+				next = s.now.Add(every)
+			}
 		}
 		if w := s.m.nextWake(); !w.IsZero() && w.Before(next) {
 			next = w

@@ -102,6 +102,7 @@ func (d *TCPDialer) DialContext(ctx context.Context, network, addr string) (net.
 	}
 	c.e = newEngine(wctx, dst, mc, c)
 	c.e.commit = make(chan struct{}, 1)
+	c.e.snapshots = true
 	if err := c.connectFirst(ctx); err != nil {
 		return nil, err
 	}
@@ -125,9 +126,9 @@ func (c *TCPConn) connectFirst(ctx context.Context) error {
 		e.flush(nil)
 		e.end()
 		c.cancel(nil)
-		return e.final
+		return e.failure()
 	}
-	c.first.conn, c.conn = conn, conn
+	c.first.conn, c.conn, c.took = conn, conn, rtt
 	e.m.connected(1, rtt, mssOf(c.first.st, conn))
 	e.publish()
 	return nil
@@ -153,7 +154,9 @@ type TCPConn struct {
 	cancel    context.CancelCauseFunc // ends the watcher
 	e         *engine                 // owned as engine's doc says; e.report any time
 	first     *leg                    // attempt 1, connected by DialContext
+	took      time.Duration           // attempt 1's connect time
 	hello     []byte                  // the ClientHello; set before watching, then read-only
+	settleOne sync.Once
 
 	settled chan struct{} // closed once the watcher has settled the dial
 	closed  chan struct{} // closed by Close
@@ -165,7 +168,7 @@ type TCPConn struct {
 	state    connState
 	conn     net.Conn // attempt 1's until settled, then the winner's; nil if the dial failed
 	win      *leg     // the winner, whose first read Read delivers
-	took     bool     // pending and perr were taken from win
+	taken    bool     // pending and perr were taken from win
 	pending  []byte   // the winner's first bytes not yet returned
 	perr     error    // returned once pending is empty; the dial's error if it failed
 	rdl, wdl time.Time
@@ -263,35 +266,44 @@ func (c *TCPConn) watch(b []byte) (int, error) {
 		c.e.m.finished(1, now, legResult{kind: resFailed, err: err})
 	} else {
 		c.first.info = info
+		c.e.m.connected(1, rttOf(c.took, base, info), mssOf(c.first.st, conn))
 		c.e.m.sent(1, now, len(b), base, info)
 	}
 	go c.watcher()
 	return n, err
 }
 
-// watcher runs the dial's engine until the dial is over, then settles the
-// connection on its outcome.
+// watcher runs the dial's engine until the dial is over, its hooks
+// included, then settles the connection on its outcome.
 func (c *TCPConn) watcher() {
 	c.e.run()
-	w := c.e.winner()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	defer close(c.settled)
-	if c.state == stateClosed {
-		if w != nil {
-			w.conn.Close()
+	c.settle()
+}
+
+// settle puts the connection on the dial's outcome, once: the winner's TCP
+// connection, or the dial's error.
+func (c *TCPConn) settle() {
+	c.settleOne.Do(func() {
+		w := c.e.winner()
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		defer close(c.settled)
+		if c.state == stateClosed {
+			if w != nil {
+				w.conn.Close()
+			}
+			return
 		}
-		return
-	}
-	c.state = stateSettled
-	if w == nil {
-		c.conn, c.perr = nil, c.e.final
-		return
-	}
-	c.conn, c.win = w.conn, w
-	w.conn.SetReadDeadline(c.rdl)
-	w.conn.SetWriteDeadline(c.wdl)
-	c.fastW.Store(&connBox{w.conn})
+		c.state = stateSettled
+		if w == nil {
+			c.conn, c.perr = nil, c.e.failure()
+			return
+		}
+		c.conn, c.win = w.conn, w
+		w.conn.SetReadDeadline(c.rdl)
+		w.conn.SetWriteDeadline(c.wdl)
+		c.fastW.Store(&connBox{w.conn})
+	})
 }
 
 // plain settles a fresh connection as a plain one: what goes over it is
@@ -305,8 +317,8 @@ func (c *TCPConn) plain() {
 	c.state = stateSettled
 	c.fastR.Store(&connBox{c.conn})
 	c.fastW.Store(&connBox{c.conn})
-	close(c.settled)
 	c.mu.Unlock()
+	c.settleOne.Do(func() { close(c.settled) })
 	// The state change made this goroutine the engine's owner.
 	c.e.m.commit(time.Now())
 	c.e.flush(nil)
@@ -355,13 +367,17 @@ func (c *TCPConn) readSettled(b []byte) (int, error) {
 	if c.state == stateClosed {
 		return 0, net.ErrClosed
 	}
-	if c.win != nil && !c.took {
-		c.took = true
+	if c.win != nil && !c.taken {
+		c.taken = true
 		c.pending, c.perr = c.win.first, c.win.firstErr
 	}
 	if len(c.pending) > 0 {
 		n := copy(b, c.pending)
 		c.pending = c.pending[n:]
+		if len(c.pending) == 0 && c.win.buf != nil {
+			firstBufs.Put(c.win.buf)
+			c.win.buf, c.pending = nil, nil
+		}
 		return n, nil
 	}
 	if c.perr != nil {
@@ -375,6 +391,10 @@ func (c *TCPConn) readSettled(b []byte) (int, error) {
 // bytes, handed to the TLS stack by the next Read.
 const firstReadSize = 4096
 
+// firstBufs recycles the first-read buffers: an attempt that lost returns
+// its own, the winner's returns once Read has handed its bytes on.
+var firstBufs = sync.Pool{New: func() any { return new([firstReadSize]byte) }}
+
 // attempt runs one attempt of the dial (see driver): a redial connects with
 // the step's clamp and replays the ClientHello; every attempt then reads
 // the server's first bytes.
@@ -386,16 +406,18 @@ func (c *TCPConn) attempt(l *leg) {
 			return
 		}
 	}
-	buf := make([]byte, firstReadSize)
-	n, err := conn.Read(buf)
-	l.first, l.firstErr = buf[:n], err
+	buf := firstBufs.Get().(*[firstReadSize]byte)
+	n, err := conn.Read(buf[:])
+	l.buf, l.first, l.firstErr = buf, buf[:n], err
 	close(l.got)
 	res := legResult{kind: resOK}
 	if n == 0 {
 		res = resultOf(err, false)
 	}
 	if !l.finished(res, nil) && !l.keep.Load() {
+		// The dial ended without this attempt: no Read will look at it.
 		conn.Close()
+		firstBufs.Put(buf)
 	}
 }
 

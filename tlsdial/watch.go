@@ -24,6 +24,9 @@ const (
 	// 1 ms poll and 5–6 ms at 5 ms; one getsockopt costs about a
 	// microsecond, and polling only runs until the first reply.
 	pollInterval = time.Millisecond
+	// slowPollInterval is the poll once nothing a millisecond matters for
+	// is left to see (machine.pollEvery).
+	slowPollInterval = 10 * time.Millisecond
 	// A healthy Linux server acknowledged the hello within one round trip
 	// in every lab run (the first data is quick-acked). Nothing acked
 	// after a few round trips is ambiguous: a lost oversized segment
