@@ -144,12 +144,18 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 		return nil, dst.failed(err)
 	}
 	e := newEngine(ctx, dst, cfg, drv)
-	e.run()
+	e.inline = true
+	e.begin()
+	e.watch()
+	if e.first != nil {
+		drv.attempt(e.first) // here: a healthy dial hands nothing to another goroutine
+	}
+	<-e.quiet
 	w := e.winner()
 	if w == nil {
 		return nil, e.failure()
 	}
-	return &Conn{uc: w.val.(*utls.UConn), raw: w.conn, report: e.m.report}, nil
+	return &Conn{uc: w.val.(*utls.UConn), raw: w.conn, report: e.report()}, nil
 }
 
 // prepare checks the dial's inputs and builds its driver and the
@@ -207,7 +213,7 @@ type dialDriver struct {
 func (dr *dialDriver) attempt(l *leg) {
 	hello, err := fingerprint.Build(dr.rungs[l.st.rung], dr.ucfg.Clone(), dr.opts)
 	if err != nil {
-		l.finished(resultOf(err, false), nil)
+		l.finished(legResult{kind: resFailed, err: err}, nil)
 		return
 	}
 	conn, rtt, err := connect(l.ctx, dr.nd, dr.dst.network, dr.dst.addr, l.st.mtu)
@@ -222,11 +228,8 @@ func (dr *dialDriver) attempt(l *leg) {
 	}
 	hello.Conn.SetUnderlyingConn(cc)
 	err = hello.Conn.HandshakeContext(l.ctx)
-	if err != nil {
-		conn.Close()
-	}
-	if !l.finished(resultOf(err, cc.read.Load() > 0), hello.Conn) && err == nil {
-		conn.Close() // the dial ended without it
+	if !l.finished(resultOf(err, cc.read.Load() > 0), hello.Conn) {
+		conn.Close() // failed, or the dial ended without it
 	}
 }
 

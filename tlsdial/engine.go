@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -13,31 +14,45 @@ import (
 	"github.com/fitshake/fitshake/pmtu"
 )
 
-// An engine runs one dial for either dialer. It owns the dial's machine
-// (the policy), the I/O side of its attempts, its timer and its place in
-// the destination's group. Ownership rule: exactly one goroutine at a time
-// touches an engine — the Dialer's caller for a whole dial; for a TCPConn,
-// the caller that moved the connection out of its fresh state, and then
-// the watcher goroutine that run is started in. Attempts run their I/O in
-// goroutines of their own and report to the owner through events; the
-// owner decides, closes the losers, and calls hooks with no lock held.
+// An engine runs one dial for either dialer: its machine (the policy), the
+// I/O side of its attempts, its timers and its place in the destination's
+// group.
+//
+// The rule: e.mu guards the machine and every field below it. Whatever
+// happens to a dial — an attempt connected or ended, a TCP_INFO poll or a
+// timer falling due, news from another dial, cancellation, Close — is
+// applied under e.mu by the goroutine that saw it: the attempt's own
+// (attempt 1 runs in the caller's, DialContext's or that of the Read
+// waiting for the reply, so that a healthy dial hands nothing from one
+// goroutine to another), the timer's, or the caller of Close. The engine
+// has no goroutine of its own. Under the lock, effects only touch sockets
+// (reading TCP_INFO, closing a loser). Everything that calls out — hooks,
+// logs, starting an attempt, telling other dials, settling a TCPConn — is
+// queued under the lock and run after it, in order, by one goroutine at a
+// time (unlockAndRun): hooks never run with a lock held, never
+// concurrently, and may call back into the connection.
 type engine struct {
-	m      *machine
-	drv    driver
 	dst    destination
+	drv    driver
 	ctx    context.Context // ends the dial; its cause is the dial's error
-	legs   []*leg          // by ID − 1
-	events chan legEvent
-	inbox  chan news
-	grp    *group
-	done   chan struct{} // closed when the dial is over: late attempts clean up after themselves
-	timer  *time.Timer
-	commit chan struct{} // TCPConn: the stack wrote again, keep one attempt; nil for Dialer
-	// snapshots makes the engine publish the report after every batch of
-	// effects, for TCPConn.Report while the dial runs.
-	snapshots bool
-	snap   atomic.Pointer[Report] // the report as of the last batch of effects, if snapshots
-	final  error                  // the dial's error, built by failure
+	inline bool            // attempt 1 runs in the caller's goroutine, not its own
+	// onOver, if set, is run after the hooks of the dial's last events.
+	onOver func()
+
+	over  chan struct{} // closed (under mu) when the dial is over
+	quiet chan struct{} // closed once the queue of the last events has run, Done included
+
+	mu        sync.Mutex
+	m         *machine
+	legs      []*leg // by ID − 1
+	first     *leg   // attempt 1 when inline: its I/O is the caller's to run
+	queue     []func()
+	running   bool        // a goroutine is running the queue
+	grp       *group      // the destination's, once joined
+	timer     *time.Timer // the next poll or timer decision; nil until armed
+	stopCtx   func() bool // stops the context's cancellation callback
+	concluded bool
+	final     error // the dial's error, built by failure
 }
 
 // destination is what a dial is to: shared by its engine and its adapter.
@@ -51,16 +66,15 @@ type destination struct {
 
 // driver is what differs between the dialers: the I/O of one attempt.
 type driver interface {
-	// attempt runs attempt l in its own goroutine: it connects at l.st
-	// (unless l.conn is already set), sends the ClientHello and waits for
-	// the reply, reporting with l.sent and l.finished. When a report
-	// returns false the dial is over and the driver closes what it opened.
+	// attempt runs attempt l: it connects at l.st (unless l.conn is
+	// already set), sends the ClientHello and waits for the reply,
+	// reporting with l.sent and l.finished, and closes what it opened when
+	// they say the attempt is not wanted.
 	attempt(l *leg)
 }
 
-// leg is the I/O side of one attempt. The engine's owner sets conn, info
-// and rx from the sent event; the attempt's goroutine keeps its own
-// copies.
+// leg is the I/O side of one attempt. conn, info, rx and nextPoll are
+// guarded by e.mu; the attempt's goroutine keeps its own copy of conn.
 type leg struct {
 	id       int
 	st       step
@@ -70,98 +84,84 @@ type leg struct {
 	conn     net.Conn
 	info     bool
 	rx       *atomic.Int64 // bytes read from the server; nil if not counted
-	val      any           // the driver's result, from the finished event
+	val      any           // the driver's result, from finished
 	ended    bool          // the machine ended it; its connection is closed
 	nextPoll time.Time     // when to read its TCP_INFO next
 
-	// TCPConn's first read: set by the attempt's goroutine before it closes
-	// got; keep is set for the winner before the dial ends.
+	// TCPConn's first read of an attempt running in its own goroutine:
+	// set before got is closed.
 	got      chan struct{}
 	buf      *[firstReadSize]byte // first's storage, from firstBufs
 	first    []byte
 	firstErr error
-	keep     atomic.Bool
 }
 
-type evKind uint8
-
-const (
-	evSent     evKind = iota + 1 // connected, and the ClientHello goes out now
-	evFinished                   // the attempt's I/O ended
-)
-
-// legEvent is what an attempt's goroutine reports.
-type legEvent struct {
-	kind  evKind
-	id    int
-	at    time.Time
-	conn  net.Conn
-	rtt   time.Duration
-	hello int
-	base  pmtu.TCPInfo
-	info  bool
-	rx    *atomic.Int64
-	res   legResult
-	val   any
-}
-
-// newEngine prepares the engine of one dial; the machine's first attempt
-// is queued, not yet started.
+// newEngine prepares the engine of one dial; begin starts it.
 func newEngine(ctx context.Context, dst destination, cfg machineConfig, drv driver) *engine {
-	e := &engine{
-		m:      newMachine(cfg),
-		drv:    drv,
-		dst:    dst,
-		ctx:    ctx,
-		events: make(chan legEvent), // unbuffered: a delivered event is one the owner handles
-		inbox:  make(chan news, 4),
-		done:   make(chan struct{}),
+	return &engine{
+		dst:   dst,
+		drv:   drv,
+		ctx:   ctx,
+		m:     newMachine(cfg),
+		over:  make(chan struct{}),
+		quiet: make(chan struct{}),
 	}
-	e.m.begin(time.Now())
-	return e
 }
 
-// run is the dial's loop. It returns when the dial is over, with every
-// attempt but the winner closed and the Done hook called.
-func (e *engine) run() {
+// begin starts the dial's first attempt (an inline one is left in e.first
+// for the caller to run).
+func (e *engine) begin() {
+	e.do(e.m.begin)
+}
+
+// watch makes the dial react by itself, once its first hello is on its
+// way: it joins the destination's group, arms the timers and ends the dial
+// when its context does.
+func (e *engine) watch() {
+	e.mu.Lock()
+	if e.grp != nil || e.m.over {
+		e.mu.Unlock()
+		return
+	}
 	var known []news
-	e.grp, known = joinGroup(groupKey{e.dst.cache, e.dst.key}, e.inbox)
+	e.grp, known = joinGroup(groupKey{e.dst.cache, e.dst.key}, e)
 	for _, n := range known {
 		e.m.peer(time.Now(), n)
 	}
-	e.timer = time.NewTimer(time.Hour)
-	defer e.timer.Stop()
-	for _, l := range e.legs {
-		if !l.ended {
-			go e.drv.attempt(l) // started before run: TCPConn's first
-		}
-	}
-	e.flush(e.launch)
-	for !e.m.over {
-		e.arm()
-		select {
-		case ev := <-e.events:
-			e.handle(ev)
-		case n := <-e.inbox:
-			e.m.peer(time.Now(), n)
-		case now := <-e.timer.C:
-			e.poll(now)
-		case <-e.commit:
-			e.m.commit(time.Now())
-		case <-e.ctx.Done():
-			e.m.cancel(time.Now(), context.Cause(e.ctx))
-		}
-		e.flush(e.launch)
-	}
-	e.end()
+	e.stopCtx = context.AfterFunc(e.ctx, func() {
+		e.do(func(now time.Time) { e.m.cancel(now, context.Cause(e.ctx)) })
+	})
+	e.apply()
+	e.unlockAndRun()
 }
 
-// launch runs a new attempt's I/O in its own goroutine.
-func (e *engine) launch(l *leg) { go e.drv.attempt(l) }
+// hear applies news from another dial to the same destination.
+func (e *engine) hear(n news) {
+	e.do(func(now time.Time) { e.m.peer(now, n) })
+}
 
-// arm sets the timer for the next TCP_INFO poll or timer decision.
-func (e *engine) arm() {
-	now := time.Now()
+// arm sets the timer for the next TCP_INFO poll or timer decision, under
+// e.mu.
+func (e *engine) arm(now time.Time) {
+	if e.grp == nil {
+		return // not watching yet
+	}
+	if e.m.over {
+		if e.timer != nil {
+			e.timer.Stop()
+		}
+		return
+	}
+	d := e.nextWake(now)
+	if e.timer == nil {
+		e.timer = time.AfterFunc(d, e.fire)
+		return
+	}
+	e.timer.Reset(d)
+}
+
+// nextWake returns how long until the next poll or timer decision.
+func (e *engine) nextWake(now time.Time) time.Duration {
 	at := e.m.nextWake()
 	for _, l := range e.legs {
 		if e.m.pollEvery(l.id) == 0 {
@@ -175,29 +175,29 @@ func (e *engine) arm() {
 			at = next
 		}
 	}
-	d := time.Hour
-	if !at.IsZero() {
-		d = max(at.Sub(now), 0)
+	if at.IsZero() {
+		return time.Hour
 	}
-	e.timer.Reset(d)
+	return max(at.Sub(now), 0)
 }
 
-// poll reads TCP_INFO of the waiting attempts whose turn it is and lets
-// the machine judge them all.
-func (e *engine) poll(now time.Time) {
-	for _, l := range e.legs {
-		every := e.m.pollEvery(l.id)
-		if every == 0 || now.Before(l.nextPoll) {
-			continue
+// fire is the timer's: it reads TCP_INFO of the attempts whose turn it is
+// and lets the machine judge them all.
+func (e *engine) fire() {
+	e.do(func(now time.Time) {
+		for _, l := range e.legs {
+			if e.m.pollEvery(l.id) == 0 || now.Before(l.nextPoll) {
+				continue
+			}
+			ti, err := pmtu.ReadTCPInfo(l.conn)
+			if err != nil {
+				continue // closed under us: its result is on its way
+			}
+			e.m.observe(l.id, now, ti, 0)
+			l.nextPoll = now.Add(e.m.pollEvery(l.id))
 		}
-		ti, err := pmtu.ReadTCPInfo(l.conn)
-		if err != nil {
-			continue // closed under us: its result is on its way
-		}
-		e.m.observe(l.id, now, ti, 0)
-		l.nextPoll = now.Add(e.m.pollEvery(l.id))
-	}
-	e.m.tick(now, e.received)
+		e.m.tick(now, e.received)
+	})
 }
 
 func (e *engine) received(id int) uint64 {
@@ -207,69 +207,52 @@ func (e *engine) received(id int) uint64 {
 	return 0
 }
 
-func (e *engine) handle(ev legEvent) {
-	l := e.legs[ev.id-1]
-	switch ev.kind {
-	case evSent:
-		l.conn, l.info, l.rx = ev.conn, ev.info, ev.rx
-		if l.ended {
-			abortConn(l.conn)
-			return
-		}
-		e.m.connected(l.id, rttOf(ev.rtt, ev.base, ev.info), mssOf(l.st, ev.conn))
-		e.m.sent(l.id, ev.at, ev.hello, ev.base, ev.info)
-	case evFinished:
-		l.val = ev.val
-		if err := ended(e.ctx); ev.res.kind != resOK && err != nil {
-			// The attempt failed because the dial is over: say so.
-			e.m.cancel(ev.at, err)
-			return
-		}
-		e.m.finished(l.id, ev.at, ev.res)
-	}
-}
-
-// flush carries out the machine's effects in order; start opens a new
-// attempt. Hooks run here, in the owner's goroutine, with no lock held.
-func (e *engine) flush(start func(*leg)) {
+// apply carries out the machine's effects, under e.mu: sockets are closed
+// here, anything that calls out is queued. When the dial is over, it
+// concludes it.
+func (e *engine) apply() {
 	effs := e.m.drain()
 	for _, ef := range effs {
 		switch ef.kind {
 		case effStart:
-			l := e.newLeg(ef.id, ef.step)
-			e.dst.traces.attemptStart(e.startInfo(ef.id))
-			start(l)
+			e.startLeg(ef.id, ef.step)
 		case effAbort:
-			e.abort(e.legs[ef.id-1])
+			l := e.legs[ef.id-1]
+			l.ended = true
+			if l.conn != nil {
+				// The RST first: a TLS stack closes its connection when its
+				// context ends, with a FIN that would queue behind lost bytes.
+				abortConn(l.conn)
+			}
+			l.cancel()
 		case effStall:
-			e.dst.traces.stall(ef.stall)
-			if e.dst.logs(slog.LevelInfo) {
-				e.dst.log.Info("tlsdial: handshake stalled", "addr", e.dst.addr, "attempt", ef.id,
-					"class", ef.stall.Diagnosis.Class, "elapsed", ef.stall.Elapsed, "why", ef.stall.Diagnosis.String())
-			}
+			e.queueStall(ef.stall)
 		case effEnded:
-			a := e.m.report.Attempts[ef.id-1]
-			e.dst.traces.attemptDone(AttemptDoneInfo{Addr: e.dst.addr, Attempt: a})
-			if e.dst.logs(slog.LevelDebug) {
-				e.dst.log.Debug("tlsdial: attempt done", "addr", e.dst.addr, "attempt", a.ID,
-					"mss", a.MSS, "hello", a.HelloSize, "outcome", a.Outcome, "err", a.Err)
-			}
+			e.queueEnded(e.m.report.Attempts[ef.id-1])
 		case effShare:
-			if e.grp != nil {
-				e.grp.tell(e.inbox, news{step: ef.step, replied: ef.replied})
+			if g := e.grp; g != nil {
+				n := news{step: ef.step, replied: ef.replied}
+				e.queue = append(e.queue, func() { g.tell(e, n) })
 			}
 		}
 	}
-	if len(effs) > 0 && e.snapshots {
-		e.publish()
+	if e.m.over {
+		e.conclude()
 	}
+	e.arm(time.Now())
 }
 
-func (e *engine) newLeg(id int, st step) *leg {
+func (e *engine) startLeg(id int, st step) {
 	ctx, cancel := context.WithCancel(e.ctx)
 	l := &leg{id: id, st: st, e: e, ctx: ctx, cancel: cancel, got: make(chan struct{})}
 	e.legs = append(e.legs, l)
-	return l
+	info := e.startInfo(id)
+	e.queue = append(e.queue, func() { e.dst.traces.attemptStart(info) })
+	if e.inline && id == 1 {
+		e.first = l
+		return
+	}
+	e.queue = append(e.queue, func() { go e.drv.attempt(l) })
 }
 
 func (e *engine) startInfo(id int) AttemptStartInfo {
@@ -280,14 +263,129 @@ func (e *engine) startInfo(id int) AttemptStartInfo {
 	}
 }
 
-// abort stops attempt l, which the machine has ended: its I/O is canceled
-// and its connection reset.
-func (e *engine) abort(l *leg) {
-	l.ended = true
-	l.cancel()
-	if l.conn != nil {
-		abortConn(l.conn)
+func (e *engine) queueStall(i StallInfo) {
+	d := e.dst
+	e.queue = append(e.queue, func() {
+		d.traces.stall(i)
+		if d.logs(slog.LevelInfo) {
+			d.log.Info("tlsdial: handshake stalled", "addr", d.addr, "attempt", i.ID,
+				"class", i.Diagnosis.Class, "elapsed", i.Elapsed, "why", i.Diagnosis.String())
+		}
+	})
+}
+
+func (e *engine) queueEnded(a Attempt) {
+	d := e.dst
+	e.queue = append(e.queue, func() {
+		d.traces.attemptDone(AttemptDoneInfo{Addr: d.addr, Attempt: a})
+		if d.logs(slog.LevelDebug) {
+			d.log.Debug("tlsdial: attempt done", "addr", d.addr, "attempt", a.ID,
+				"mss", a.MSS, "hello", a.HelloSize, "outcome", a.Outcome, "err", a.Err)
+		}
+	})
+}
+
+// conclude completes a dial that is over, once, under e.mu: the waiters
+// are released, the group left, the cache taught; the Done hook, onOver
+// and the end of quiet are queued last.
+func (e *engine) conclude() {
+	if e.concluded {
+		return
 	}
+	e.concluded = true
+	close(e.over)
+	if e.grp != nil {
+		e.grp.leave(e)
+	}
+	if e.stopCtx != nil {
+		e.stopCtx()
+	}
+	for _, l := range e.legs {
+		if l.id != e.m.winner {
+			l.cancel() // ended already: frees the context
+		}
+	}
+	if entry, ok := e.m.remember(time.Now()); ok {
+		e.dst.cache.Store(e.dst.key, entry)
+	}
+	r := e.m.report
+	r.Attempts = append([]Attempt(nil), r.Attempts...)
+	var err error
+	if e.m.winner == 0 {
+		err = e.failure()
+	}
+	d, onOver := e.dst, e.onOver
+	e.queue = append(e.queue, func() {
+		if err == nil && (r.Stalls() > 0 || len(r.Attempts) > 1) && d.logs(slog.LevelInfo) {
+			d.log.Info("tlsdial: recovered", "addr", d.addr, "mss", r.MSS,
+				"hello", r.HelloSize, "attempts", len(r.Attempts), "stalls", r.Stalls())
+		}
+		d.traces.done(DoneInfo{Addr: d.addr, Report: r, Err: err})
+		if onOver != nil {
+			onOver()
+		}
+		close(e.quiet)
+	})
+}
+
+// unlockAndRun releases e.mu and runs the queue, unless another goroutine
+// is running it already (it will run what was added, in order).
+func (e *engine) unlockAndRun() {
+	if e.running {
+		e.mu.Unlock()
+		return
+	}
+	e.running = true
+	for len(e.queue) > 0 {
+		q := e.queue
+		e.queue = nil
+		e.mu.Unlock()
+		for _, f := range q {
+			f()
+		}
+		e.mu.Lock()
+	}
+	e.running = false
+	e.mu.Unlock()
+}
+
+// report returns a copy of the report as it stands.
+func (e *engine) report() Report {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	r := e.m.report
+	r.Attempts = append([]Attempt(nil), r.Attempts...)
+	return r
+}
+
+// winner returns the attempt that completed, or nil. Call it once the
+// dial is over.
+func (e *engine) winner() *leg {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	if e.m.winner == 0 {
+		return nil
+	}
+	return e.legs[e.m.winner-1]
+}
+
+// failure returns the error of a dial that is over without a winner: a
+// *DialError carrying the report, the same every time. Call it under e.mu
+// or once the dial is over.
+func (e *engine) failure() error {
+	if e.final == nil && e.m.over && e.m.winner == 0 {
+		e.final = &DialError{Addr: e.dst.addr, Report: e.m.report, Err: e.m.err}
+	}
+	return e.final
+}
+
+// do applies f to the machine under the lock, with the time, and runs what
+// it queued.
+func (e *engine) do(f func(now time.Time)) {
+	e.mu.Lock()
+	f(time.Now())
+	e.apply()
+	e.unlockAndRun()
 }
 
 // abortConn closes c with an RST instead of a FIN. An abandoned attempt's
@@ -302,99 +400,49 @@ func abortConn(c net.Conn) {
 	c.Close()
 }
 
-// publish stores a copy of the report for readers outside the owner.
-func (e *engine) publish() {
-	r := e.m.report
-	r.Attempts = append([]Attempt(nil), r.Attempts...)
-	e.snap.Store(&r)
-}
-
-// report returns the latest published report; its Attempts are the
-// caller's.
-func (e *engine) report() Report {
-	p := e.snap.Load()
-	if p == nil {
-		return Report{}
-	}
-	r := *p
-	r.Attempts = append([]Attempt(nil), r.Attempts...)
-	return r
-}
-
-// end completes an ended dial: the cache learns, the group is left, the
-// Done hook is called.
-func (e *engine) end() {
-	if w := e.winner(); w != nil {
-		w.keep.Store(true) // before done: its goroutine must not close it
-	}
-	close(e.done)
-	if e.grp != nil {
-		e.grp.leave(e.inbox)
-	}
-	for _, l := range e.legs {
-		if l.id != e.m.winner {
-			l.cancel() // already ended: frees the context
-		}
-	}
-	if entry, ok := e.m.remember(time.Now()); ok {
-		e.dst.cache.Store(e.dst.key, entry)
-	}
-	r := e.m.report
-	if e.m.winner != 0 {
-		if (r.Stalls() > 0 || len(r.Attempts) > 1) && e.dst.logs(slog.LevelInfo) {
-			e.dst.log.Info("tlsdial: recovered", "addr", e.dst.addr, "mss", r.MSS,
-				"hello", r.HelloSize, "attempts", len(r.Attempts), "stalls", r.Stalls())
-		}
-		e.dst.traces.done(DoneInfo{Addr: e.dst.addr, Report: r})
-		return
-	}
-	e.dst.traces.done(DoneInfo{Addr: e.dst.addr, Report: r, Err: e.failure()})
-}
-
-// failure returns the error of a dial that is over without a winner: a
-// *DialError carrying the report, the same every time.
-func (e *engine) failure() error {
-	if e.final == nil && e.m.over && e.m.winner == 0 {
-		e.final = &DialError{Addr: e.dst.addr, Report: e.m.report, Err: e.m.err}
-	}
-	return e.final
-}
-
-// winner returns the attempt that completed, or nil.
-func (e *engine) winner() *leg {
-	if e.m.winner == 0 {
-		return nil
-	}
-	return e.legs[e.m.winner-1]
-}
-
-// sent reports that the attempt is connected over c and its ClientHello of
-// hello bytes goes out now. It takes TCP_INFO before the write, unless
-// timerOnly, and returns false when the dial is over.
-func (l *leg) sent(c net.Conn, rtt time.Duration, hello int, timerOnly bool, rx *atomic.Int64) bool {
-	ev := legEvent{kind: evSent, id: l.id, conn: c, rtt: rtt, hello: hello, rx: rx}
+// sent reports that the attempt is connected over c (after took) and its
+// ClientHello of hello bytes goes out now. It reads TCP_INFO before the
+// write, unless timerOnly, and returns false when the attempt is not
+// wanted any more: the caller closes c.
+func (l *leg) sent(c net.Conn, took time.Duration, hello int, timerOnly bool, rx *atomic.Int64) bool {
+	var base pmtu.TCPInfo
+	info := false
 	if !timerOnly {
 		var err error
-		ev.base, err = pmtu.ReadTCPInfo(c)
-		ev.info = err == nil
+		base, err = pmtu.ReadTCPInfo(c)
+		info = err == nil
 	}
-	ev.at = time.Now()
-	return l.report(ev)
-}
-
-// finished reports the end of the attempt's I/O and returns false when the
-// dial is over.
-func (l *leg) finished(res legResult, val any) bool {
-	return l.report(legEvent{kind: evFinished, id: l.id, at: time.Now(), res: res, val: val})
-}
-
-func (l *leg) report(ev legEvent) bool {
-	select {
-	case l.e.events <- ev:
-		return true
-	case <-l.e.done:
+	e := l.e
+	e.mu.Lock()
+	if e.m.over || l.ended {
+		e.mu.Unlock()
 		return false
 	}
+	l.conn, l.info, l.rx = c, info, rx
+	now := time.Now()
+	e.m.connected(l.id, rttOf(took, base, info), mssOf(l.st, c))
+	e.m.sent(l.id, now, hello, base, info)
+	e.apply()
+	e.unlockAndRun()
+	return true
+}
+
+// finished reports the end of the attempt's I/O and whether the attempt
+// won the dial: if not, the caller closes what it opened.
+func (l *leg) finished(res legResult, val any) (won bool) {
+	e := l.e
+	e.mu.Lock()
+	l.val = val
+	if err := ended(e.ctx); res.kind != resOK && err != nil {
+		// The attempt failed because the dial is over: say so.
+		e.m.cancel(time.Now(), err)
+	} else {
+		e.m.finished(l.id, time.Now(), res)
+	}
+	won = e.m.winner == l.id
+	e.apply()
+	e.unlockAndRun()
+	return won
 }
 
 // ended returns why ctx is over, or nil: its cause, or DeadlineExceeded

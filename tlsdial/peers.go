@@ -24,8 +24,8 @@ type groupKey struct {
 // which the server replied to one of them, told to every dial that joins.
 type group struct {
 	k       groupKey
-	subs    map[chan<- news]struct{} // guarded by groups.mu
-	replied map[step]bool            // guarded by groups.mu
+	subs    map[*engine]struct{} // guarded by groups.mu
+	replied map[step]bool        // guarded by groups.mu
 }
 
 var groups struct {
@@ -33,9 +33,10 @@ var groups struct {
 	m  map[groupKey]*group
 }
 
-// joinGroup adds inbox to the group of k and returns it with the news its
-// members have learned so far. The caller must leave it.
-func joinGroup(k groupKey, inbox chan<- news) (*group, []news) {
+// joinGroup adds e to the group of k and returns it with the news its
+// members have learned so far. The caller must leave it. Lock order:
+// engine, then groups.mu.
+func joinGroup(k groupKey, e *engine) (*group, []news) {
 	groups.mu.Lock()
 	defer groups.mu.Unlock()
 	g := groups.m[k]
@@ -43,10 +44,10 @@ func joinGroup(k groupKey, inbox chan<- news) (*group, []news) {
 		if groups.m == nil {
 			groups.m = make(map[groupKey]*group)
 		}
-		g = &group{k: k, subs: make(map[chan<- news]struct{}), replied: make(map[step]bool)}
+		g = &group{k: k, subs: make(map[*engine]struct{}), replied: make(map[step]bool)}
 		groups.m[k] = g
 	}
-	g.subs[inbox] = struct{}{}
+	g.subs[e] = struct{}{}
 	var known []news
 	for st := range g.replied {
 		known = append(known, news{step: st, replied: true})
@@ -54,36 +55,37 @@ func joinGroup(k groupKey, inbox chan<- news) (*group, []news) {
 	return g, known
 }
 
-// leave removes inbox from g, and g from the registry when it was the last.
-func (g *group) leave(inbox chan<- news) {
+// leave removes e from g, and g from the registry when it was the last.
+func (g *group) leave(e *engine) {
 	groups.mu.Lock()
 	defer groups.mu.Unlock()
-	delete(g.subs, inbox)
+	delete(g.subs, e)
 	if len(g.subs) == 0 && groups.m[g.k] == g {
 		delete(groups.m, g.k)
 	}
 }
 
-// tell sends n to every member but from, once for a reply at a step. News
-// is advice: a member whose inbox is full misses it and carries on by
-// itself.
-func (g *group) tell(from chan<- news, n news) {
+// tell gives n to every member but from, once for a reply at a step. It
+// is called with no lock held (from an engine's queue) and takes each
+// member's lock in turn, never two at once.
+func (g *group) tell(from *engine, n news) {
 	groups.mu.Lock()
-	defer groups.mu.Unlock()
 	if n.replied {
 		if g.replied[n.step] {
+			groups.mu.Unlock()
 			return
 		}
 		g.replied[n.step] = true
 	}
-	for inbox := range g.subs {
-		if inbox == from {
-			continue
+	to := make([]*engine, 0, len(g.subs))
+	for e := range g.subs {
+		if e != from {
+			to = append(to, e)
 		}
-		select {
-		case inbox <- n:
-		default:
-		}
+	}
+	groups.mu.Unlock()
+	for _, e := range to {
+		e.hear(n)
 	}
 }
 

@@ -2,6 +2,7 @@ package tlsdial
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"net"
 	"os"
@@ -89,9 +90,9 @@ func (d *TCPDialer) DialContext(ctx context.Context, network, addr string) (net.
 		window:      d.StallWindow,
 	}
 	dst.recall(&mc)
-	// The watcher outlives the dial's context (net/http may cancel it once
+	// The engine outlives the dial's context (net/http may cancel it once
 	// the dial returns) but keeps its values, for traces and loggers.
-	wctx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
+	ectx, cancel := context.WithCancelCause(context.WithoutCancel(ctx))
 	c := &TCPConn{
 		nd:        netDialerOr(d.NetDialer),
 		timerOnly: d.TimerOnly,
@@ -100,9 +101,8 @@ func (d *TCPDialer) DialContext(ctx context.Context, network, addr string) (net.
 		settled:   make(chan struct{}),
 		closed:    make(chan struct{}),
 	}
-	c.e = newEngine(wctx, dst, mc, c)
-	c.e.commit = make(chan struct{}, 1)
-	c.e.snapshots = true
+	c.e = newEngine(ectx, dst, mc, c)
+	c.e.inline, c.e.onOver = true, c.settle
 	if err := c.connectFirst(ctx); err != nil {
 		return nil, err
 	}
@@ -115,30 +115,32 @@ func (d *TCPDialer) DialContext(ctx context.Context, network, addr string) (net.
 // connectFirst opens attempt 1 in the caller's goroutine, bounded by ctx.
 func (c *TCPConn) connectFirst(ctx context.Context) error {
 	e := c.e
-	e.flush(func(l *leg) { c.first = l })
-	conn, rtt, err := connect(ctx, c.nd, e.dst.network, e.dst.addr, c.first.st.mtu)
+	e.begin()
+	c.first = e.first
+	conn, took, err := connect(ctx, c.nd, e.dst.network, e.dst.addr, c.first.st.mtu)
 	if err != nil {
-		if cerr := ended(ctx); cerr != nil {
-			e.m.cancel(time.Now(), cerr)
-		} else {
-			e.m.finished(1, time.Now(), legResult{kind: resFailed, err: err})
-		}
-		e.flush(nil)
-		e.end()
-		c.cancel(nil)
+		e.do(func(now time.Time) {
+			if cerr := ended(ctx); cerr != nil {
+				e.m.cancel(now, cerr)
+			} else {
+				e.m.finished(1, now, legResult{kind: resFailed, err: err})
+			}
+		})
 		return e.failure()
 	}
-	c.first.conn, c.conn, c.took = conn, conn, rtt
-	e.m.connected(1, rtt, mssOf(c.first.st, conn))
-	e.publish()
+	e.do(func(time.Time) {
+		c.first.conn = conn
+		e.m.connected(1, took, mssOf(c.first.st, conn))
+	})
+	c.conn, c.took = conn, took
 	return nil
 }
 
 type connState int
 
 const (
-	stateFresh    connState = iota // nothing written or read yet: the caller's goroutine may own the engine
-	stateWatching                  // ClientHello sent, no reply yet: the watcher owns the engine
+	stateFresh    connState = iota // nothing written or read yet
+	stateWatching                  // ClientHello sent, no reply yet
 	stateSettled                   // the dial is over: conn is the winner, or perr its error
 	stateClosed
 )
@@ -147,33 +149,40 @@ const (
 // with a stalled ClientHello. Its methods are safe for concurrent use as
 // those of net.TCPConn are; after the server's first byte, Read and Write
 // go straight to the TCP connection.
+//
+// Attempt 1 is read by the Read that waits for the reply, so that on a
+// healthy path the reply reaches the TLS stack with no hand-off between
+// goroutines; attempts raced beside it read their first bytes in goroutines
+// of their own, and Read hands them on.
 type TCPConn struct {
 	nd        *net.Dialer
 	timerOnly bool
 	replay    bool                    // stall detection is on (StallWindow ≥ 0)
-	cancel    context.CancelCauseFunc // ends the watcher
-	e         *engine                 // owned as engine's doc says; e.report any time
-	first     *leg                    // attempt 1, connected by DialContext
-	took      time.Duration           // attempt 1's connect time
-	hello     []byte                  // the ClientHello; set before watching, then read-only
+	cancel    context.CancelCauseFunc // ends the engine's context
+	e         *engine
+	first     *leg          // attempt 1, connected by DialContext
+	took      time.Duration // attempt 1's connect time
+	hello     []byte        // the ClientHello; set before watching, then read-only
 	settleOne sync.Once
 
-	settled chan struct{} // closed once the watcher has settled the dial
+	settled chan struct{} // closed once the dial is over and settled
 	closed  chan struct{} // closed by Close
 
 	fastR atomic.Pointer[connBox] // settled, first bytes delivered: Read goes here
 	fastW atomic.Pointer[connBox] // settled: Write goes here
 
+	rmu sync.Mutex // one Read at a time reads attempt 1 while watching
+
 	mu       sync.Mutex
 	state    connState
 	conn     net.Conn // attempt 1's until settled, then the winner's; nil if the dial failed
-	win      *leg     // the winner, whose first read Read delivers
+	win      *leg     // the winner, when it read its first bytes itself
 	taken    bool     // pending and perr were taken from win
 	pending  []byte   // the winner's first bytes not yet returned
 	perr     error    // returned once pending is empty; the dial's error if it failed
 	rdl, wdl time.Time
-	rwait    deadline // wakes a Read waiting for the watcher
-	wwait    deadline // wakes a Write waiting for the watcher
+	rwait    deadline // wakes a Read waiting for the dial
+	wwait    deadline // wakes a Write waiting for the dial
 }
 
 type connBox struct{ net.Conn }
@@ -206,13 +215,10 @@ func (c *TCPConn) Write(b []byte) (int, error) {
 			c.plain()
 		case stateWatching:
 			// The stack wrote again before any reply: the hello can no
-			// longer be replayed, so the watcher keeps one attempt.
+			// longer be replayed, so one attempt is kept.
 			wait := c.wwait.wait()
 			c.mu.Unlock()
-			select {
-			case c.e.commit <- struct{}{}:
-			default:
-			}
+			c.e.do(c.e.m.commit)
 			if err := c.await(wait); err != nil {
 				return 0, err
 			}
@@ -230,8 +236,8 @@ func (c *TCPConn) Write(b []byte) (int, error) {
 	}
 }
 
-// await waits for the watcher to settle the dial, for the deadline behind
-// wait, or for Close.
+// await waits for the dial to settle, for the deadline behind wait, or for
+// Close.
 func (c *TCPConn) await(wait <-chan struct{}) error {
 	select {
 	case <-c.settled:
@@ -243,8 +249,8 @@ func (c *TCPConn) await(wait <-chan struct{}) error {
 	}
 }
 
-// watch sends the ClientHello b on attempt 1 and hands the dial to a
-// watcher goroutine. Called with mu held, in stateFresh; it unlocks.
+// watch sends the ClientHello b on attempt 1 and starts the dial's
+// ticker. Called with mu held, in stateFresh; it unlocks.
 func (c *TCPConn) watch(b []byte) (int, error) {
 	c.hello = slices.Clone(b)
 	c.state = stateWatching
@@ -259,29 +265,22 @@ func (c *TCPConn) watch(b []byte) (int, error) {
 	}
 	now := time.Now()
 	n, err := conn.Write(c.hello)
-	// Attempts run on their own: the stack's deadlines bound its Read and
-	// Write calls, which wait for the watcher, and go to the winner.
-	conn.SetDeadline(time.Time{})
-	if err != nil {
-		c.e.m.finished(1, now, legResult{kind: resFailed, err: err})
-	} else {
+	c.e.do(func(time.Time) {
+		if err != nil {
+			c.e.m.finished(1, now, legResult{kind: resFailed, err: err})
+			return
+		}
 		c.first.info = info
 		c.e.m.connected(1, rttOf(c.took, base, info), mssOf(c.first.st, conn))
 		c.e.m.sent(1, now, len(b), base, info)
-	}
-	go c.watcher()
+	})
+	c.e.watch()
 	return n, err
 }
 
-// watcher runs the dial's engine until the dial is over, its hooks
-// included, then settles the connection on its outcome.
-func (c *TCPConn) watcher() {
-	c.e.run()
-	c.settle()
-}
-
 // settle puts the connection on the dial's outcome, once: the winner's TCP
-// connection, or the dial's error.
+// connection, or the dial's error. The engine runs it (onOver) after the
+// hooks of the dial's last events.
 func (c *TCPConn) settle() {
 	c.settleOne.Do(func() {
 		w := c.e.winner()
@@ -299,10 +298,16 @@ func (c *TCPConn) settle() {
 			c.conn, c.perr = nil, c.e.failure()
 			return
 		}
-		c.conn, c.win = w.conn, w
+		c.conn = w.conn
 		w.conn.SetReadDeadline(c.rdl)
 		w.conn.SetWriteDeadline(c.wdl)
 		c.fastW.Store(&connBox{w.conn})
+		if w == c.first {
+			// Attempt 1's bytes are read by Read itself: nothing pending.
+			c.fastR.Store(&connBox{w.conn})
+		} else {
+			c.win = w
+		}
 	})
 }
 
@@ -314,22 +319,17 @@ func (c *TCPConn) plain() {
 		c.mu.Unlock()
 		return
 	}
-	c.state = stateSettled
-	c.fastR.Store(&connBox{c.conn})
-	c.fastW.Store(&connBox{c.conn})
+	c.state = stateWatching // until settle, which commit runs
 	c.mu.Unlock()
-	c.settleOne.Do(func() { close(c.settled) })
-	// The state change made this goroutine the engine's owner.
-	c.e.m.commit(time.Now())
-	c.e.flush(nil)
-	c.e.end()
-	c.cancel(nil)
+	c.e.do(c.e.m.commit)
 }
 
 func (c *TCPConn) Read(b []byte) (int, error) {
 	if p := c.fastR.Load(); p != nil {
 		return p.Read(b)
 	}
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
 	for {
 		c.mu.Lock()
 		st, w, wait := c.state, c.win, c.rwait.wait()
@@ -338,13 +338,16 @@ func (c *TCPConn) Read(b []byte) (int, error) {
 		case stateFresh: // the server speaks first: nothing to watch
 			c.plain()
 			continue
+		case stateClosed:
+			return 0, net.ErrClosed
 		case stateWatching:
+			if n, err, done := c.readFirst(b); done {
+				return n, err
+			}
 			if err := c.await(wait); err != nil {
 				return 0, err
 			}
 			continue
-		case stateClosed:
-			return 0, net.ErrClosed
 		}
 		if w != nil {
 			select {
@@ -359,8 +362,34 @@ func (c *TCPConn) Read(b []byte) (int, error) {
 	}
 }
 
-// readSettled returns the winner's first bytes, then its first error or
-// the dial's, then goes straight to the connection.
+// readFirst reads attempt 1 while the dial runs, if it is still running,
+// and tells the machine what came. It returns done when Read should return
+// n and err: attempt 1 won with these bytes, or the stack's own deadline
+// passed. Otherwise Read waits for the dial to settle.
+func (c *TCPConn) readFirst(b []byte) (n int, err error, done bool) {
+	l, e := c.first, c.e
+	e.mu.Lock()
+	alive := !e.m.over && !l.ended && e.m.waiting(l.id)
+	e.mu.Unlock()
+	if !alive {
+		return 0, nil, false
+	}
+	n, err = l.conn.Read(b)
+	if n == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
+		return 0, err, true // the stack's deadline: attempt 1 carries on
+	}
+	res := legResult{kind: resOK}
+	if n == 0 {
+		res = resultOf(err, false)
+	}
+	if l.finished(res, nil) {
+		return n, err, true
+	}
+	return 0, nil, false // it lost: its bytes are not the stack's
+}
+
+// readSettled returns a raced winner's first bytes, then its first error
+// or the dial's, then goes straight to the connection.
 func (c *TCPConn) readSettled(b []byte) (int, error) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -387,24 +416,22 @@ func (c *TCPConn) readSettled(b []byte) (int, error) {
 	return c.conn.Read(b)
 }
 
-// firstReadSize bounds the first read of each attempt: the reply's first
-// bytes, handed to the TLS stack by the next Read.
+// firstReadSize bounds the first read of an attempt raced in its own
+// goroutine: the reply's first bytes, handed to the TLS stack by Read.
 const firstReadSize = 4096
 
 // firstBufs recycles the first-read buffers: an attempt that lost returns
 // its own, the winner's returns once Read has handed its bytes on.
 var firstBufs = sync.Pool{New: func() any { return new([firstReadSize]byte) }}
 
-// attempt runs one attempt of the dial (see driver): a redial connects with
-// the step's clamp and replays the ClientHello; every attempt then reads
-// the server's first bytes.
+// attempt runs a raced attempt (see driver): it connects with the step's
+// clamp, replays the ClientHello and reads the server's first bytes.
+// Attempt 1 is not run here: DialContext connects it, Write sends the
+// hello and Read reads it.
 func (c *TCPConn) attempt(l *leg) {
-	conn := l.conn // set for attempt 1 only, before the watcher started
+	conn := c.redial(l)
 	if conn == nil {
-		conn = c.redial(l)
-		if conn == nil {
-			return
-		}
+		return
 	}
 	buf := firstBufs.Get().(*[firstReadSize]byte)
 	n, err := conn.Read(buf[:])
@@ -414,16 +441,16 @@ func (c *TCPConn) attempt(l *leg) {
 	if n == 0 {
 		res = resultOf(err, false)
 	}
-	if !l.finished(res, nil) && !l.keep.Load() {
-		// The dial ended without this attempt: no Read will look at it.
+	if !l.finished(res, nil) {
+		// Failed, or the dial ended without it: no Read will look at it.
 		conn.Close()
 		firstBufs.Put(buf)
 	}
 }
 
 // redial connects attempt l, bounded by the read deadline the stack set,
-// and replays the ClientHello; nil when it failed (reported) or the dial
-// is over.
+// and replays the ClientHello; nil when it failed (reported) or is not
+// wanted.
 func (c *TCPConn) redial(l *leg) net.Conn {
 	c.mu.Lock()
 	rdl, wdl := c.rdl, c.wdl
@@ -434,12 +461,12 @@ func (c *TCPConn) redial(l *leg) net.Conn {
 		ctx, cancel = context.WithDeadline(ctx, rdl)
 		defer cancel()
 	}
-	conn, rtt, err := connect(ctx, c.nd, c.e.dst.network, c.e.dst.addr, l.st.mtu)
+	conn, took, err := connect(ctx, c.nd, c.e.dst.network, c.e.dst.addr, l.st.mtu)
 	if err != nil {
 		l.finished(legResult{kind: resFailed, err: err}, nil)
 		return nil
 	}
-	if !l.sent(conn, rtt, len(c.hello), c.timerOnly, nil) {
+	if !l.sent(conn, took, len(c.hello), c.timerOnly, nil) {
 		conn.Close()
 		return nil
 	}
@@ -464,24 +491,16 @@ func (c *TCPConn) Close() error {
 	c.state = stateClosed
 	close(c.closed)
 	c.mu.Unlock()
-	switch prev {
-	case stateFresh:
-		// The state change made this goroutine the engine's owner.
-		err := conn.Close()
-		c.e.m.cancel(time.Now(), net.ErrClosed)
-		c.e.flush(nil)
-		c.e.end()
-		c.cancel(nil)
-		return err
-	case stateWatching:
-		c.cancel(net.ErrClosed) // the watcher ends every attempt
-		return nil
+	var err error
+	if prev == stateFresh && conn != nil {
+		err = conn.Close() // a FIN: nothing is stuck in a black hole
 	}
-	c.cancel(nil)
-	if conn == nil {
-		return nil
+	c.e.do(func(now time.Time) { c.e.m.cancel(now, net.ErrClosed) }) // closes every attempt
+	c.cancel(net.ErrClosed)
+	if prev == stateSettled && conn != nil {
+		err = conn.Close()
 	}
-	return conn.Close()
+	return err
 }
 
 func (c *TCPConn) LocalAddr() net.Addr  { return c.NetConn().LocalAddr() }
@@ -495,14 +514,14 @@ func (c *TCPConn) SetDeadline(t time.Time) error {
 }
 
 // SetReadDeadline sets the read deadline. While the first reply is awaited
-// it bounds the wait and any redial's connect; the TCP connection that
-// wins gets it too.
+// it bounds Read, which reads attempt 1 or waits for a raced attempt, and
+// any redial's connect; the TCP connection that wins gets it too.
 func (c *TCPConn) SetReadDeadline(t time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.rdl = t
 	c.rwait.set(t)
-	if c.state == stateWatching || c.conn == nil {
+	if c.conn == nil {
 		return nil
 	}
 	return c.conn.SetReadDeadline(t)
@@ -515,15 +534,14 @@ func (c *TCPConn) SetWriteDeadline(t time.Time) error {
 	defer c.mu.Unlock()
 	c.wdl = t
 	c.wwait.set(t)
-	if c.state == stateWatching || c.conn == nil {
+	if c.conn == nil {
 		return nil
 	}
 	return c.conn.SetWriteDeadline(t)
 }
 
 // NetConn returns the current underlying TCP connection: attempt 1's until
-// the server's first reply, then the one that got it. It is nil after a
-// failed dial.
+// the server's first reply, then the one that got it.
 func (c *TCPConn) NetConn() net.Conn {
 	c.mu.Lock()
 	defer c.mu.Unlock()

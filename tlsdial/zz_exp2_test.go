@@ -2,6 +2,7 @@ package tlsdial_test
 
 import (
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
@@ -62,15 +63,20 @@ func BenchmarkZZRatio(b *testing.B) {
 		return h.Conn, nil
 	})
 	names := []string{"stock", "tcp", "tcp-off", "tcp-timer", "dialer", "dialer-off", "bare-utls"}
-	total := make([]time.Duration, len(dials))
+	lat := make([][]time.Duration, len(dials))
 	order := rand.Perm(len(dials))
 	for b.Loop() {
 		rand.Shuffle(len(order), func(i, j int) { order[i], order[j] = order[j], order[i] })
 		for _, i := range order {
-			total[i] += handshakeOnce(b, dials[i], srv.addr)
+			lat[i] = append(lat[i], handshakeOnce(b, dials[i], srv.addr))
 		}
 	}
+	med := func(i int) float64 {
+		s := append([]time.Duration(nil), lat[i]...)
+		slices.Sort(s)
+		return float64(s[len(s)/2])
+	}
 	for i := 1; i < len(dials); i++ {
-		b.ReportMetric(float64(total[i])/float64(total[0]), names[i])
+		b.ReportMetric(med(i)/med(0), names[i])
 	}
 }
