@@ -5,6 +5,8 @@ package lab_test
 import (
 	"context"
 	"crypto/tls"
+	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -20,7 +22,9 @@ import (
 //     upstream black hole, then a clamped redial;
 //   - upstream, the hello one oversized segment (TLS 1.3 only, no SNI):
 //     nothing acked or SACKed before the kernel's tail-loss probe, so the
-//     evidence is ambiguous and a clamped attempt is raced and wins;
+//     evidence is ambiguous: a clamped attempt is raced beside it and wins,
+//     and the first attempt, overtaken, is reported as a stall of class
+//     unknown whose evidence names the clamp that got the reply;
 //   - downstream, the long chain's flight dropped: a stall diagnosed as a
 //     downstream black hole, then a clamped redial.
 //
@@ -33,12 +37,11 @@ func TestLabStallClasses(t *testing.T) {
 		port       int
 		oneSegment bool
 		wantClass  string // of Report.Diagnosis
-		wantFirst  string // outcome of the first attempt
-		wantText   string // in the diagnosis
+		wantText   string // in the diagnosis; "%d" is the winning MSS
 	}{
-		{"upstream-head-lost", lab.Upstream, lab.PortNginxSmall, false, "upstream black hole", "stall", "tail SACKed"},
-		{"upstream-one-segment", lab.Upstream, lab.PortNginxSmall, true, "unknown", "superseded", ""},
-		{"downstream", lab.Downstream, lab.PortNginxLong, false, "downstream black hole", "stall", "arrived out of order"},
+		{"upstream-head-lost", lab.Upstream, lab.PortNginxSmall, false, "upstream black hole", "tail SACKed"},
+		{"upstream-one-segment", lab.Upstream, lab.PortNginxSmall, true, "unknown", "while an attempt clamped to MSS %d got its reply"},
+		{"downstream", lab.Downstream, lab.PortNginxLong, false, "downstream black hole", "arrived out of order"},
 	}
 	labs := map[lab.Direction]*lab.Lab{}
 	for _, tt := range tests {
@@ -72,16 +75,33 @@ func TestLabStallClasses(t *testing.T) {
 					rep := r.Report
 					require.NotNil(t, rep)
 					t.Logf("%s: %s — %s", client, rep, rep.Diagnosis)
-					require.GreaterOrEqual(t, len(rep.Attempts), 2, "%s", rep)
-					assert.Equal(t, tt.wantFirst, rep.Attempts[0].Outcome, "%s", rep)
-					assert.Equal(t, tt.wantClass, rep.Class, "%s", rep)
-					assert.Contains(t, rep.Diagnosis, tt.wantText)
+					require.Len(t, rep.Attempts, 2, "%s", rep)
+					first, second := rep.Attempts[0], rep.Attempts[1]
+					assert.Equal(t, "stall", first.Outcome, "%s", rep)
+					assert.Zero(t, first.MSS, "%s", rep)
+					assert.Equal(t, "ok", second.Outcome, "the clamped attempt wins: %s", rep)
+					assert.Equal(t, first.HelloSize, rep.HelloSize, "the same hello: %s", rep)
 					assert.Positive(t, rep.MSS)
 					assert.LessOrEqual(t, rep.MSS, l.MaxMSS(f), "%s", rep)
+					assert.Equal(t, tt.wantClass, rep.Class, "%s", rep)
+					want := tt.wantText
+					if strings.Contains(want, "%d") {
+						want = fmt.Sprintf(want, rep.MSS)
+					}
+					assert.Contains(t, rep.Diagnosis, want)
 					if tt.oneSegment {
-						assert.True(t, rep.Attempts[1].Hedge, "raced, not waited for: %s", rep)
+						// Silence, not evidence: the clamp was raced beside
+						// the first attempt, which it overtook.
+						assert.True(t, second.Hedge, "raced, not waited for: %s", rep)
+						assert.Equal(t, rep.MSS, first.OvertakenBy, "%s", rep)
+						assert.Equal(t, rep.MSS, rep.OvertakenBy, "%s", rep)
 						assert.Greater(t, rep.HelloSize, 1348, "an oversized single segment: %s", rep)
 						assert.LessOrEqual(t, rep.HelloSize, 1448, "one segment: %s", rep)
+					} else {
+						// Conclusive evidence: the clamp was dialed after
+						// the first attempt ended, not raced.
+						assert.False(t, second.Hedge, "%s", rep)
+						assert.Zero(t, rep.OvertakenBy, "%s", rep)
 					}
 				})
 			}

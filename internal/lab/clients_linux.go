@@ -50,8 +50,16 @@ type DialArgs struct {
 	// Use Config().ClearDF().
 	ClearDF bool
 	// Runs is how many dials to make, one after another, each with a fresh
-	// dialer and a fresh pmtu.Cache (so each is cold). Zero means 1.
+	// dialer and a fresh pmtu.Cache (so each is cold) unless ShareCache.
+	// Zero means 1.
 	Runs int
+	// ShareCache makes the runs use one dialer with one pmtu.Cache, as a
+	// long-lived process does: later runs start from what earlier ones
+	// learned (a clamp, a slow server's silence) and, while they overlap
+	// (Parallel), hear each other's news. FitshakeHTTP still makes a new
+	// http.Transport per run, so that every run dials. No run resumes a
+	// TLS session (the client keeps no session cache).
+	ShareCache bool
 	// Parallel, once a run has hit Timeout, makes the remaining runs at
 	// once rather than one after another (for benchmarks: a client that
 	// never completes costs two timeouts, not Runs of them).
@@ -99,21 +107,31 @@ type Report struct {
 	SecurityReduced     bool
 	Duration            time.Duration
 	// Class and Diagnosis are Report.Diagnosis's class and explanation:
-	// why the dial fell back ("unknown" when nothing stalled).
+	// why the dial fell back. Class is "unknown" when nothing stalled or
+	// reset, and also when an attempt stalled with nothing acknowledged;
+	// Diagnosis is empty only when nothing stalled or reset.
 	Class     string
 	Diagnosis string `json:",omitempty"`
-	Attempts  []Attempt
+	// OvertakenBy is the diagnosis's Evidence.OvertakenBy: the MSS of the
+	// attempt that got the reply while the diagnosed one waited; 0: none.
+	OvertakenBy int `json:",omitempty"`
+	Attempts    []Attempt
 }
 
 // Attempt is a JSON-friendly tlsdial.Attempt.
 type Attempt struct {
+	ID                  int
 	MTU, MSS, HelloSize int
 	Rung                string `json:",omitempty"`
 	Outcome             string
-	Hedge               bool // raced in parallel with the attempt before it
+	Hedge               bool // started beside the attempts still running
 	StallWindow         time.Duration
 	Duration            time.Duration
-	Err                 string `json:",omitempty"`
+	// Class is the attempt's Diagnosis.Class; OvertakenBy its
+	// Evidence.OvertakenBy.
+	Class       string
+	OvertakenBy int    `json:",omitempty"`
+	Err         string `json:",omitempty"`
 }
 
 // String formats the report as tlsdial.Report does.
@@ -122,16 +140,29 @@ func (r *Report) String() string {
 		return "(no report)"
 	}
 	var b strings.Builder
-	for i, a := range r.Attempts {
+	for _, a := range r.Attempts {
 		mss := "default"
 		if a.MSS > 0 {
 			mss = strconv.Itoa(a.MSS)
 		}
-		fmt.Fprintf(&b, "attempt %d: mss=%s hello=%dB %s after %v", i+1, mss, a.HelloSize, a.Outcome, a.Duration.Round(10*time.Microsecond))
-		if a.Err != "" && (a.Outcome == "error" || a.Outcome == "canceled") {
+		fmt.Fprintf(&b, "attempt %d: mss=%s hello=%dB", a.ID, mss, a.HelloSize)
+		if a.Hedge {
+			b.WriteString(" (in parallel)")
+		}
+		fmt.Fprintf(&b, " %s after %v", a.Outcome, a.Duration.Round(10*time.Microsecond))
+		if a.Outcome == "stall" && a.Class != "unknown" {
+			fmt.Fprintf(&b, ": %s", a.Class)
+		}
+		if a.OvertakenBy > 0 {
+			fmt.Fprintf(&b, " (overtaken by mss=%d)", a.OvertakenBy)
+		}
+		if a.Err != "" && (a.Outcome == "error" || a.Outcome == "canceled" || a.Outcome == "reset") {
 			fmt.Fprintf(&b, ": %s", a.Err)
 		}
 		b.WriteString("; ")
+	}
+	if r.FromCache {
+		b.WriteString("(sizes from memory); ")
 	}
 	return strings.TrimSuffix(b.String(), "; ")
 }
@@ -139,15 +170,18 @@ func (r *Report) String() string {
 func toReport(r tlsdial.Report) *Report {
 	out := &Report{MSS: r.MSS, MTU: r.MTU, HelloSize: r.HelloSize, Rung: r.Rung,
 		FromCache: r.FromCache, SecurityReduced: r.SecurityReduced, Duration: r.Duration,
-		Class: r.Diagnosis.Class.String()}
-	if r.Diagnosis.Class != pmtu.ClassUnknown {
-		out.Diagnosis = r.Diagnosis.String()
-	}
+		Class: r.Diagnosis.Class.String(), OvertakenBy: r.Diagnosis.Evidence.OvertakenBy}
 	for _, a := range r.Attempts {
-		at := Attempt{MTU: a.MTU, MSS: a.MSS, HelloSize: a.HelloSize, Rung: a.Rung,
-			Outcome: a.Outcome.String(), Hedge: a.Hedge, StallWindow: a.StallWindow, Duration: a.Duration}
+		at := Attempt{ID: a.ID, MTU: a.MTU, MSS: a.MSS, HelloSize: a.HelloSize, Rung: a.Rung,
+			Outcome: a.Outcome.String(), Hedge: a.Hedge, StallWindow: a.StallWindow, Duration: a.Duration,
+			Class: a.Diagnosis.Class.String(), OvertakenBy: a.Diagnosis.Evidence.OvertakenBy}
 		if a.Err != nil {
 			at.Err = a.Err.Error()
+		}
+		// tlsdial sets Report.Diagnosis at the first stall or reset,
+		// whatever its class.
+		if a.Outcome == tlsdial.OutcomeStall || a.Outcome == tlsdial.OutcomeReset {
+			out.Diagnosis = r.Diagnosis.String()
 		}
 		out.Attempts = append(out.Attempts, at)
 	}
@@ -191,17 +225,22 @@ func ClearDF(network, address string, c syscall.RawConn) error {
 }
 
 func init() {
-	RegisterClient(StockTLS, dialClient(runStock))
-	RegisterClient(FitshakeDialer, dialClient(runFitshake))
-	RegisterClient(FitshakeTCP, dialClient(runTCPDialer))
-	RegisterClient(FitshakeHTTP, dialClient(runHTTP))
+	RegisterClient(StockTLS, dialClient(newStock))
+	RegisterClient(FitshakeDialer, dialClient(newFitshake))
+	RegisterClient(FitshakeTCP, dialClient(newTCPDialer))
+	RegisterClient(FitshakeHTTP, dialClient(newHTTP))
 }
 
-type runFunc func(ctx context.Context, a *DialArgs, cfg *tls.Config, nd *net.Dialer) DialRun
+// A newRun builds a client's dialer from cfg (which the dials must not
+// modify), nd and cache, and returns its dial.
+type (
+	newRun  func(a *DialArgs, cfg *tls.Config, nd *net.Dialer, cache *pmtu.Cache) runFunc
+	runFunc func(ctx context.Context) DialRun
+)
 
-// dialClient wraps one dial into a client function that makes a.Runs of
-// them.
-func dialClient(run runFunc) ClientFunc {
+// dialClient wraps a client into a client function that makes a.Runs
+// dials: with one dialer for all of them (ShareCache), or one each.
+func dialClient(build newRun) ClientFunc {
 	return func(ctx context.Context, raw json.RawMessage) (any, error) {
 		var a DialArgs
 		if err := json.Unmarshal(raw, &a); err != nil {
@@ -228,14 +267,25 @@ func dialClient(run runFunc) ClientFunc {
 			return nil, fmt.Errorf("no certificate in %s", a.CAFile)
 		}
 		cfg := &tls.Config{RootCAs: pool, ServerName: a.ServerName, NextProtos: a.NextProtos, MinVersion: a.MinVersion}
-		one := func() DialRun {
+		dialer := func() runFunc {
 			nd := &net.Dialer{}
 			if a.ClearDF {
 				nd.Control = ClearDF
 			}
+			return build(&a, cfg, nd, &pmtu.Cache{})
+		}
+		var shared runFunc
+		if a.ShareCache {
+			shared = dialer()
+		}
+		one := func() DialRun {
+			run := shared
+			if run == nil {
+				run = dialer()
+			}
 			dctx, cancel := context.WithTimeout(ctx, a.Timeout)
 			defer cancel()
-			r := run(dctx, &a, cfg.Clone(), nd)
+			r := run(dctx)
 			if !r.OK && dctx.Err() != nil && ctx.Err() == nil {
 				r.TimedOut = true
 			}
@@ -268,137 +318,147 @@ func fail(r DialRun, err error) DialRun {
 	return r
 }
 
-func runStock(ctx context.Context, a *DialArgs, cfg *tls.Config, nd *net.Dialer) DialRun {
-	d := &tls.Dialer{NetDialer: nd, Config: cfg}
-	t0 := time.Now()
-	c, err := d.DialContext(ctx, "tcp", a.Addr)
-	r := DialRun{Elapsed: time.Since(t0)}
-	r.Total = r.Elapsed
-	if err != nil {
-		return fail(r, err)
+func newStock(a *DialArgs, cfg *tls.Config, nd *net.Dialer, _ *pmtu.Cache) runFunc {
+	d := &tls.Dialer{NetDialer: nd, Config: cfg} // crypto/tls only reads cfg
+	return func(ctx context.Context) DialRun {
+		t0 := time.Now()
+		c, err := d.DialContext(ctx, "tcp", a.Addr)
+		r := DialRun{Elapsed: time.Since(t0)}
+		r.Total = r.Elapsed
+		if err != nil {
+			return fail(r, err)
+		}
+		defer c.Close()
+		cs := c.(*tls.Conn).ConnectionState()
+		r.OK, r.Version, r.ALPN = cs.HandshakeComplete, tls.VersionName(cs.Version), cs.NegotiatedProtocol
+		return r
 	}
-	defer c.Close()
-	cs := c.(*tls.Conn).ConnectionState()
-	r.OK, r.Version, r.ALPN = cs.HandshakeComplete, tls.VersionName(cs.Version), cs.NegotiatedProtocol
-	return r
 }
 
-func runFitshake(ctx context.Context, a *DialArgs, cfg *tls.Config, nd *net.Dialer) DialRun {
-	var (
-		mu   sync.Mutex
-		rep  tlsdial.Report
-		have bool
-	)
-	d := &tlsdial.Dialer{NetDialer: nd, Config: cfg, Cache: &pmtu.Cache{}, AllowClassical: a.AllowClassical,
-		Trace: &tlsdial.Trace{Done: func(i tlsdial.DoneInfo) {
+func newFitshake(a *DialArgs, cfg *tls.Config, nd *net.Dialer, cache *pmtu.Cache) runFunc {
+	// It clones cfg per dial; the trace is per dial, on the context.
+	d := &tlsdial.Dialer{NetDialer: nd, Config: cfg, Cache: cache, AllowClassical: a.AllowClassical}
+	return func(ctx context.Context) DialRun {
+		var (
+			mu   sync.Mutex
+			rep  tlsdial.Report
+			have bool
+		)
+		ctx = tlsdial.WithTrace(ctx, &tlsdial.Trace{Done: func(i tlsdial.DoneInfo) {
 			mu.Lock()
 			rep, have = i.Report, true
 			mu.Unlock()
-		}}}
-	t0 := time.Now()
-	c, err := d.DialContext(ctx, "tcp", a.Addr)
-	r := DialRun{Elapsed: time.Since(t0)}
-	r.Total = r.Elapsed
-	if err != nil {
-		mu.Lock()
-		if have {
-			r.Report = toReport(rep)
-		}
-		mu.Unlock()
-		return fail(r, err)
-	}
-	defer c.Close()
-	tc := c.(*tlsdial.Conn)
-	r.Report = toReport(tc.Report())
-	cs := tc.ConnectionState()
-	r.OK, r.Version, r.ALPN = cs.HandshakeComplete, tls.VersionName(cs.Version), cs.NegotiatedProtocol
-	return r
-}
-
-func runTCPDialer(ctx context.Context, a *DialArgs, cfg *tls.Config, nd *net.Dialer) DialRun {
-	td := &tlsdial.TCPDialer{NetDialer: nd, Cache: &pmtu.Cache{}}
-	t0 := time.Now()
-	raw, err := td.DialContext(ctx, "tcp", a.Addr)
-	if err != nil {
+		}})
+		t0 := time.Now()
+		c, err := d.DialContext(ctx, "tcp", a.Addr)
 		r := DialRun{Elapsed: time.Since(t0)}
-		return fail(r, err)
+		r.Total = r.Elapsed
+		if err != nil {
+			mu.Lock()
+			if have {
+				r.Report = toReport(rep)
+			}
+			mu.Unlock()
+			return fail(r, err)
+		}
+		defer c.Close()
+		tc := c.(*tlsdial.Conn)
+		r.Report = toReport(tc.Report())
+		cs := tc.ConnectionState()
+		r.OK, r.Version, r.ALPN = cs.HandshakeComplete, tls.VersionName(cs.Version), cs.NegotiatedProtocol
+		return r
 	}
-	defer raw.Close()
-	tc := tls.Client(raw, cfg)
-	err = tc.HandshakeContext(ctx)
-	r := DialRun{Elapsed: time.Since(t0)}
-	r.Total = r.Elapsed
-	if c, ok := raw.(*tlsdial.TCPConn); ok {
-		r.Report = toReport(c.Report())
-	}
-	if err != nil {
-		return fail(r, err)
-	}
-	cs := tc.ConnectionState()
-	r.OK, r.Version, r.ALPN = cs.HandshakeComplete, tls.VersionName(cs.Version), cs.NegotiatedProtocol
-	return r
 }
 
-func runHTTP(ctx context.Context, a *DialArgs, cfg *tls.Config, nd *net.Dialer) DialRun {
-	var (
-		mu   sync.Mutex
-		rep  *Report
-		hsAt time.Time
-		cs   tls.ConnectionState
-	)
-	td := &tlsdial.TCPDialer{NetDialer: nd, Cache: &pmtu.Cache{}}
-	tr := &http.Transport{DialContext: td.DialContext, ForceAttemptHTTP2: true, TLSClientConfig: cfg}
-	defer tr.CloseIdleConnections()
-	ctx = tlsdial.WithTrace(ctx, &tlsdial.Trace{Done: func(i tlsdial.DoneInfo) {
-		mu.Lock()
-		rep = toReport(i.Report)
-		mu.Unlock()
-	}})
-	ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
-		TLSHandshakeDone: func(s tls.ConnectionState, err error) {
-			if err == nil {
-				mu.Lock()
-				hsAt, cs = time.Now(), s
-				mu.Unlock()
-			}
-		},
-	})
-	path := a.Path
-	if path == "" {
-		path = "/"
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+a.Addr+path, nil)
-	if err != nil {
-		return fail(DialRun{}, err)
-	}
-	req.Host = a.ServerName
-	t0 := time.Now()
-	resp, err := (&http.Client{Transport: tr}).Do(req)
-	var r DialRun
-	if err == nil {
-		var body []byte
-		body, err = io.ReadAll(resp.Body)
-		resp.Body.Close()
-		r.Proto, r.Status, r.Body = resp.Proto, resp.StatusCode, string(bytes.TrimSpace(body))
-		if err == nil && resp.StatusCode != http.StatusOK {
-			err = fmt.Errorf("status %s", resp.Status)
+func newTCPDialer(a *DialArgs, cfg *tls.Config, nd *net.Dialer, cache *pmtu.Cache) runFunc {
+	td := &tlsdial.TCPDialer{NetDialer: nd, Cache: cache}
+	return func(ctx context.Context) DialRun {
+		t0 := time.Now()
+		raw, err := td.DialContext(ctx, "tcp", a.Addr)
+		if err != nil {
+			r := DialRun{Elapsed: time.Since(t0)}
+			return fail(r, err)
 		}
+		defer raw.Close()
+		tc := tls.Client(raw, cfg.Clone())
+		err = tc.HandshakeContext(ctx)
+		r := DialRun{Elapsed: time.Since(t0)}
+		r.Total = r.Elapsed
+		if c, ok := raw.(*tlsdial.TCPConn); ok {
+			r.Report = toReport(c.Report())
+		}
+		if err != nil {
+			return fail(r, err)
+		}
+		cs := tc.ConnectionState()
+		r.OK, r.Version, r.ALPN = cs.HandshakeComplete, tls.VersionName(cs.Version), cs.NegotiatedProtocol
+		return r
 	}
-	r.Total = time.Since(t0)
-	mu.Lock()
-	r.Report = rep
-	if !hsAt.IsZero() {
-		r.Elapsed = hsAt.Sub(t0)
-		r.Version, r.ALPN = tls.VersionName(cs.Version), cs.NegotiatedProtocol
-	} else {
-		r.Elapsed = r.Total
+}
+
+func newHTTP(a *DialArgs, cfg *tls.Config, nd *net.Dialer, cache *pmtu.Cache) runFunc {
+	td := &tlsdial.TCPDialer{NetDialer: nd, Cache: cache}
+	return func(ctx context.Context) DialRun {
+		var (
+			mu   sync.Mutex
+			rep  *Report
+			hsAt time.Time
+			cs   tls.ConnectionState
+		)
+		// A Transport per run, so that every run dials.
+		tr := &http.Transport{DialContext: td.DialContext, ForceAttemptHTTP2: true, TLSClientConfig: cfg.Clone()}
+		defer tr.CloseIdleConnections()
+		ctx = tlsdial.WithTrace(ctx, &tlsdial.Trace{Done: func(i tlsdial.DoneInfo) {
+			mu.Lock()
+			rep = toReport(i.Report)
+			mu.Unlock()
+		}})
+		ctx = httptrace.WithClientTrace(ctx, &httptrace.ClientTrace{
+			TLSHandshakeDone: func(s tls.ConnectionState, err error) {
+				if err == nil {
+					mu.Lock()
+					hsAt, cs = time.Now(), s
+					mu.Unlock()
+				}
+			},
+		})
+		path := a.Path
+		if path == "" {
+			path = "/"
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "https://"+a.Addr+path, nil)
+		if err != nil {
+			return fail(DialRun{}, err)
+		}
+		req.Host = a.ServerName
+		t0 := time.Now()
+		resp, err := (&http.Client{Transport: tr}).Do(req)
+		var r DialRun
+		if err == nil {
+			var body []byte
+			body, err = io.ReadAll(resp.Body)
+			resp.Body.Close()
+			r.Proto, r.Status, r.Body = resp.Proto, resp.StatusCode, string(bytes.TrimSpace(body))
+			if err == nil && resp.StatusCode != http.StatusOK {
+				err = fmt.Errorf("status %s", resp.Status)
+			}
+		}
+		r.Total = time.Since(t0)
+		mu.Lock()
+		r.Report = rep
+		if !hsAt.IsZero() {
+			r.Elapsed = hsAt.Sub(t0)
+			r.Version, r.ALPN = tls.VersionName(cs.Version), cs.NegotiatedProtocol
+		} else {
+			r.Elapsed = r.Total
+		}
+		mu.Unlock()
+		if err != nil {
+			return fail(r, err)
+		}
+		r.OK = true
+		return r
 	}
-	mu.Unlock()
-	if err != nil {
-		return fail(r, err)
-	}
-	r.OK = true
-	return r
 }
 
 // ToolResult is the outcome of an external client (curl, openssl

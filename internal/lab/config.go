@@ -15,16 +15,24 @@ const (
 	MTUICMPBlocked   Scenario = "mtu-icmp-blocked"
 	FragmentsDropped Scenario = "fragments-dropped"
 	Blackhole        Scenario = "blackhole"
+	Reset            Scenario = "reset"
 )
 
-// Scenarios lists every scenario.
+// Scenarios lists the scenarios of the main matrix: those where every
+// client and server can be asserted as Config.Lost says (fitshake completes,
+// the others exactly where their flights fit). Reset is not one of them: the
+// router resets only the sender of a refused packet, so the server keeps
+// its side of a connection whose hello was refused (and Linux answers the
+// server's SACK for it with no reset), and openssl s_server, which serves
+// one connection at a time, then waits on it forever: no redial can reach
+// it. TestLabReset covers Reset against nginx.
 func Scenarios() []Scenario {
 	return []Scenario{Healthy, PMTUDOK, MTUICMPBlocked, FragmentsDropped, Blackhole}
 }
 
-// ParseScenario returns the scenario named s.
+// ParseScenario returns the scenario named s: one of Scenarios, or Reset.
 func ParseScenario(s string) (Scenario, error) {
-	for _, sc := range Scenarios() {
+	for _, sc := range append(Scenarios(), Reset) {
 		if string(sc) == s {
 			return sc, nil
 		}
@@ -66,8 +74,9 @@ type Config struct {
 	// path. Zero means DefaultMTU. It must be in 1280..1500 (IPv6 needs
 	// links of at least 1280). Healthy ignores it.
 	MTU int
-	// Direction is what a Blackhole drops: Both (the default, also when
-	// empty), Upstream or Downstream. Other scenarios ignore it.
+	// Direction is what a Blackhole drops or a Reset rejects: Both (the
+	// default, also when empty), Upstream or Downstream. Other scenarios
+	// ignore it.
 	Direction Direction
 }
 
@@ -78,7 +87,7 @@ func (c Config) norm() Config {
 	if c.MTU == 0 {
 		c.MTU = DefaultMTU
 	}
-	if c.Scenario != Blackhole {
+	if !c.directed() {
 		c.Direction = ""
 	} else if c.Direction == "" {
 		c.Direction = Both
@@ -88,6 +97,9 @@ func (c Config) norm() Config {
 	}
 	return c
 }
+
+// directed reports whether the scenario honours Direction.
+func (c Config) directed() bool { return c.Scenario == Blackhole || c.Scenario == Reset }
 
 // Validate reports whether c describes a lab that can be built.
 func (c Config) Validate() error {
@@ -107,7 +119,7 @@ func (c Config) Validate() error {
 }
 
 // String names the lab for test names and tables: "healthy",
-// "pmtud-ok-1400", "blackhole-upstream-1400".
+// "pmtud-ok-1400", "blackhole-upstream-1400", "reset-both-1400".
 func (c Config) String() string {
 	n := c.norm()
 	var b strings.Builder
@@ -133,6 +145,8 @@ func (c Config) ClearDF() bool { return c.norm().Scenario == FragmentsDropped }
 // in direction d (Upstream or Downstream) on family f is lost for good: no
 // retransmission of it ever arrives and the kernel gets no ICMP it could
 // act on. Packets the kernel recovers by path-MTU discovery are not lost.
+// A Reset loses its packets too, and their connection with them (see
+// Resets).
 func (c Config) Lost(f Family, d Direction, size int) bool {
 	n := c.norm()
 	if size <= n.MTU {
@@ -141,7 +155,7 @@ func (c Config) Lost(f Family, d Direction, size int) bool {
 	switch n.Scenario {
 	case MTUICMPBlocked:
 		return true
-	case Blackhole:
+	case Blackhole, Reset:
 		return n.Direction == Both || n.Direction == d
 	case FragmentsDropped:
 		// The router fragments the client's DF-clear IPv4 packets and the
@@ -150,6 +164,19 @@ func (c Config) Lost(f Family, d Direction, size int) bool {
 		return f == IPv4 && d == Upstream
 	}
 	return false
+}
+
+// Resets reports whether a client sees a TCP reset, rather than silence,
+// when it or the server sends a packet of size bytes in direction d: in the
+// Reset scenario the router answers the packet's sender with a reset
+// instead of forwarding it, so only Upstream packets reset the client.
+// Downstream, the server's connection is reset and the client is left as by
+// a black hole (Lost): the reply's tail arrives out of order, its head
+// never does, and Linux answers the client's SACK, a pure ACK that finds
+// only the listening socket, with no reset (measured on 6.18; the client's
+// FIN, at close, gets one).
+func (c Config) Resets(d Direction, size int) bool {
+	return c.norm().Scenario == Reset && d == Upstream && c.Lost(IPv4, d, size)
 }
 
 // MaxMSS is the largest TCP_MAXSEG whose packets fit the lab's path:

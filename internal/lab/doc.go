@@ -6,6 +6,11 @@
 // tools ip, nft, ethtool, nginx, openssl and curl; [Require] skips a test
 // without them, or fails it when CI=true.
 //
+// go test -short means "no lab": [Require] (and so [New]) skips every lab
+// test under -short, CI=true or not, and the test binary does not start
+// generating the lab's certificates. The fast suite stays fast anywhere;
+// run the lab without -short.
+//
 // # Topology
 //
 //	 PREFIXc (client)          PREFIXr (router)                 PREFIXs (server)
@@ -72,11 +77,30 @@
 //     than N bytes, with no ICMP, in the Config.Direction given: both
 //     (default), upstream (client to server only) or downstream (server to
 //     client only).
+//   - reset: the router answers every forwarded TCP packet longer than N
+//     bytes with a TCP reset instead of forwarding it (nft "reject with tcp
+//     reset", from the packet's destination address to its sender), as a
+//     firewall or intrusion-prevention box that refuses large segments
+//     does; other protocols over N are dropped. Config.Direction as for
+//     blackhole. Upstream, the client's hello is refused and the client is
+//     reset at once ("connection reset by peer"). The server keeps its side
+//     of that connection, with the hello's tail, waiting for the head:
+//     nothing resets it, as the client's kernel answers the server's SACK
+//     with no reset (measured on Linux 6.18). openssl s_server, which
+//     serves one connection at a time, then hangs on it, and no redial can
+//     reach it: Reset is therefore not in [Scenarios], the main matrix, and
+//     TestLabReset runs it against nginx. Downstream, the reset goes to the
+//     server, and the client is left as by a black hole: the reply's tail
+//     arrives out of order, its head never does, and nothing resets the
+//     client (its SACK, a pure ACK that finds only the server's listening
+//     socket, draws no reset; its FIN, at close, does).
 //
 // [Config.Lost] tells which packet sizes a scenario loses for good, so a
 // test can assert only what is true: e.g. curl's ~570-byte ClientHello
 // crosses every lab at N=1400, and only a large server flight (the long
-// chain on :8443) breaks it.
+// chain on :8443) breaks it. [Config.Resets] tells which of them reset
+// the client rather than leave it waiting. [Lab.Drops] reads the router's
+// counters of dropped and reset packets.
 //
 // # Clients and servers
 //
@@ -86,7 +110,10 @@
 // must call [Main]. All of net/http's goroutines are then in the namespace
 // too. [Lab.RunClient] returns the client function's result as JSON;
 // [Lab.Dial] runs the package's own clients (stock crypto/tls, the fitshake
-// Dialer, TCPDialer under crypto/tls, net/http over TCPDialer). To add one:
+// Dialer, TCPDialer under crypto/tls, net/http over TCPDialer), DialArgs.Runs
+// times: cold each time (a new dialer and pmtu.Cache per run), or with
+// DialArgs.ShareCache one dialer and cache for all runs, as in a
+// long-lived process. To add one:
 //
 //	func init() {
 //		lab.RegisterClient("my-client", func(ctx context.Context, args json.RawMessage) (any, error) {

@@ -465,17 +465,25 @@ func (l *Lab) nftRules() map[Side]string {
 	n := l.cfg.MTU
 	switch l.cfg.Scenario {
 	case Blackhole:
-		iif := ""
-		switch l.cfg.Direction {
-		case Upstream:
-			iif = `iifname "r0" `
-		case Downstream:
-			iif = `iifname "r1" `
-		}
 		return map[Side]string{Router: fmt.Sprintf(`table inet fitlab {
 	chain forward {
 		type filter hook forward priority 0; policy accept;
 		%smeta length > %d counter drop comment "blackhole"
+	}
+}
+`, l.iifname(), n)}
+	case Reset:
+		// reject runs in the forward hook: the router answers the
+		// packet's sender with a reset from the packet's destination
+		// address, as a firewall or IPS that refuses large segments
+		// does. Only TCP can be reset; other protocols over N are
+		// dropped.
+		iif := l.iifname()
+		return map[Side]string{Router: fmt.Sprintf(`table inet fitlab {
+	chain forward {
+		type filter hook forward priority 0; policy accept;
+		%[1]smeta l4proto tcp meta length > %[2]d counter reject with tcp reset comment "reset"
+		%[1]smeta length > %[2]d counter drop comment "reset: not tcp"
 	}
 }
 `, iif, n)}
@@ -503,6 +511,18 @@ func (l *Lab) nftRules() map[Side]string {
 	return nil
 }
 
+// iifname is the nft match of the router's interface that the packets of
+// the lab's Direction come in on ("" for Both).
+func (l *Lab) iifname() string {
+	switch l.cfg.Direction {
+	case Upstream:
+		return `iifname "r0" `
+	case Downstream:
+		return `iifname "r1" `
+	}
+	return ""
+}
+
 func (l *Lab) runNS(ns, name string, arg ...string) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -511,12 +531,13 @@ func (l *Lab) runNS(ns, name string, arg ...string) error {
 	return runCmd(cmd)
 }
 
-var counterRE = regexp.MustCompile(`counter packets (\d+) bytes \d+ drop comment "([^"]+)"`)
+var counterRE = regexp.MustCompile(`counter packets (\d+) bytes \d+ (?:drop|reject[^"]*) comment "([^"]+)"`)
 
-// Drops returns how many packets each of the scenario's nft drop rules has
-// dropped so far, by the rule's comment ("blackhole", "frag-needed",
-// "packet-too-big", "ipv4 fragment", "ipv6 fragment"). Scenarios without
-// rules return an empty map.
+// Drops returns how many packets each of the scenario's nft drop and
+// reject rules has refused so far, by the rule's comment ("blackhole",
+// "reset", "reset: not tcp", "frag-needed", "packet-too-big", "ipv4
+// fragment", "ipv6 fragment"). Scenarios without rules return an empty
+// map.
 func (l *Lab) Drops() (map[string]int64, error) {
 	m := map[string]int64{}
 	for s := range l.nftRules() {

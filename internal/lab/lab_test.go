@@ -252,6 +252,16 @@ func TestConfig(t *testing.T) {
 	assert.True(t, bh.Lost(lab.IPv4, lab.Upstream, 1500))
 	assert.False(t, bh.Lost(lab.IPv4, lab.Downstream, 1500))
 	assert.False(t, bh.Lost(lab.IPv4, lab.Upstream, 1400))
+	rs := lab.Config{Scenario: lab.Reset, Direction: lab.Upstream}
+	assert.Equal(t, "reset-upstream-1400", rs.String())
+	assert.Equal(t, "reset-both-1400", lab.Config{Scenario: lab.Reset}.String())
+	assert.True(t, rs.Lost(lab.IPv6, lab.Upstream, 1500))
+	assert.True(t, rs.Resets(lab.Upstream, 1500))
+	assert.False(t, rs.Resets(lab.Upstream, 1400))
+	rsd := lab.Config{Scenario: lab.Reset, Direction: lab.Downstream}
+	assert.True(t, rsd.Lost(lab.IPv4, lab.Downstream, 1500))
+	assert.False(t, rsd.Resets(lab.Downstream, 1500), "the server is reset, the client sees a black hole")
+	assert.False(t, bh.Resets(lab.Upstream, 1500))
 	fd := lab.Config{Scenario: lab.FragmentsDropped}
 	assert.True(t, fd.Lost(lab.IPv4, lab.Upstream, 1500))
 	assert.False(t, fd.Lost(lab.IPv6, lab.Upstream, 1500))

@@ -83,7 +83,7 @@ func Main(m *testing.M) {
 			})
 		}
 	}
-	if missing(false) == "" {
+	if missing(false) == "" && !testing.Short() {
 		go Certificates() // start the slow RSA-4096 keys early
 	}
 	code := m.Run()

@@ -15,8 +15,15 @@ var tools = []string{"ip", "nft", "ethtool", "nginx", "openssl", "curl"}
 // nft, ethtool, nginx, openssl and curl (Debian: iproute2 nftables ethtool
 // nginx-light openssl curl). When the environment has CI=true it fails t
 // instead, because in CI the lab must really run.
+//
+// Under go test -short it always skips, CI=true or not: -short means "no
+// lab" (no namespaces, no servers, no real-kernel timings), so that the
+// fast suite runs anywhere in seconds.
 func Require(t testing.TB) {
 	t.Helper()
+	if testing.Short() {
+		t.Skip("lab: -short: the real-kernel lab tests do not run under go test -short")
+	}
 	if why := missing(true); why != "" {
 		msg := "lab: " + why + "; the real-kernel lab tests need root and: apt-get install iproute2 nftables ethtool nginx-light openssl curl (then: sudo go test ./internal/lab)"
 		if os.Getenv("CI") == "true" {

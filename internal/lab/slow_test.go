@@ -17,9 +17,14 @@ import (
 // path to a Go server that holds each handshake back 0.3–2 s. The hello is
 // acked, then nothing comes back past the stall window, which TCP_INFO
 // cannot tell from a reply of exact full segments that are all dropped.
-// fitshake may race one clamped attempt, but must never shrink the hello
-// (AllowClassical is on, so it could) nor open more than one extra
-// connection per dial. 20 dials per dialer.
+//
+// A destination's first dial may race the clamps down the ladder beside
+// its first attempt (at most 3 extra connections), which must all lose to
+// it: superseded, never a stall, never a weaker hello (AllowClassical is
+// on, so one could be used). The cache then remembers the server's silence,
+// so that the dials after it in the same process (one dialer, one cache:
+// ShareCache) wait for it and open no extra connection. 3 dials per dialer,
+// delay and family.
 func TestLabSlowServer(t *testing.T) {
 	lab.Require(t)
 	l := lab.New(t, lab.Config{Scenario: lab.Healthy})
@@ -40,19 +45,37 @@ func TestLabSlowServer(t *testing.T) {
 					// 4 delays × 2 families × 3 runs: 24 dials per dialer.
 					res, err := l.Dial(context.Background(), client, lab.DialArgs{
 						Addr: l.Addr(f, ports[i]), CAFile: pki.CAFile, Timeout: 10 * time.Second,
-						Runs: 3, AllowClassical: true,
+						Runs: 3, ShareCache: true, AllowClassical: true,
 					})
 					require.NoError(t, err)
-					for _, r := range res.Runs {
-						require.True(t, r.OK, "%s (%s)", r.Err, r.Report)
-						require.NotNil(t, r.Report)
+					require.Len(t, res.Runs, 3)
+					for n, r := range res.Runs {
+						require.True(t, r.OK, "run %d: %s (%s)", n+1, r.Err, r.Report)
+						rep := r.Report
+						require.NotNil(t, rep)
+						t.Logf("run %d: handshake %v: %s", n+1, r.Elapsed.Round(time.Millisecond), rep)
 						assert.GreaterOrEqual(t, r.Elapsed, d, "the server's delay")
-						assert.False(t, r.Report.SecurityReduced, "%s", r.Report)
-						assert.NotEqual(t, "classical", r.Report.Rung, "%s", r.Report)
-						assert.LessOrEqual(t, len(r.Report.Attempts), 2, "at most one extra connection: %s", r.Report)
-						for _, a := range r.Report.Attempts {
-							assert.NotEqual(t, "stall", a.Outcome, "a slow server is not a black hole: %s", r.Report)
+						assert.False(t, rep.SecurityReduced, "%s", rep)
+						assert.NotEqual(t, "classical", rep.Rung, "%s", rep)
+						require.NotEmpty(t, rep.Attempts)
+						assert.Equal(t, "ok", rep.Attempts[0].Outcome, "the first attempt wins: %s", rep)
+						assert.Zero(t, rep.MSS, "no clamp on a healthy path: %s", rep)
+						assert.Empty(t, rep.Diagnosis, "nothing stalled: %s", rep)
+						for _, a := range rep.Attempts {
+							assert.NotEqual(t, "stall", a.Outcome, "a slow server is not a black hole: %s", rep)
+							assert.Equal(t, rep.HelloSize, a.HelloSize, "never a weaker hello: %s", rep)
 						}
+						for _, a := range rep.Attempts[1:] {
+							assert.True(t, a.Hedge, "an extra connection is a race: %s", rep)
+							assert.Equal(t, "superseded", a.Outcome, "%s", rep)
+						}
+						if n == 0 {
+							assert.LessOrEqual(t, len(rep.Attempts), 4, "at most 3 extra connections on a first dial: %s", rep)
+							assert.False(t, rep.FromCache, "%s", rep)
+							continue
+						}
+						assert.Len(t, rep.Attempts, 1, "the cache knows the server is slow: no extra connection: %s", rep)
+						assert.True(t, rep.FromCache, "%s", rep)
 					}
 				})
 			}

@@ -55,6 +55,8 @@ var tableRows = []tableRow{
 	{lab.Config{Scenario: lab.Blackhole, Direction: lab.Upstream}, []lab.Chain{lab.Small}, false},
 	{lab.Config{Scenario: lab.Blackhole, Direction: lab.Upstream}, []lab.Chain{lab.Small}, true},
 	{lab.Config{Scenario: lab.Blackhole, Direction: lab.Downstream}, []lab.Chain{lab.Long}, false},
+	// A router that resets large packets instead of dropping them.
+	{lab.Config{Scenario: lab.Reset, Direction: lab.Upstream}, []lab.Chain{lab.Small}, false},
 	{lab.Config{Scenario: lab.MTUICMPBlocked}, []lab.Chain{lab.Small, lab.Long}, false},
 	{lab.Config{Scenario: lab.FragmentsDropped}, []lab.Chain{lab.Small, lab.Long}, false},
 	{lab.Config{Scenario: lab.Healthy}, []lab.Chain{lab.Small, lab.Long}, false},
