@@ -22,10 +22,10 @@ const (
 // client and server can be asserted as Config.Lost says (fitshake completes,
 // the others exactly where their flights fit). Reset is not one of them: the
 // router resets only the sender of a refused packet, so the server keeps
-// its side of a connection whose hello was refused (and Linux answers the
-// server's SACK for it with no reset), and openssl s_server, which serves
-// one connection at a time, then waits on it forever: no redial can reach
-// it. TestLabReset covers Reset against nginx.
+// its side of a connection whose hello was refused (the client's kernel
+// answers the server's SACK for it with no reset), and openssl s_server,
+// which serves one connection at a time, then waits on it forever: no
+// redial can reach it. TestLabReset covers Reset against nginx.
 func Scenarios() []Scenario {
 	return []Scenario{Healthy, PMTUDOK, MTUICMPBlocked, FragmentsDropped, Blackhole}
 }
