@@ -10,9 +10,6 @@ import (
 // ControlFunc is the type of [net.Dialer.Control].
 type ControlFunc = func(network, address string, c syscall.RawConn) error
 
-// ControlContextFunc is the type of [net.Dialer.ControlContext].
-type ControlContextFunc = func(ctx context.Context, network, address string, c syscall.RawConn) error
-
 // ClampMSS returns a function for [net.Dialer.Control] that sets TCP_MAXSEG
 // to mss on the socket before it connects, and then calls next (which may be
 // nil). The connection then announces mss in its SYN, and on Linux both

@@ -13,16 +13,20 @@ import (
 // because the handshake stalled on every size tried.
 var ErrStalled = errors.New("tlsdial: handshake stalled")
 
-// StallError reports an attempt whose server stayed silent past the stall
-// window: TCP connected, the first flight was written, nothing came back.
+// StallError reports an attempt that stalled: TCP connected and the
+// ClientHello went out, but the reply never came — TCP_INFO showed a black
+// hole, or the server stayed silent while a parallel attempt got its reply,
+// or past every window (see Attempt.Outcome).
 type StallError struct {
-	Addr    string
-	MSS     int           // clamp in force; 0 = none
-	Hello   int           // ClientHello record bytes; 0 if unknown
-	Elapsed time.Duration // since the first flight was written
-	Window  time.Duration
-	// Diagnosis is what TCP_INFO showed; ClassUnknown when it was not
-	// read and the stall window alone decided.
+	Addr      string
+	ID        int           // the attempt's Attempt.ID
+	MSS       int           // clamp in force; 0 = none
+	HelloSize int           // ClientHello record bytes; 0 if unknown
+	Elapsed   time.Duration // since the first flight was written
+	Window    time.Duration
+	// Diagnosis is what was seen: TCP_INFO's class and evidence, and
+	// Evidence.OvertakenBy when a parallel attempt got the reply;
+	// ClassUnknown without TCP_INFO.
 	Diagnosis pmtu.Diagnosis
 }
 
@@ -32,10 +36,10 @@ func (e *StallError) Error() string {
 		mss = fmt.Sprintf("MSS %d", e.MSS)
 	}
 	hello := ""
-	if e.Hello > 0 {
-		hello = fmt.Sprintf(" after a %d-byte ClientHello", e.Hello)
+	if e.HelloSize > 0 {
+		hello = fmt.Sprintf(" after a %d-byte ClientHello", e.HelloSize)
 	}
-	if e.Diagnosis.Class != pmtu.ClassUnknown {
+	if e.Diagnosis.Class != pmtu.ClassUnknown || e.Diagnosis.Evidence.OvertakenBy > 0 {
 		return fmt.Sprintf("handshake stalled (%s, %s): %s", mss, e.Diagnosis.Class, e.Diagnosis)
 	}
 	return fmt.Sprintf("handshake stalled%s (%s, server silent for %s)",

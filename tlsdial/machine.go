@@ -437,7 +437,7 @@ func (m *machine) stall(now time.Time, l *mleg, overtakenBy int) {
 	d := l.mon.diagnosis()
 	d.Evidence.OvertakenBy = overtakenBy
 	serr := &StallError{
-		Addr: m.cfg.addr, MSS: a.MSS, Hello: a.HelloSize,
+		Addr: m.cfg.addr, ID: l.id, MSS: a.MSS, HelloSize: a.HelloSize,
 		Elapsed: now.Sub(l.sentAt), Window: l.mon.window, Diagnosis: d,
 	}
 	m.emit(effect{kind: effStall, id: l.id, stall: StallInfo{
