@@ -1,38 +1,19 @@
 package pmtu_test
 
 import (
-	"encoding/json"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
+	"github.com/fitshake/fitshake/internal/timeline"
 	"github.com/fitshake/fitshake/pmtu"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-// timeline is a first flight recorded in the namespace lab: TCP_INFO before
-// the write (base) and polled every millisecond after it (only snapshots
-// that changed are kept).
-type timeline struct {
-	Name      string       `json:"name"`
-	Note      string       `json:"note"`
-	Sent      int          `json:"sent"`
-	Base      pmtu.TCPInfo `json:"base"`
-	Snapshots []struct {
-		ElapsedUS int64        `json:"elapsed_us"`
-		Info      pmtu.TCPInfo `json:"info"`
-	} `json:"snapshots"`
-}
-
-func loadTimeline(t *testing.T, name string) timeline {
+func loadTimeline(t *testing.T, name string) timeline.Timeline {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("testdata", "timelines", name+".json"))
+	tl, err := timeline.Load(name)
 	require.NoError(t, err)
-	var tl timeline
-	require.NoError(t, json.Unmarshal(b, &tl))
-	require.NotEmpty(t, tl.Snapshots)
 	return tl
 }
 
@@ -78,7 +59,7 @@ func TestClassifyRecordedTimelines(t *testing.T) {
 			var got []pmtu.Class
 			var last pmtu.Diagnosis
 			for _, s := range tl.Snapshots {
-				at := time.Duration(s.ElapsedUS) * time.Microsecond
+				at := s.Elapsed()
 				d := pmtu.Classify(tl.Sent, tl.Base, s.Info, at)
 				if len(got) == 0 || got[len(got)-1] != d.Class {
 					got = append(got, d.Class)

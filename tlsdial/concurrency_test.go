@@ -97,24 +97,11 @@ func slowHelloServer(b *testing.B, delay time.Duration) (string, *tls.Config) {
 		time.Sleep(delay)
 		return nil, nil
 	}
-	ln, err := tls.Listen("tcp4", "127.0.0.1:0", scfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(10 * time.Second))
-				c.(*tls.Conn).Handshake()
-				c.Read(make([]byte, 1))
-			}()
-		}
-	}()
+	ln := tls.NewListener(testcert.Listen(b), scfg)
+	testcert.Serve(b, ln, func(c net.Conn, _ func(net.Conn)) {
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		c.(*tls.Conn).Handshake()
+		c.Read(make([]byte, 1))
+	})
 	return ln.Addr().String(), &tls.Config{RootCAs: ca.Pool, ServerName: serverName}
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"errors"
-	"io"
 	"net"
 	"os"
 	"runtime"
@@ -26,7 +25,6 @@ const serverName = "server.fitshake.test"
 type testServer struct {
 	ca   *testcert.CA
 	addr string
-	wg   sync.WaitGroup
 }
 
 // startServer runs a Go TLS server that completes handshakes and echoes.
@@ -37,46 +35,12 @@ func startServer(t testing.TB, extraNames int) *testServer {
 	require.NoError(t, err)
 	cert, err := ca.Issue([]string{serverName, "127.0.0.1"}, extraNames)
 	require.NoError(t, err)
-	ln, err := tls.Listen("tcp4", "127.0.0.1:0", &tls.Config{
+	ln := tls.NewListener(testcert.Listen(t), &tls.Config{
 		Certificates: []tls.Certificate{cert},
 		NextProtos:   []string{"h2", "http/1.1"},
 	})
-	require.NoError(t, err)
-	s := &testServer{ca: ca, addr: ln.Addr().String()}
-	var mu sync.Mutex
-	conns := map[net.Conn]bool{}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns[c] = true
-			mu.Unlock()
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				defer c.Close()
-				io.Copy(c, c)
-				mu.Lock()
-				delete(conns, c)
-				mu.Unlock()
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		s.wg.Wait()
-	})
-	return s
+	testcert.Serve(t, ln, func(c net.Conn, _ func(net.Conn)) { copyConn(c, c) })
+	return &testServer{ca: ca, addr: ln.Addr().String()}
 }
 
 func (s *testServer) config() *tls.Config {
@@ -242,44 +206,16 @@ func (r *recorder) checkTrace(t *testing.T, rep tlsdial.Report) {
 // as a box that rejects large hellos whatever their segmentation.
 func resetProxy(t *testing.T, target string, maxPacket, helloLimit int) (addr string, conns *atomic.Int32) {
 	t.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	require.NoError(t, err)
+	ln := testcert.Listen(t)
 	conns = new(atomic.Int32)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var open []net.Conn
-	track := func(c net.Conn) { mu.Lock(); open = append(open, c); mu.Unlock() }
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			conns.Add(1)
-			track(c)
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				resetOrForward(c, target, maxPacket, helloLimit, track, &wg)
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range open {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
+	testcert.Serve(t, ln, func(c net.Conn, track func(net.Conn)) {
+		conns.Add(1)
+		resetOrForward(c, target, maxPacket, helloLimit, track)
 	})
 	return ln.Addr().String(), conns
 }
 
-func resetOrForward(c net.Conn, target string, maxPacket, helloLimit int, track func(net.Conn), wg *sync.WaitGroup) {
-	defer c.Close()
+func resetOrForward(c net.Conn, target string, maxPacket, helloLimit int, track func(net.Conn)) {
 	seg := 1448
 	if mss, err := pmtu.EffectiveMSS(c); err == nil && mss < seg {
 		seg = mss
@@ -302,9 +238,11 @@ func resetOrForward(c net.Conn, target string, maxPacket, helloLimit int, track 
 	defer s.Close()
 	c.SetReadDeadline(time.Time{})
 	s.Write(buf[:n])
-	wg.Add(1)
-	go func() { defer wg.Done(); copyConn(c, s); c.Close() }()
+	done := make(chan struct{})
+	go func() { defer close(done); copyConn(c, s); c.Close() }()
 	copyConn(s, c)
+	s.Close()
+	<-done
 }
 
 // checkNoGroups fails if a dial left its destination group behind.

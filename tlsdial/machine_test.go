@@ -2,16 +2,14 @@ package tlsdial
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
-	"os"
-	"path/filepath"
 	"syscall"
 	"testing"
 	"time"
 
+	"github.com/fitshake/fitshake/internal/timeline"
 	"github.com/fitshake/fitshake/pmtu"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -635,7 +633,7 @@ func TestMachineRecordedTimelines(t *testing.T) {
 			m.sent(1, t0, tl.Sent, tl.Base, true)
 			var clampedAt time.Time
 			for now := t0; !m.over && now.Before(t0.Add(time.Second)); now = now.Add(pollInterval) {
-				m.observe(1, now, tl.at(now.Sub(t0)), 0)
+				m.observe(1, now, tl.At(now.Sub(t0)), 0)
 				if len(m.report.Attempts) > 1 && clampedAt.IsZero() {
 					clampedAt = now
 					m.connected(2, 60*time.Microsecond, 1360)
@@ -657,34 +655,9 @@ func TestMachineRecordedTimelines(t *testing.T) {
 	}
 }
 
-// timeline is a first flight recorded in the namespace lab (see
-// pmtu/testdata/timelines).
-type timeline struct {
-	Sent      int          `json:"sent"`
-	Base      pmtu.TCPInfo `json:"base"`
-	Snapshots []struct {
-		ElapsedUS int64        `json:"elapsed_us"`
-		Info      pmtu.TCPInfo `json:"info"`
-	} `json:"snapshots"`
-}
-
-func loadTimeline(t *testing.T, name string) timeline {
+func loadTimeline(t *testing.T, name string) timeline.Timeline {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "pmtu", "testdata", "timelines", name+".json"))
+	tl, err := timeline.Load(name)
 	require.NoError(t, err)
-	var tl timeline
-	require.NoError(t, json.Unmarshal(b, &tl))
 	return tl
-}
-
-// at returns the snapshot in force after elapsed.
-func (tl timeline) at(elapsed time.Duration) pmtu.TCPInfo {
-	ti := tl.Base
-	for _, s := range tl.Snapshots {
-		if time.Duration(s.ElapsedUS)*time.Microsecond > elapsed {
-			break
-		}
-		ti = s.Info
-	}
-	return ti
 }

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fitshake/fitshake/internal/testcert"
 	"github.com/fitshake/fitshake/pmtu"
 	"github.com/fitshake/fitshake/pmtu/pmtutest"
 	"github.com/fitshake/fitshake/tlsdial"
@@ -89,18 +90,8 @@ func TestTCPDialerNeverReplaysOtherData(t *testing.T) {
 	checkLeaks(t)
 	// A plain TCP echo server behind the black hole: a large first write is
 	// not a ClientHello and must not be replayed.
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); copyConn(c, c) }()
-		}
-	}()
+	ln := testcert.Listen(t)
+	testcert.Serve(t, ln, func(c net.Conn, _ func(net.Conn)) { copyConn(c, c) })
 	p, err := pmtutest.Start(pmtutest.Config{Target: ln.Addr().String(), MTU: 1400})
 	if err != nil {
 		t.Skipf("simulator unavailable: %v", err)
@@ -264,27 +255,16 @@ func TestTCPConnConcurrentUseDuringRedial(t *testing.T) {
 // replayed: one attempt is kept and the data goes there.
 func TestTCPConnSecondWriteKeepsOneAttempt(t *testing.T) {
 	checkLeaks(t)
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
+	ln := testcert.Listen(t)
 	got := make(chan []byte, 4)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.SetReadDeadline(time.Now().Add(3 * time.Second))
-				b, _ := io.ReadAll(io.LimitReader(c, int64(len(fakeHello)+5)))
-				if len(b) > len(fakeHello) {
-					got <- b
-				}
-				c.Write([]byte("ok"))
-			}()
+	testcert.Serve(t, ln, func(c net.Conn, _ func(net.Conn)) {
+		c.SetReadDeadline(time.Now().Add(3 * time.Second))
+		b, _ := io.ReadAll(io.LimitReader(c, int64(len(fakeHello)+5)))
+		if len(b) > len(fakeHello) {
+			got <- b
 		}
-	}()
+		c.Write([]byte("ok"))
+	})
 	slow, err := pmtutest.Start(pmtutest.Config{Target: ln.Addr().String(), MTU: 9000, Delay: 300 * time.Millisecond})
 	require.NoError(t, err)
 	defer slow.Close()
@@ -321,16 +301,8 @@ var fakeHello = func() []byte {
 // A server that speaks first: nothing to watch, a plain connection.
 func TestTCPConnServerSpeaksFirst(t *testing.T) {
 	checkLeaks(t)
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	go func() {
-		c, err := ln.Accept()
-		if err == nil {
-			c.Write([]byte("220 hello\r\n"))
-			c.Close()
-		}
-	}()
+	ln := testcert.Listen(t)
+	testcert.Serve(t, ln, func(c net.Conn, _ func(net.Conn)) { c.Write([]byte("220 hello\r\n")) })
 	c, err := (&tlsdial.TCPDialer{Cache: &pmtu.Cache{}}).DialContext(context.Background(), "tcp", ln.Addr().String())
 	require.NoError(t, err)
 	defer c.Close()
@@ -358,16 +330,8 @@ func TestTCPConnAllocatesNothingOnceSettled(t *testing.T) {
 	c := raw.(*tlsdial.TCPConn)
 	// Below TLS: a record's worth of bytes each way through the raw conn
 	// would corrupt the session, so measure on a plain TCP echo instead.
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer ln.Close()
-	go func() {
-		s, err := ln.Accept()
-		if err == nil {
-			defer s.Close()
-			copyConn(s, s)
-		}
-	}()
+	ln := testcert.Listen(t)
+	testcert.Serve(t, ln, func(c net.Conn, _ func(net.Conn)) { copyConn(c, c) })
 	raw2, err := (&tlsdial.TCPDialer{Cache: &pmtu.Cache{}}).DialContext(context.Background(), "tcp", ln.Addr().String())
 	require.NoError(t, err)
 	defer raw2.Close()

@@ -89,35 +89,8 @@ func (s *httpsServer) url() string { return "https://" + s.addr + "/" }
 // that never answers the ClientHello.
 func silentServer(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp4", "127.0.0.1:0")
-	require.NoError(t, err)
-	var wg sync.WaitGroup
-	var mu sync.Mutex
-	var conns []net.Conn
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, c)
-			mu.Unlock()
-			wg.Add(1)
-			go func() { defer wg.Done(); io.Copy(io.Discard, c) }()
-		}
-	}()
-	t.Cleanup(func() {
-		ln.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
+	ln := testcert.Listen(t)
+	testcert.Serve(t, ln, func(c net.Conn, _ func(net.Conn)) { io.Copy(io.Discard, c) })
 	return ln.Addr().String()
 }
 

@@ -1,5 +1,5 @@
 // Package testcert makes throwaway certificate authorities, server
-// certificates and loopback connections for examples and tests.
+// certificates, loopback connections and servers for examples and tests.
 package testcert
 
 import (
@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"sync"
 	"testing"
 	"time"
 )
@@ -128,4 +129,62 @@ func TCPPair(t testing.TB) (client, server net.Conn) {
 	server.SetDeadline(deadline)
 	t.Cleanup(func() { client.Close(); server.Close() })
 	return client, server
+}
+
+// Serve accepts connections on ln until the test ends and runs handle on
+// each in its own goroutine. When the test ends it closes ln and every
+// connection still open, and waits for the handlers to return. Handlers
+// may call track to have other connections (a proxy's upstream) closed the
+// same way.
+func Serve(t testing.TB, ln net.Listener, handle func(c net.Conn, track func(net.Conn))) {
+	s := &server{}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			s.track(c)
+			s.wg.Add(1)
+			go func() {
+				defer s.wg.Done()
+				defer c.Close()
+				handle(c, s.track)
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		ln.Close()
+		s.mu.Lock()
+		for _, c := range s.conns {
+			c.Close()
+		}
+		s.mu.Unlock()
+		s.wg.Wait()
+	})
+}
+
+type server struct {
+	wg    sync.WaitGroup
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func (s *server) track(c net.Conn) {
+	s.mu.Lock()
+	s.conns = append(s.conns, c)
+	s.mu.Unlock()
+}
+
+// Listen listens on an ephemeral loopback port (IPv4), failing the test if
+// it cannot.
+func Listen(t testing.TB) net.Listener {
+	t.Helper()
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ln
 }
