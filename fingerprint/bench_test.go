@@ -6,7 +6,6 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -43,25 +42,8 @@ func startBenchServer(b *testing.B, curves ...tls.CurveID) *benchServer {
 	srvCfg.NextProtos = []string{"h2", "http/1.1"}
 	srvCfg.CurvePreferences = curves
 	cliCfg.NextProtos = []string{"h2", "http/1.1"}
-	ln, err := tls.Listen("tcp4", "127.0.0.1:0", srvCfg)
-	require.NoError(b, err)
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				io.Copy(io.Discard, c)
-			})
-		}
-	})
-	b.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
-	})
+	ln := tls.NewListener(testcert.Listen(b), srvCfg)
+	testcert.Serve(b, ln, func(c net.Conn, _ func(net.Conn)) { io.Copy(io.Discard, c) })
 	return &benchServer{addr: ln.Addr().String(), client: cliCfg}
 }
 

@@ -42,28 +42,12 @@ const greeting = "hello through the hole"
 // greeting and closes; it is stopped at the end of the test.
 func tlsServer(t *testing.T, conf *tls.Config) string {
 	t.Helper()
-	ln, err := tls.Listen("tcp4", "127.0.0.1:0", conf)
-	require.NoError(t, err)
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Go(func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(30 * time.Second))
-				if c.(*tls.Conn).Handshake() != nil {
-					return
-				}
-				io.WriteString(c, greeting)
-			})
+	ln := tls.NewListener(testcert.Listen(t), conf)
+	testcert.Serve(t, ln, func(c net.Conn, _ func(net.Conn)) {
+		c.SetDeadline(time.Now().Add(30 * time.Second))
+		if c.(*tls.Conn).Handshake() == nil {
+			io.WriteString(c, greeting)
 		}
-	})
-	t.Cleanup(func() {
-		ln.Close()
-		wg.Wait()
 	})
 	return ln.Addr().String()
 }
