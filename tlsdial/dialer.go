@@ -21,12 +21,14 @@ import (
 // shaped like tls.Dialer: the zero value is ready to use, and it is safe to
 // call its methods concurrently.
 //
-// A dial that stalls (TCP connected, ClientHello sent, the server silent
-// past the stall window) is closed and redialed down the ladder: first with
-// smaller TCP MSS clamps, which fix both directions and keep the hello; then,
-// only if AllowClassical is set, with smaller hellos. Any other failure
-// (refused, reset, certificate or hostname mismatch, alert) is returned at
-// once and never retried with a weaker hello.
+// A dial whose ClientHello meets a black hole or a reset is redialed at
+// once with a smaller TCP MSS clamp, which fixes both directions and keeps
+// the hello; one whose server stays silent gets an attempt with the next
+// clamp raced beside it, and the first to get the reply wins. Only when
+// every clamp failed conclusively, and only if AllowClassical is set, does
+// a smaller hello follow. Certificate and hostname failures, alerts and
+// refused connects are returned at once and never retried. See the package
+// documentation for the whole policy.
 type Dialer struct {
 	// NetDialer dials the TCP connections. Nil means the zero net.Dialer.
 	// Its Control or ControlContext still runs, after the MSS clamp. As in
@@ -52,27 +54,32 @@ type Dialer struct {
 	// starts there. Nil means pmtu.DefaultCache.
 	Cache *pmtu.Cache
 
-	// AllowClassical allows, after every MSS clamp has stalled, a
-	// ClientHello without the post-quantum (X25519MLKEM768) key share.
-	// That is a real downgrade; the Report says when it happened. False
+	// AllowClassical allows, after every MSS clamp failed conclusively (a
+	// black hole TCP_INFO showed, or a reset), a ClientHello without the
+	// post-quantum (X25519MLKEM768) key share. That is a real downgrade;
+	// the Report says when it happened. Silence never leads to it. False
 	// means the post-quantum share is always sent.
 	AllowClassical bool
 
 	// StallWindow is how long the server may stay silent after the
-	// ClientHello before the attempt is declared stalled. Zero means four
-	// times the connect round trip, at least 250 ms and at most 3 s.
-	// Negative disables stall detection: one attempt, as crypto/tls.
+	// ClientHello before an attempt with the next clamp is raced beside
+	// it. Zero means four times the connect round trip, at least 250 ms and
+	// at most 3 s. A positive value below MinStallWindow or two connect
+	// round trips is raised to that. Negative disables stall detection:
+	// one attempt, as crypto/tls.
 	StallWindow time.Duration
 
 	// MaxAttempts bounds the attempts of one dial. Zero means one per
-	// step of the ladder.
+	// step of the ladder, which is also the most it can use; negative is
+	// an error. Whatever it is, a dial with no attempt left ends by itself
+	// (see the package documentation), never only at the caller's
+	// deadline.
 	MaxAttempts int
 
-	// TimerOnly disables reading TCP_INFO: a stall is then declared by the
-	// stall window alone, as on systems without TCP_INFO. False means
-	// TCP_INFO is polled every millisecond until the first reply, which
-	// detects a black hole within a round trip or two and races a clamped
-	// attempt when the evidence is ambiguous.
+	// TimerOnly disables reading TCP_INFO, as on systems without it: only
+	// silence past the stall window is seen, and it races the next clamp.
+	// False means TCP_INFO is read every millisecond until the reply comes,
+	// which tells a black hole within a round trip or two.
 	TimerOnly bool
 }
 

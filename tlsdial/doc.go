@@ -12,29 +12,53 @@
 //
 // # What the dialers do
 //
-// An attempt whose server stays silent past the stall window after the
-// ClientHello is declared stalled, closed, and redialed down a ladder:
-// first with TCP MSS clamps (TCP_MAXSEG before connect, fitting path MTUs
-// 1400, 1280, 576), which shrink segments in both directions because the
-// server obeys the MSS the client advertises; then, only when
-// Dialer.AllowClassical opts in, with a smaller ClientHello that drops the
-// post-quantum key share. Errors that are not stalls are returned at once.
+// Both dialers run one engine. Each attempt is a TCP connection with an
+// MSS clamp from a ladder (none, then TCP_MAXSEG fitting path MTUs 1400,
+// 1280 and 576, which shrink segments in both directions because the
+// server obeys the MSS the client advertises), carrying the same
+// ClientHello. While it waits for the reply, the socket's TCP_INFO is read
+// every millisecond (Linux) and classified (pmtu.Classify):
+//
+//   - a black hole, upstream or downstream, or a reset or end of stream
+//     before any reply, is conclusive: the attempt ends and the next clamp
+//     is dialed at once;
+//   - silence (nothing acknowledged after a few round trips, or no reply
+//     for the stall window) is not: the next clamp is raced beside it, and
+//     the first attempt to get the server's reply wins. An attempt still
+//     waiting that sent its hello earlier than the winner is reported as a
+//     stall, with the winner's MSS in its diagnosis (Evidence.OvertakenBy);
+//   - certificate and hostname failures, alerts and refused connects are
+//     final.
+//
+// Only when every clamp failed conclusively, and only if
+// Dialer.AllowClassical opts in, does a smaller ClientHello without the
+// post-quantum key share follow: silence never weakens the hello. A dial
+// with no step left ends by itself, at once after conclusive evidence, or
+// once every attempt has been silent for 10 s (net/http's default
+// TLSHandshakeTimeout; a slower server fails there too).
+//
 // What worked is remembered per destination (pmtu.Cache), so the next dial
-// starts there, and concurrent dials to a destination being discovered
-// wait for the discovery instead of all stalling.
+// starts there, and so is a server's slowness, so that its dials stop
+// racing. Dials never wait for each other: each starts at once, and dials
+// running to one destination tell each other what they see — a clamp that
+// got a reply starts at once in the others, a step that stalled makes
+// them race the next, and once the server answered at a step, silence
+// there is slowness.
 //
 // [Dialer] builds the ClientHello itself (with utls, see package
-// fingerprint), so its exact size is known before it is sent. [TCPDialer]
-// is for TLS stacks fitshake does not control (crypto/tls inside net/http,
-// gRPC): it returns TCP connections that replay the stack's own ClientHello
-// on a smaller MSS when it stalls.
+// fingerprint), so its exact size is known before it is sent; [Transport]
+// serves net/http with it. [TCPDialer] is for TLS stacks fitshake does not
+// control (crypto/tls inside net/http, gRPC): it returns TCP connections
+// that replay the stack's own ClientHello.
 //
 // # Reports and traces
 //
-// Every dial yields a [Report]: each attempt's MSS, ClientHello size,
-// rung, duration and outcome, and what completed. [Conn.Report] and
-// [TCPConn.Report] return it; a [Trace] attached to the dialer or to the
-// context with [WithTrace] sees each event as it happens.
+// Every dial yields a [Report]: each attempt, in the order they started,
+// with its ID, MSS, ClientHello size, rung, duration, outcome and
+// diagnosis, and what completed. [Conn.Report] and [TCPConn.Report] return
+// it (the latter also while the dial runs); a [Trace] attached to the
+// dialer or to the context with [WithTrace] sees each event as it happens,
+// in order, with no lock held.
 //
 // # Security
 //

@@ -19,17 +19,18 @@ import (
 // drivers. The zero value is ready to use and it is safe for concurrent use.
 //
 // The connections it returns watch their first flight. If that flight is a
-// single complete TLS ClientHello and the server sends nothing back within
-// the stall window, the connection redials with a smaller MSS and replays
-// the exact same ClientHello bytes, invisibly to the TLS stack above, within
-// the deadlines that stack set. Nothing that is not a ClientHello is ever
-// replayed, nor anything after the first byte from the server; from then on
-// the connection is a plain pass-through.
+// single complete TLS ClientHello and it meets a black hole or a reset, or
+// the server stays silent, the connection dials again with a smaller MSS
+// (instead, or beside, as for Dialer) and replays the exact same
+// ClientHello bytes, invisibly to the TLS stack above, within the deadlines
+// that stack set. Nothing that is not a ClientHello is ever replayed, nor
+// anything after the first byte from the server; from then on the
+// connection is a plain pass-through.
 //
 // With net/http:
 //
 //	td := &tlsdial.TCPDialer{}
-//	tr := &http.Transport{DialContext: td.DialContext, ForceAttemptHTTP2: true}
+//	tr := &http.Transport{DialContext: td.DialContext, ForceAttemptHTTP2: true, TLSHandshakeTimeout: 10 * time.Second}
 type TCPDialer struct {
 	// NetDialer dials the TCP connections. Nil means the zero net.Dialer.
 	// Its Control or ControlContext still runs, after the MSS clamp.
@@ -48,13 +49,13 @@ type TCPDialer struct {
 	Cache *pmtu.Cache
 
 	// StallWindow is how long the server may stay silent after the
-	// ClientHello. Zero means four times the connect round trip, at least
-	// 250 ms and at most 3 s. Negative disables replay: the connections
-	// are plain TCP connections with the remembered MSS clamp.
+	// ClientHello before a connection with the next clamp is raced beside
+	// it; see Dialer.StallWindow. Negative disables replay: the
+	// connections are plain TCP connections with the remembered MSS clamp.
 	StallWindow time.Duration
 
 	// MaxAttempts bounds the connections one dial may open. Zero means one
-	// per MSS step of the ladder.
+	// per MSS step of the ladder; negative is an error.
 	MaxAttempts int
 
 	// TimerOnly disables reading TCP_INFO; see Dialer.TimerOnly.
