@@ -114,3 +114,25 @@ func ExampleWithTrace() {
 	_ = req // client.Do(req) would report through the trace.
 	_ = client
 }
+
+// A Dialer says what it would try, with the exact ClientHello sizes,
+// without dialing and without utls types.
+func ExampleDialer_Ladder() {
+	d := &tlsdial.Dialer{
+		Config:         &tls.Config{NextProtos: []string{"h2", "http/1.1"}},
+		AllowClassical: true,
+	}
+	steps, err := d.Ladder("example.com:443")
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, s := range steps {
+		fmt.Printf("MTU %4d  %-9s %4d bytes  post-quantum=%t\n", s.MTU, s.Rung, s.HelloSize, s.PostQuantum)
+	}
+	// Output:
+	// MTU    0  pq        1473 bytes  post-quantum=true
+	// MTU 1400  pq        1473 bytes  post-quantum=true
+	// MTU 1280  pq        1473 bytes  post-quantum=true
+	// MTU  576  pq        1473 bytes  post-quantum=true
+	// MTU 1280  classical  251 bytes  post-quantum=false
+}

@@ -3,6 +3,7 @@ package tlsdial
 import (
 	"time"
 
+	"github.com/fitshake/fitshake/fingerprint"
 	"github.com/fitshake/fitshake/pmtu"
 )
 
@@ -93,4 +94,49 @@ func stepIndex(steps []step, rungs []rungInfo, e pmtu.Entry) (int, bool) {
 		}
 	}
 	return 0, false
+}
+
+// Step is one setting a dial may try: the MSS clamp, as the path MTU it
+// fits, and the ClientHello that goes with it.
+type Step struct {
+	// MTU is the path MTU the MSS is clamped to fit; 0 means no clamp.
+	MTU int
+	// Rung names the ClientHello's rung (fingerprint.NamePostQuantum,
+	// fingerprint.NameClassical).
+	Rung string
+	// HelloSize is the ClientHello's TLS record size in bytes: exactly
+	// what the dial writes first.
+	HelloSize int
+	// PostQuantum reports that the ClientHello carries the X25519MLKEM768
+	// key share.
+	PostQuantum bool
+}
+
+// Ladder returns the steps a dial to addr may try, in order, with the
+// exact size of each ClientHello, without dialing: the MSS clamps this
+// platform supports with the full hello, then (with AllowClassical) the
+// smaller hello. It fails on what DialContext would fail on before
+// dialing: an address without a host and no Config.ServerName, or a Config
+// no hello can be built from.
+func (d *Dialer) Ladder(addr string) ([]Step, error) {
+	cfg, err := d.config(addr)
+	if err != nil {
+		return nil, err
+	}
+	opts := fingerprint.OptionsFrom(cfg, cfg.ServerName)
+	rungs, err := d.rungs(opts)
+	if err != nil {
+		return nil, err
+	}
+	mtus, hmtu := ladderMTUs()
+	var out []Step
+	for _, st := range ladderSteps(mtus, hmtu, len(rungs)) {
+		r := rungs[st.rung]
+		n, err := r.RecordSize(opts)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, Step{MTU: st.mtu, Rung: r.Name, HelloSize: n, PostQuantum: r.SendsPostQuantum(opts)})
+	}
+	return out, nil
 }
