@@ -54,6 +54,7 @@ func recoverThroughSimulator(t *testing.T, k kind, mtu int, dir pmtutest.Directi
 	echo(t, c)
 
 	rec.checkTrace(t, r)
+	t.Logf("recovered in %s: %s", r.Duration.Round(time.Millisecond), r)
 	wantMSS := pmtu.MSSForMTU(mtu, false)
 	assert.Equal(t, wantMSS, r.MSS, "%s", r)
 	assert.Equal(t, mtu, r.MTU)
