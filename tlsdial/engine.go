@@ -86,7 +86,7 @@ type leg struct {
 	rx       *atomic.Int64 // bytes read from the server; nil if not counted
 	val      any           // the driver's result, from finished
 	ended    bool          // the machine ended it; its connection is closed
-	nextPoll time.Time     // when to read its TCP_INFO next
+	nextPoll time.Time     // when to read its TCP_INFO next (see pollFrom)
 
 	// TCPConn's first read of an attempt running in its own goroutine:
 	// set before got is closed.
@@ -152,7 +152,15 @@ func (e *engine) arm(now time.Time) {
 		}
 		return
 	}
-	d := e.nextWake(now)
+	d, ok := e.nextWake(now)
+	if !ok {
+		// Nothing is due: no timer (every change that could make
+		// something due comes through apply, which arms again).
+		if e.timer != nil {
+			e.timer.Stop()
+		}
+		return
+	}
 	if e.timer == nil {
 		e.timer = time.AfterFunc(d, e.fire)
 		return
@@ -160,15 +168,16 @@ func (e *engine) arm(now time.Time) {
 	e.timer.Reset(d)
 }
 
-// nextWake returns how long until the next poll or timer decision.
-func (e *engine) nextWake(now time.Time) time.Duration {
+// nextWake returns how long until the next poll or timer decision; false
+// when none is due.
+func (e *engine) nextWake(now time.Time) (time.Duration, bool) {
 	at := e.m.nextWake()
 	for _, l := range e.legs {
 		if e.m.pollEvery(l.id) == 0 {
 			continue
 		}
 		next := l.nextPoll
-		if next.Before(now) { // zero: not polled yet
+		if next.Before(now) {
 			next = now
 		}
 		if at.IsZero() || next.Before(at) {
@@ -176,9 +185,9 @@ func (e *engine) nextWake(now time.Time) time.Duration {
 		}
 	}
 	if at.IsZero() {
-		return time.Hour
+		return 0, false
 	}
-	return max(at.Sub(now), 0)
+	return max(at.Sub(now), 0), true
 }
 
 // fire is the timer's: it reads TCP_INFO of the attempts whose turn it is
@@ -198,6 +207,13 @@ func (e *engine) fire() {
 		}
 		e.m.tick(now, e.received)
 	})
+}
+
+// pollFrom schedules the first TCP_INFO poll of l, whose hello was
+// written at sent, one poll interval later: nothing can show sooner than a
+// round trip after the write. Under e.mu.
+func (l *leg) pollFrom(sent time.Time) {
+	l.nextPoll = sent.Add(l.e.m.pollEvery(l.id))
 }
 
 func (e *engine) received(id int) uint64 {
@@ -422,6 +438,7 @@ func (l *leg) sent(c net.Conn, took time.Duration, hello int, timerOnly bool, rx
 	now := time.Now()
 	e.m.connected(l.id, rttOf(took, base, info), mssOf(l.st, c))
 	e.m.sent(l.id, now, hello, base, info)
+	l.pollFrom(now)
 	e.apply()
 	e.unlockAndRun()
 	return true

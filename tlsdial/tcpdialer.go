@@ -274,6 +274,7 @@ func (c *TCPConn) watch(b []byte) (int, error) {
 		c.first.info = info
 		c.e.m.connected(1, rttOf(c.took, base, info), mssOf(c.first.st, conn))
 		c.e.m.sent(1, now, len(b), base, info)
+		c.first.pollFrom(now)
 	})
 	c.e.watch()
 	return n, err
