@@ -522,7 +522,9 @@ func (c *TCPConn) SetReadDeadline(t time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.rdl = t
-	c.rwait.set(t)
+	if c.state < stateSettled {
+		c.rwait.set(t) // only a Read waiting for the dial selects on it
+	}
 	if c.conn == nil {
 		return nil
 	}
@@ -535,7 +537,11 @@ func (c *TCPConn) SetWriteDeadline(t time.Time) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.wdl = t
-	c.wwait.set(t)
+	if c.state < stateSettled {
+		// Only a Write waiting for the dial selects on it: once settled,
+		// a TLS stack's close_notify deadlines cost no timer.
+		c.wwait.set(t)
+	}
 	if c.conn == nil {
 		return nil
 	}
