@@ -185,8 +185,23 @@ func hostnameInSNI(name string) string {
 	if i := strings.LastIndex(host, "%"); i > 0 {
 		host = host[:i]
 	}
-	if net.ParseIP(host) != nil {
+	if maybeIP(host) && net.ParseIP(host) != nil {
 		return ""
 	}
 	return name
+}
+
+// maybeIP reports whether name could be an address net.ParseIP accepts (an
+// IPv6 address has a colon, an IPv4 one only digits and dots), so that a
+// host name costs no failed parse, which allocates its error.
+func maybeIP(name string) bool {
+	if strings.IndexByte(name, ':') >= 0 {
+		return true
+	}
+	for i := 0; i < len(name); i++ {
+		if c := name[i]; c != '.' && (c < '0' || c > '9') {
+			return false
+		}
+	}
+	return true
 }

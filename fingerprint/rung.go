@@ -175,6 +175,18 @@ var sigAlgsTLS13 = []utls.SignatureScheme{
 	utls.ECDSAWithP521AndSHA512,
 }
 
+// numCipherSuites is len(p.cipherSuites()), without building it.
+func (p *plan) numCipherSuites() int {
+	n := 0
+	if p.tls13() {
+		n += len(suitesTLS13)
+	}
+	if p.tls12() {
+		n += len(p.suites12)
+	}
+	return n
+}
+
 func (p *plan) cipherSuites() []uint16 {
 	var s []uint16
 	if p.tls13() {
@@ -187,10 +199,16 @@ func (p *plan) cipherSuites() []uint16 {
 }
 
 func (p *plan) sigAlgs() []utls.SignatureScheme {
+	return append([]utls.SignatureScheme(nil), p.sharedSigAlgs()...)
+}
+
+// sharedSigAlgs is the package's list sigAlgs returns a copy of: read it,
+// never write it.
+func (p *plan) sharedSigAlgs() []utls.SignatureScheme {
 	if p.tls12() {
-		return append([]utls.SignatureScheme(nil), sigAlgs...)
+		return sigAlgs
 	}
-	return append([]utls.SignatureScheme(nil), sigAlgsTLS13...)
+	return sigAlgsTLS13
 }
 
 func (p *plan) versions() []uint16 {
@@ -256,12 +274,13 @@ func (p *plan) spec() *utls.ClientHelloSpec {
 }
 
 // handshakeSize returns the size of the ClientHello handshake message (with
-// its 4-byte header) that spec marshals to, by arithmetic alone.
+// its 4-byte header) that spec marshals to, by arithmetic alone (and without
+// allocating: Dialer plans every dial).
 func (p *plan) handshakeSize() int {
 	n := 4 + // handshake header
 		2 + 32 + // legacy_version, random
 		1 + 32 + // legacy_session_id (always 32 bytes, RFC 8446 middlebox compatibility)
-		2 + 2*len(p.cipherSuites()) +
+		2 + 2*p.numCipherSuites() +
 		1 + 1 + // compression methods: null
 		2 // extensions length
 	if p.sni != "" {
@@ -272,10 +291,10 @@ func (p *plan) handshakeSize() int {
 		n += 4 + 1     // renegotiation_info, empty
 		n += 4         // extended_master_secret
 	}
-	n += 4                          // signed_certificate_timestamp
-	n += 4 + 1 + 2 + 2              // status_request (OCSP)
-	n += 4 + 2 + 2*len(p.groups)    // supported_groups
-	n += 4 + 2 + 2*len(p.sigAlgs()) // signature_algorithms
+	n += 4                                // signed_certificate_timestamp
+	n += 4 + 1 + 2 + 2                    // status_request (OCSP)
+	n += 4 + 2 + 2*len(p.groups)          // supported_groups
+	n += 4 + 2 + 2*len(p.sharedSigAlgs()) // signature_algorithms
 	if len(p.alpn) > 0 {
 		n += 4 + 2
 		for _, proto := range p.alpn {
@@ -283,8 +302,8 @@ func (p *plan) handshakeSize() int {
 		}
 	}
 	if p.tls13() {
-		n += 4 + 1 + 2*len(p.versions()) // supported_versions
-		n += 4 + 2                       // key_share
+		n += 4 + 1 + 2*int(p.maxVersion-p.minVersion+1) // supported_versions (p.versions)
+		n += 4 + 2                                      // key_share
 		for _, g := range p.groups {
 			n += 2 + 2 + keyShareLen[g]
 		}

@@ -110,23 +110,28 @@ func (d *Dialer) config(addr string) (*tls.Config, error) {
 	return cfg, nil
 }
 
-// rungs returns the hello rungs this dial may use: each strictly smaller
-// than the one before (with TLS 1.2 only, "classical" is no smaller than
-// "pq" and would be a wasted attempt).
-func (d *Dialer) rungs(o fingerprint.Options) ([]fingerprint.Rung, error) {
-	var rungs []fingerprint.Rung
+// rungs returns the hello rungs this dial may use, with what the machine
+// knows of them: each strictly smaller than the one before (with TLS 1.2
+// only, "classical" is no smaller than "pq" and would be a wasted
+// attempt).
+func (d *Dialer) rungs(o fingerprint.Options) ([]fingerprint.Rung, []rungInfo, error) {
+	var (
+		rungs []fingerprint.Rung
+		infos []rungInfo
+	)
 	prev := math.MaxInt
 	for _, r := range fingerprint.Ladder(d.AllowClassical) {
 		n, err := r.RecordSize(o)
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		if n < prev {
 			rungs = append(rungs, r)
+			infos = append(infos, rungInfo{name: r.Name, size: n, pq: r.SendsPostQuantum(o)})
 			prev = n
 		}
 	}
-	return rungs, nil
+	return rungs, infos, nil
 }
 
 // DialContext connects to addr on the named network ("tcp", "tcp4" or
@@ -179,19 +184,13 @@ func (d *Dialer) prepare(ctx context.Context, dst destination, nd *net.Dialer) (
 		return nil, machineConfig{}, err
 	}
 	opts := fingerprint.OptionsFrom(cfg, cfg.ServerName)
-	rungs, err := d.rungs(opts)
+	rungs, infos, err := d.rungs(opts)
 	if err != nil {
 		return nil, machineConfig{}, err
 	}
 	drv := &dialDriver{
-		dst: dst, nd: nd, ucfg: utlsconv.Config(cfg), opts: opts,
+		dst: dst, nd: nd, ucfg: utlsconv.Config(cfg), opts: opts, rungs: rungs,
 		timerOnly: d.TimerOnly || d.StallWindow < 0,
-	}
-	var infos []rungInfo
-	for _, r := range rungs {
-		n, _ := r.RecordSize(opts) // checked by d.rungs
-		drv.rungs = append(drv.rungs, r)
-		infos = append(infos, rungInfo{name: r.Name, size: n, pq: r.SendsPostQuantum(opts)})
 	}
 	mtus, hmtu := ladderMTUs()
 	mc := machineConfig{

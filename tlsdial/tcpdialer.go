@@ -301,8 +301,12 @@ func (c *TCPConn) settle() {
 			return
 		}
 		c.conn = w.conn
-		w.conn.SetReadDeadline(c.rdl)
-		w.conn.SetWriteDeadline(c.wdl)
+		if w != c.first {
+			// Attempt 1's connection has had the stack's deadlines all
+			// along; a raced winner gets them now.
+			w.conn.SetReadDeadline(c.rdl)
+			w.conn.SetWriteDeadline(c.wdl)
+		}
 		c.fastW.Store(&connBox{w.conn})
 		if w == c.first {
 			// Attempt 1's bytes are read by Read itself: nothing pending.
