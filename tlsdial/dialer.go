@@ -219,7 +219,7 @@ type dialDriver struct {
 func (dr *dialDriver) attempt(l *leg) {
 	// Connect first, then build the hello (its keys are most of the
 	// cost) while the server accepts the connection, as crypto/tls does:
-	// built before the connect, a loopback dial took 2–5% longer.
+	// built before the connect, a loopback dial took up to 7% longer.
 	conn, rtt, err := connect(l.ctx, dr.nd, dr.dst.network, dr.dst.addr, l.st.mtu)
 	if err != nil {
 		l.finished(legResult{kind: resFailed, err: err}, nil)
@@ -247,7 +247,7 @@ func (dr *dialDriver) attempt(l *leg) {
 // ctx's values without its end, unless a GetClientCertificate callback may
 // watch it (CertificateRequestInfo.Context). utls v1.8.2 starts a goroutine
 // per handshake to watch a context that can end (crypto/tls uses
-// context.AfterFunc), which costs a healthy loopback dial about 5%; the
+// context.AfterFunc), which cost a healthy loopback dial up to 5%; the
 // engine needs none of it, because it ends a running handshake by closing
 // its connection whenever the attempt is abandoned or the dial ends
 // (effAbort, including on ctx's end).

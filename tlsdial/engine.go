@@ -210,8 +210,12 @@ func (e *engine) fire() {
 }
 
 // pollFrom schedules the first TCP_INFO poll of l, whose hello was
-// written at sent, one poll interval later: nothing can show sooner than a
-// round trip after the write. Under e.mu.
+// written at sent, one poll interval later, not at once: polled at once
+// (as soon as the timer's goroutine ran), a loopback dial paid a goroutine,
+// a TCP_INFO read and a timer reset while the server computed its reply,
+// 3–4% of its time, and the poll saw something only where the round trip
+// is shorter than that delay (the lab's veth paths, where a head-lost hello
+// was then judged about 1 ms sooner). Under e.mu.
 func (l *leg) pollFrom(sent time.Time) {
 	l.nextPoll = sent.Add(l.e.m.pollEvery(l.id))
 }
