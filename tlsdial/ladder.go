@@ -123,20 +123,15 @@ func (d *Dialer) Ladder(addr string) ([]Step, error) {
 	if err != nil {
 		return nil, err
 	}
-	opts := fingerprint.OptionsFrom(cfg, cfg.ServerName)
-	rungs, err := d.rungs(opts)
+	_, infos, err := d.rungs(fingerprint.OptionsFrom(cfg, cfg.ServerName))
 	if err != nil {
 		return nil, err
 	}
 	mtus, hmtu := ladderMTUs()
 	var out []Step
-	for _, st := range ladderSteps(mtus, hmtu, len(rungs)) {
-		r := rungs[st.rung]
-		n, err := r.RecordSize(opts)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, Step{MTU: st.mtu, Rung: r.Name, HelloSize: n, PostQuantum: r.SendsPostQuantum(opts)})
+	for _, st := range ladderSteps(mtus, hmtu, len(infos)) {
+		r := infos[st.rung]
+		out = append(out, Step{MTU: st.mtu, Rung: r.name, HelloSize: r.size, PostQuantum: r.pq})
 	}
 	return out, nil
 }

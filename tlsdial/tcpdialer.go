@@ -380,6 +380,9 @@ func (c *TCPConn) readFirst(b []byte) (n int, err error, done bool) {
 	if !alive {
 		return 0, nil, false
 	}
+	if len(b) == 0 {
+		return 0, nil, true // nothing to read into: not a reply
+	}
 	n, err = l.conn.Read(b)
 	if n == 0 && errors.Is(err, os.ErrDeadlineExceeded) {
 		return 0, err, true // the stack's deadline: attempt 1 carries on
