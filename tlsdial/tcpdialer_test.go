@@ -369,3 +369,50 @@ var bigHello = func() []byte {
 	hs := append([]byte{1, 0, byte(len(body) >> 8), byte(len(body))}, body...)
 	return append([]byte{22, 3, 1, byte(len(hs) >> 8), byte(len(hs))}, hs...)
 }()
+
+// Hooks run with no lock held: they may call back into the connection,
+// Report on every event, even Close from a Stall.
+func TestTCPConnHooksMayCallBack(t *testing.T) {
+	checkLeaks(t)
+	srv := startServer(t, 0)
+	addr := blackHole(t, srv.addr, 1400, pmtutest.Both)
+	var conn atomic.Pointer[tlsdial.TCPConn]
+	var reports atomic.Int32
+	report := func() {
+		if c := conn.Load(); c != nil {
+			c.Report()
+			reports.Add(1)
+		}
+	}
+	tr := &tlsdial.Trace{
+		AttemptStart: func(tlsdial.AttemptStartInfo) { report() },
+		Stall:        func(tlsdial.StallInfo) { report() },
+		AttemptDone:  func(tlsdial.AttemptDoneInfo) { report() },
+		Done:         func(tlsdial.DoneInfo) { report() },
+	}
+	raw, err := (&tlsdial.TCPDialer{Cache: &pmtu.Cache{}, Trace: tr}).DialContext(context.Background(), "tcp", addr)
+	require.NoError(t, err)
+	conn.Store(raw.(*tlsdial.TCPConn))
+	tc := tls.Client(raw, srv.config())
+	require.NoError(t, tc.SetDeadline(time.Now().Add(5*time.Second)))
+	require.NoError(t, tc.Handshake())
+	tc.Close()
+	assert.GreaterOrEqual(t, reports.Load(), int32(4), "start, stall, two ends, done")
+
+	// Close from inside the Stall hook ends the dial at once.
+	conn.Store(nil)
+	closing := &tlsdial.Trace{Stall: func(tlsdial.StallInfo) { conn.Load().Close() }}
+	raw, err = (&tlsdial.TCPDialer{Cache: &pmtu.Cache{}, Trace: closing}).DialContext(context.Background(), "tcp", addr)
+	require.NoError(t, err)
+	conn.Store(raw.(*tlsdial.TCPConn))
+	tc = tls.Client(raw, srv.config())
+	require.NoError(t, tc.SetDeadline(time.Now().Add(5*time.Second)))
+	t0 := time.Now()
+	require.Error(t, tc.Handshake())
+	assert.Less(t, time.Since(t0), 2*time.Second)
+	r := raw.(*tlsdial.TCPConn).Report()
+	for _, a := range r.Attempts {
+		assert.NotEqual(t, tlsdial.OutcomeRunning, a.Outcome, "%s", r)
+	}
+	checkNoGroups(t)
+}

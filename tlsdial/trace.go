@@ -9,8 +9,9 @@ import (
 
 // Trace is a set of hooks that observe a dial as it walks the ladder.
 // Any hook may be nil. Hooks may be called concurrently from different
-// dials; within one dial they are called in order, from one goroutine,
-// with no lock held: a hook may call the connection's Report.
+// dials; within one dial they are called in order, one at a time (not
+// always from the same goroutine), with no lock held: a hook may call the
+// connection's Report or Close.
 //
 // A Trace is taken from the Dialer (or TCPDialer) and from the dial's
 // context (see WithTrace); when both are set, both are called, the
