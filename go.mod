@@ -3,7 +3,6 @@ module github.com/fitshake/fitshake
 go 1.26.8
 
 require (
-	github.com/cenkalti/backoff/v4 v4.3.0
 	github.com/refraction-networking/utls v1.8.2
 	github.com/stretchr/testify v1.12.1
 	golang.org/x/net v0.62.0
