@@ -250,32 +250,22 @@ func (c *TCPConn) await(wait <-chan struct{}) error {
 	}
 }
 
-// watch sends the ClientHello b on attempt 1 and starts the dial's
-// ticker. Called with mu held, in stateFresh; it unlocks.
+// watch sends the ClientHello b on attempt 1, as a raced attempt's
+// redial does, and makes the dial react by itself. Called with mu held, in
+// stateFresh; it unlocks.
 func (c *TCPConn) watch(b []byte) (int, error) {
 	c.hello = slices.Clone(b)
 	c.state = stateWatching
 	conn := c.conn
 	c.mu.Unlock()
-	var base pmtu.TCPInfo
-	info := false
-	if !c.timerOnly {
-		var err error
-		base, err = pmtu.ReadTCPInfo(conn)
-		info = err == nil
+	if !c.first.sent(conn, c.took, len(b), c.timerOnly, nil) {
+		return 0, net.ErrClosed // closed meanwhile: the dial is over
 	}
-	now := time.Now()
 	n, err := conn.Write(c.hello)
-	c.e.do(func(time.Time) {
-		if err != nil {
-			c.e.m.finished(1, now, legResult{kind: resFailed, err: err})
-			return
-		}
-		c.first.info = info
-		c.e.m.connected(1, rttOf(c.took, base, info), mssOf(c.first.st, conn))
-		c.e.m.sent(1, now, len(b), base, info)
-		c.first.pollFrom(now)
-	})
+	if err != nil {
+		// Final even if the path cut it: the stack sees this error.
+		c.first.finished(legResult{kind: resFailed, err: err}, nil)
+	}
 	c.e.watch()
 	return n, err
 }
@@ -301,19 +291,16 @@ func (c *TCPConn) settle() {
 			return
 		}
 		c.conn = w.conn
-		if w != c.first {
-			// Attempt 1's connection has had the stack's deadlines all
-			// along; a raced winner gets them now.
-			w.conn.SetReadDeadline(c.rdl)
-			w.conn.SetWriteDeadline(c.wdl)
-		}
 		c.fastW.Store(&connBox{w.conn})
 		if w == c.first {
-			// Attempt 1's bytes are read by Read itself: nothing pending.
+			// Attempt 1 has had the stack's deadlines all along, and Read
+			// reads its bytes itself: nothing is pending.
 			c.fastR.Store(&connBox{w.conn})
-		} else {
-			c.win = w
+			return
 		}
+		w.conn.SetReadDeadline(c.rdl)
+		w.conn.SetWriteDeadline(c.wdl)
+		c.win = w
 	})
 }
 
