@@ -3,7 +3,6 @@ package tlsdial
 import (
 	"crypto/tls"
 	"net"
-	"slices"
 	"time"
 
 	"github.com/fitshake/fitshake/internal/utlsconv"
@@ -47,8 +46,4 @@ func (c *Conn) ConnectionState() tls.ConnectionState {
 
 // Report describes how the connection was established: every attempt,
 // and the MSS and ClientHello size that worked.
-func (c *Conn) Report() Report {
-	r := c.report
-	r.Attempts = slices.Clone(r.Attempts)
-	return r
-}
+func (c *Conn) Report() Report { return c.report.clone() }

@@ -55,13 +55,19 @@ func netDialerOr(nd *net.Dialer) *net.Dialer {
 	return new(net.Dialer)
 }
 
-func checkNetwork(network string) error {
-	switch network {
-	case "tcp", "tcp4", "tcp6":
-		return nil
+// checkInput rejects what neither dialer can dial with: a network that is
+// not TCP, a negative MaxAttempts.
+func checkInput(network string, maxAttempts int) error {
+	switch {
+	case network != "tcp" && network != "tcp4" && network != "tcp6":
+		return errors.New("tlsdial: unsupported network " + network + ": want tcp, tcp4 or tcp6")
+	case maxAttempts < 0:
+		return errMaxAttempts
 	}
-	return errors.New("tlsdial: unsupported network " + network + ": want tcp, tcp4 or tcp6")
+	return nil
 }
+
+var errMaxAttempts = errors.New("tlsdial: MaxAttempts is negative")
 
 var discard = slog.New(slog.DiscardHandler)
 

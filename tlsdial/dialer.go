@@ -173,11 +173,8 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 // prepare checks the dial's inputs and builds its driver and the
 // machine's configuration.
 func (d *Dialer) prepare(ctx context.Context, dst destination, nd *net.Dialer) (*dialDriver, machineConfig, error) {
-	if err := checkNetwork(dst.network); err != nil {
+	if err := checkInput(dst.network, d.MaxAttempts); err != nil {
 		return nil, machineConfig{}, err
-	}
-	if d.MaxAttempts < 0 {
-		return nil, machineConfig{}, errMaxAttempts
 	}
 	cfg, err := d.config(dst.addr)
 	if err != nil {
@@ -257,8 +254,6 @@ func (dr *dialDriver) handshakeContext(ctx context.Context) context.Context {
 	}
 	return context.WithoutCancel(ctx)
 }
-
-var errMaxAttempts = errors.New("tlsdial: MaxAttempts is negative")
 
 // countingConn counts the bytes the server has sent, so that silence can
 // be told from a slow handshake without TCP_INFO.

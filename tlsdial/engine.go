@@ -328,8 +328,7 @@ func (e *engine) conclude() {
 	if entry, ok := e.m.remember(time.Now()); ok {
 		e.dst.cache.Store(e.dst.key, entry)
 	}
-	r := e.m.report
-	r.Attempts = append([]Attempt(nil), r.Attempts...)
+	r := e.m.report.clone()
 	var err error
 	if e.m.winner == 0 {
 		err = e.failure()
@@ -373,9 +372,7 @@ func (e *engine) unlockAndRun() {
 func (e *engine) report() Report {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	r := e.m.report
-	r.Attempts = append([]Attempt(nil), r.Attempts...)
-	return r
+	return e.m.report.clone()
 }
 
 // winner returns the attempt that completed, or nil. Call it once the

@@ -2,6 +2,7 @@ package tlsdial
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -124,6 +125,12 @@ type Report struct {
 	Diagnosis pmtu.Diagnosis
 	// Duration is the dial's total wall time.
 	Duration time.Duration
+}
+
+// clone returns r with Attempts of its own.
+func (r Report) clone() Report {
+	r.Attempts = slices.Clone(r.Attempts)
+	return r
 }
 
 // Stalls counts the attempts that stalled.

@@ -76,11 +76,8 @@ func (d *TCPDialer) DialContext(ctx context.Context, network, addr string) (net.
 		panic("tlsdial: nil context")
 	}
 	dst := newDestination(ctx, network, addr, d.Cache, d.Trace, d.Logger)
-	if err := checkNetwork(network); err != nil {
+	if err := checkInput(network, d.MaxAttempts); err != nil {
 		return nil, dst.failed(err)
-	}
-	if d.MaxAttempts < 0 {
-		return nil, dst.failed(errMaxAttempts)
 	}
 	mtus, _ := ladderMTUs()
 	mc := machineConfig{

@@ -78,6 +78,7 @@ func newMonitor(sent int, start time.Time, rtt, window time.Duration, base pmtu.
 		info:       info,
 		base:       base,
 		progress:   start,
+		diag:       pmtu.Diagnosis{Evidence: pmtu.Evidence{Sent: sent}}, // until observed
 	}
 }
 
@@ -160,9 +161,4 @@ func (m *monitor) silence(now time.Time) time.Duration {
 // diagnosis returns what the last observation showed: TCP_INFO's class
 // and evidence, or without TCP_INFO the hello's size, the bytes received
 // and the time waited (class unknown).
-func (m *monitor) diagnosis() pmtu.Diagnosis {
-	if m.diag.Evidence.Sent == 0 {
-		m.diag.Evidence.Sent = m.sent // never observed yet
-	}
-	return m.diag
-}
+func (m *monitor) diagnosis() pmtu.Diagnosis { return m.diag }
