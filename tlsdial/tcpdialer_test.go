@@ -291,12 +291,16 @@ func TestTCPConnSecondWriteKeepsOneAttempt(t *testing.T) {
 }
 
 // fakeHello is a well-formed TLS record holding one (meaningless)
-// ClientHello message.
-var fakeHello = func() []byte {
-	body := make([]byte, 600)
-	hs := append([]byte{1, 0, byte(len(body) >> 8), byte(len(body))}, body...)
+// ClientHello message: what a TCPConn watches, to a server that is no
+// TLS server.
+var fakeHello = clientHelloRecord(600)
+
+// clientHelloRecord returns a TLS record holding one ClientHello message
+// with a body of n zero bytes.
+func clientHelloRecord(n int) []byte {
+	hs := append([]byte{1, 0, byte(n >> 8), byte(n)}, make([]byte, n)...)
 	return append([]byte{22, 3, 1, byte(len(hs) >> 8), byte(len(hs))}, hs...)
-}()
+}
 
 // A server that speaks first: nothing to watch, a plain connection.
 func TestTCPConnServerSpeaksFirst(t *testing.T) {
@@ -361,14 +365,9 @@ func TestTCPConnAllocatesNothingOnceSettled(t *testing.T) {
 	}
 }
 
-// bigHello is a well-formed TLS record holding one (meaningless)
-// ClientHello message of 1500 bytes: two segments, the first over a
-// 1400-byte path.
-var bigHello = func() []byte {
-	body := make([]byte, 1491)
-	hs := append([]byte{1, 0, byte(len(body) >> 8), byte(len(body))}, body...)
-	return append([]byte{22, 3, 1, byte(len(hs) >> 8), byte(len(hs))}, hs...)
-}()
+// bigHello is a 1500-byte fake ClientHello record: two segments, the
+// first over a 1400-byte path.
+var bigHello = clientHelloRecord(1491)
 
 // Hooks run with no lock held: they may call back into the connection,
 // Report on every event, even Close from a Stall.

@@ -312,6 +312,12 @@ func dialClient(build newRun) ClientFunc {
 	}
 }
 
+// done fills r from a completed handshake's state.
+func done(r DialRun, cs tls.ConnectionState) DialRun {
+	r.OK, r.Version, r.ALPN = cs.HandshakeComplete, tls.VersionName(cs.Version), cs.NegotiatedProtocol
+	return r
+}
+
 func fail(r DialRun, err error) DialRun {
 	r.OK = false
 	r.Err = err.Error()
@@ -329,9 +335,7 @@ func newStock(a *DialArgs, cfg *tls.Config, nd *net.Dialer, _ *pmtu.Cache) runFu
 			return fail(r, err)
 		}
 		defer c.Close()
-		cs := c.(*tls.Conn).ConnectionState()
-		r.OK, r.Version, r.ALPN = cs.HandshakeComplete, tls.VersionName(cs.Version), cs.NegotiatedProtocol
-		return r
+		return done(r, c.(*tls.Conn).ConnectionState())
 	}
 }
 
@@ -364,9 +368,7 @@ func newFitshake(a *DialArgs, cfg *tls.Config, nd *net.Dialer, cache *pmtu.Cache
 		defer c.Close()
 		tc := c.(*tlsdial.Conn)
 		r.Report = toReport(tc.Report())
-		cs := tc.ConnectionState()
-		r.OK, r.Version, r.ALPN = cs.HandshakeComplete, tls.VersionName(cs.Version), cs.NegotiatedProtocol
-		return r
+		return done(r, tc.ConnectionState())
 	}
 }
 
@@ -390,9 +392,7 @@ func newTCPDialer(a *DialArgs, cfg *tls.Config, nd *net.Dialer, cache *pmtu.Cach
 		if err != nil {
 			return fail(r, err)
 		}
-		cs := tc.ConnectionState()
-		r.OK, r.Version, r.ALPN = cs.HandshakeComplete, tls.VersionName(cs.Version), cs.NegotiatedProtocol
-		return r
+		return done(r, tc.ConnectionState())
 	}
 }
 
