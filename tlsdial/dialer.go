@@ -229,7 +229,8 @@ func (dr *dialDriver) attempt(l *leg) {
 		return
 	}
 	cc := &countingConn{Conn: conn}
-	if !l.sent(conn, rtt, hello.RecordSize, dr.timerOnly, &cc.read) {
+	// utls writes the hello inside the handshake: report it first.
+	if !l.sent(conn, rtt, hello.RecordSize, sending(conn, dr.timerOnly), &cc.read) {
 		conn.Close()
 		return
 	}

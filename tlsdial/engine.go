@@ -417,29 +417,43 @@ func abortConn(c net.Conn) {
 	c.Close()
 }
 
-// sent reports that the attempt is connected over c (after took) and its
-// ClientHello of hello bytes goes out now. It reads TCP_INFO before the
-// write, unless timerOnly, and returns false when the attempt is not
-// wanted any more: the caller closes c.
-func (l *leg) sent(c net.Conn, took time.Duration, hello int, timerOnly bool, rx *atomic.Int64) bool {
-	var base pmtu.TCPInfo
-	info := false
+// outgoing is the moment a ClientHello goes out on a connection: TCP_INFO
+// just before it (base, when info) and the time.
+type outgoing struct {
+	base pmtu.TCPInfo
+	info bool
+	at   time.Time
+}
+
+// sending reads TCP_INFO of c, unless timerOnly, just before a ClientHello
+// is written on it.
+func sending(c net.Conn, timerOnly bool) outgoing {
+	var o outgoing
 	if !timerOnly {
 		var err error
-		base, err = pmtu.ReadTCPInfo(c)
-		info = err == nil
+		o.base, err = pmtu.ReadTCPInfo(c)
+		o.info = err == nil
 	}
+	o.at = time.Now()
+	return o
+}
+
+// sent reports that the attempt is connected over c (after took) and its
+// ClientHello of hello bytes went out as o says. It returns false when the
+// attempt is not wanted any more: the caller closes c. Attempt 1 of a
+// TCPConn reports after its write, so that none of this delays the hello
+// on a healthy path; the others report first.
+func (l *leg) sent(c net.Conn, took time.Duration, hello int, o outgoing, rx *atomic.Int64) bool {
 	e := l.e
 	e.mu.Lock()
 	if e.m.over || l.ended {
 		e.mu.Unlock()
 		return false
 	}
-	l.conn, l.info, l.rx = c, info, rx
-	now := time.Now()
-	e.m.connected(l.id, rttOf(took, base, info), mssOf(l.st, c))
-	e.m.sent(l.id, now, hello, base, info)
-	l.pollFrom(now)
+	l.conn, l.info, l.rx = c, o.info, rx
+	e.m.connected(l.id, rttOf(took, o.base, o.info), mssOf(l.st, c))
+	e.m.sent(l.id, o.at, hello, o.base, o.info)
+	l.pollFrom(o.at)
 	e.apply()
 	e.unlockAndRun()
 	return true

@@ -255,13 +255,14 @@ func (c *TCPConn) watch(b []byte) (int, error) {
 	c.state = stateWatching
 	conn := c.conn
 	c.mu.Unlock()
-	if !c.first.sent(conn, c.took, len(b), c.timerOnly, nil) {
-		return 0, net.ErrClosed // closed meanwhile: the dial is over
-	}
+	out := sending(conn, c.timerOnly)
 	n, err := conn.Write(c.hello)
-	if err != nil {
+	switch {
+	case err != nil:
 		// Final even if the path cut it: the stack sees this error.
 		c.first.finished(legResult{kind: resFailed, err: err}, nil)
+	case !c.first.sent(conn, c.took, len(b), out, nil):
+		return 0, net.ErrClosed // closed meanwhile: the dial is over
 	}
 	c.e.watch()
 	return n, err
@@ -459,7 +460,7 @@ func (c *TCPConn) redial(l *leg) net.Conn {
 		l.finished(legResult{kind: resFailed, err: err}, nil)
 		return nil
 	}
-	if !l.sent(conn, took, len(c.hello), c.timerOnly, nil) {
+	if !l.sent(conn, took, len(c.hello), sending(conn, c.timerOnly), nil) {
 		conn.Close()
 		return nil
 	}
