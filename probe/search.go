@@ -109,6 +109,9 @@ func (r *run) bisect(ctx context.Context, s spec, l limit, hi int) (limit, error
 		}
 		lo = o.packet
 	}
+	if hi-lo > resolution && !r.budget() {
+		r.unmeasured("the rest of the search: MaxConns reached")
+	}
 	l.mtu = lo
 	return l, nil
 }
