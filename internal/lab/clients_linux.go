@@ -93,6 +93,7 @@ type DialRun struct {
 	Total   time.Duration
 	Version string `json:",omitempty"` // "TLS 1.3"
 	ALPN    string `json:",omitempty"`
+	Group   string `json:",omitempty"` // key exchange, tls.CurveID's name: "X25519MLKEM768"
 	Proto   string `json:",omitempty"` // HTTP response protocol
 	Status  int    `json:",omitempty"`
 	Body    string `json:",omitempty"`
@@ -315,6 +316,9 @@ func dialClient(build newRun) ClientFunc {
 // done fills r from a completed handshake's state.
 func done(r DialRun, cs tls.ConnectionState) DialRun {
 	r.OK, r.Version, r.ALPN = cs.HandshakeComplete, tls.VersionName(cs.Version), cs.NegotiatedProtocol
+	if cs.CurveID != 0 {
+		r.Group = cs.CurveID.String()
+	}
 	return r
 }
 
