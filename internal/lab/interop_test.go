@@ -102,11 +102,20 @@ func checkInterop(t *testing.T, l *lab.Lab, s lab.RealServer, f lab.Family, c st
 		}
 		require.True(t, r.OK, "stock crypto/tls should reach %s on a healthy path: %s", s, r.Err)
 	} else {
-		require.True(t, r.OK, "%s failed against %s, which stock crypto/tls reaches: %s (%s)", c, s, r.Err, r.Report)
+		require.True(t, r.OK, "%s failed against %s, which stock crypto/tls reaches on a healthy path: %s (%s)%s",
+			c, s, r.Err, r.Report, note(s))
 	}
 	assert.Equal(t, s.Version, r.Version, "version")
 	assert.Equal(t, s.ALPN, r.ALPN, "ALPN")
 	if s.Group != "" {
 		assert.Equal(t, s.Group, r.Group, "group")
 	}
+}
+
+// note returns "; the server: " and s.Note, or "".
+func note(s lab.RealServer) string {
+	if s.Note == "" {
+		return ""
+	}
+	return "; the server: " + s.Note
 }

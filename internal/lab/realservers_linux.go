@@ -27,6 +27,9 @@ const (
 type RealServer struct {
 	// Name is short and stable: "apache2", "openssl-tls12-p384", …
 	Name string
+	// Note says what the server demands of a client's hello, when it
+	// demands more than TLS 1.2 or 1.3 with X25519.
+	Note string
 	// Version and ALPN are what a client offering TLS 1.2 and 1.3 and
 	// ALPN h2, http/1.1 negotiates with it: "TLS 1.3", "h2"; ALPN "" means
 	// none.
@@ -53,6 +56,20 @@ func (s RealServer) String() string { return s.Name }
 // honestly.
 var alpnHTTP1 = []string{"-alpn", "http/1.1"}
 
+// ecdsaTLS12Note is the Note of a TLS 1.2-only server with an ECDSA
+// certificate on curve.
+func ecdsaTLS12Note(curve string) string {
+	return "TLS 1.2 only, ECDSA " + curve + " certificate: OpenSSL uses it only for a client that lists " +
+		curve + " in supported_groups (RFC 8422 §5.1; else: no shared cipher, handshake_failure)"
+}
+
+// onlyGroupNote is the Note of a TLS 1.3-only server that accepts the
+// single key exchange group g.
+func onlyGroupNote(g string) string {
+	return "TLS 1.3 only, key exchange " + g + " only: the client must list " + g +
+		" in supported_groups (without a " + g + " key share it gets a HelloRetryRequest)"
+}
+
 // RealServers lists the interop matrix's servers: nginx, apache2, haproxy,
 // gnutls-serv and lighttpd (TLS 1.2 and 1.3, their own defaults
 // otherwise); openssl s_server held to TLS 1.2 with an ECDSA P-256, an
@@ -67,16 +84,20 @@ func RealServers() []RealServer {
 		{Name: "gnutls-serv", Version: "TLS 1.3", ALPN: "http/1.1", Port: PortGnuTLS, start: (*Lab).StartGnuTLS},
 		{Name: "lighttpd", Version: "TLS 1.3", ALPN: "h2", Port: PortLighttpd, start: (*Lab).StartLighttpd},
 		{Name: "openssl-tls12-p256", Version: "TLS 1.2", ALPN: "http/1.1", Chain: Small,
+			Note:    ecdsaTLS12Note("P-256"),
 			OpenSSL: append([]string{"-tls1_2"}, alpnHTTP1...)},
 		{Name: "openssl-tls12-p384", Version: "TLS 1.2", ALPN: "http/1.1", Chain: P384,
+			Note:    ecdsaTLS12Note("P-384"),
 			OpenSSL: append([]string{"-tls1_2"}, alpnHTTP1...)},
 		{Name: "openssl-tls12-rsa", Version: "TLS 1.2", ALPN: "http/1.1", Chain: RSA,
 			OpenSSL: append([]string{"-tls1_2"}, alpnHTTP1...)},
 		{Name: "openssl-tls13-p256", Version: "TLS 1.3", ALPN: "http/1.1", Group: "CurveP256", Chain: Small,
+			Note:    onlyGroupNote("P-256"),
 			OpenSSL: append([]string{"-tls1_3", "-groups", "P-256"}, alpnHTTP1...)},
 		{Name: "openssl-tls13-p384", Version: "TLS 1.3", ALPN: "http/1.1", Group: "CurveP384", Chain: Small,
+			Note:    onlyGroupNote("P-384"),
 			OpenSSL: append([]string{"-tls1_3", "-groups", "P-384"}, alpnHTTP1...)},
-		{Name: "openssl-no-alpn", Version: "TLS 1.3", Chain: Small},
+		{Name: "openssl-no-alpn", Version: "TLS 1.3", Chain: Small, Note: "selects no ALPN protocol"},
 		{Name: "go", Version: "TLS 1.3", ALPN: "h2", Port: PortGo, start: (*Lab).StartGoServer},
 	}
 }
