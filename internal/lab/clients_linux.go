@@ -327,7 +327,14 @@ func dialClient(build newRun) ClientFunc {
 
 // done fills r from a completed handshake's state.
 func done(r DialRun, cs tls.ConnectionState) DialRun {
-	r.OK, r.Version, r.ALPN = cs.HandshakeComplete, tls.VersionName(cs.Version), cs.NegotiatedProtocol
+	r = negotiated(r, cs)
+	r.OK = cs.HandshakeComplete
+	return r
+}
+
+// negotiated records the handshake's version, ALPN protocol and group in r.
+func negotiated(r DialRun, cs tls.ConnectionState) DialRun {
+	r.Version, r.ALPN = tls.VersionName(cs.Version), cs.NegotiatedProtocol
 	if cs.CurveID != 0 {
 		r.Group = cs.CurveID.String()
 	}
@@ -464,7 +471,7 @@ func newHTTP(a *DialArgs, cfg *tls.Config, nd *net.Dialer, cache *pmtu.Cache) ru
 		r.Report = rep
 		if !hsAt.IsZero() {
 			r.Elapsed = hsAt.Sub(t0)
-			r.Version, r.ALPN = tls.VersionName(cs.Version), cs.NegotiatedProtocol
+			r = negotiated(r, cs)
 		} else {
 			r.Elapsed = r.Total
 		}

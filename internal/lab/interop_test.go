@@ -5,6 +5,7 @@ package lab_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -22,9 +23,9 @@ var interopLabs = []lab.Config{
 }
 
 // interopClients are the clients of the interop matrix: stock crypto/tls
-// (the reference), then fitshake's Dialer and its TCPDialer under
-// crypto/tls.
-var interopClients = []string{lab.StockTLS, lab.FitshakeDialer, lab.FitshakeTCP}
+// (the reference), then fitshake's Dialer, its TCPDialer under crypto/tls,
+// and net/http over its TCPDialer (GET, HTTP/2 where the server offers h2).
+var interopClients = []string{lab.StockTLS, lab.FitshakeDialer, lab.FitshakeTCP, lab.FitshakeHTTP}
 
 // TestLabInterop proves that fitshake reaches every real server that stock
 // crypto/tls reaches: nginx, apache2, haproxy, gnutls-serv, lighttpd,
@@ -38,7 +39,8 @@ var interopClients = []string{lab.StockTLS, lab.FitshakeDialer, lab.FitshakeTCP}
 // (or the server is misconfigured); through the black hole it must not
 // (its hello is lost). Both fitshake dialers must complete everywhere, and
 // every completed handshake must negotiate the server's version, ALPN and
-// (where the server forces one) group.
+// (where the server forces one) group; net/http over the TCPDialer must get
+// a 200, over HTTP/2 where ALPN says h2.
 func TestLabInterop(t *testing.T) {
 	lab.Require(t)
 	for _, cfg := range interopLabs {
@@ -82,7 +84,7 @@ func interopDial(t *testing.T, l *lab.Lab, s lab.RealServer, f lab.Family, c str
 		bound = stockBound
 	}
 	res, err := l.Dial(context.Background(), c, lab.DialArgs{
-		Addr: addr, CAFile: pki.CAFile, Timeout: bound, Runs: runs, Parallel: true})
+		Addr: addr, Path: s.Path, CAFile: pki.CAFile, Timeout: bound, Runs: runs, Parallel: true})
 	require.NoError(t, err)
 	require.Len(t, res.Runs, runs)
 	return res
@@ -92,23 +94,26 @@ func interopDial(t *testing.T, l *lab.Lab, s lab.RealServer, f lab.Family, c str
 // expects (see TestLabInterop).
 func checkInterop(t *testing.T, l *lab.Lab, s lab.RealServer, f lab.Family, c string) {
 	r := interopDial(t, l, s, f, c, 1).Runs[0]
-	t.Logf("%s → %s %s: ok=%v in %v %s %s %s %s; %s", c, s, f, r.OK, r.Elapsed.Round(10*time.Microsecond),
-		r.Version, r.Group, r.ALPN, r.Err, r.Report)
-	if c == lab.StockTLS {
-		stockLost := l.Config().Lost(f, lab.Upstream, lab.FirstPacket(f, helloGo))
-		if stockLost {
-			assert.False(t, r.OK, "stock crypto/tls completed through the black hole")
-			return
-		}
-		require.True(t, r.OK, "stock crypto/tls should reach %s on a healthy path: %s", s, r.Err)
-	} else {
-		require.True(t, r.OK, "%s failed against %s, which stock crypto/tls reaches on a healthy path: %s (%s)%s",
-			c, s, r.Err, r.Report, note(s))
+	t.Logf("%s → %s %s: ok=%v in %v %s %s %s %s %s; %s", c, s, f, r.OK, r.Elapsed.Round(10*time.Microsecond),
+		r.Version, r.Group, r.ALPN, r.Proto, r.Err, r.Report)
+	if c == lab.StockTLS && l.Config().Lost(f, lab.Upstream, lab.FirstPacket(f, helloGo)) {
+		assert.False(t, r.OK, "stock crypto/tls completed through the black hole")
+		return
 	}
+	if c == lab.StockTLS {
+		require.True(t, r.OK, "stock crypto/tls should reach %s on a healthy path: %s", s, r.Err)
+	}
+	require.True(t, r.OK, "%s failed against %s, which stock crypto/tls reaches on a healthy path: %s (%s)%s",
+		c, s, r.Err, r.Report, note(s))
 	assert.Equal(t, s.Version, r.Version, "version")
 	assert.Equal(t, s.ALPN, r.ALPN, "ALPN")
 	if s.Group != "" {
 		assert.Equal(t, s.Group, r.Group, "group")
+	}
+	if c == lab.FitshakeHTTP {
+		assert.Equal(t, 200, r.Status)
+		assert.Equal(t, s.ALPN == "h2", r.Proto == "HTTP/2.0", "protocol %s with ALPN %q", r.Proto, s.ALPN)
+		assert.True(t, strings.HasPrefix(r.Body, "ok "), "body %q", r.Body)
 	}
 }
 

@@ -41,6 +41,8 @@ type RealServer struct {
 	// an openssl s_server, which serves one connection at a time and is
 	// started per client by Endpoint.
 	Port int
+	// Path is the URL path that answers 200.
+	Path string
 	// Chain and OpenSSL are an openssl s_server's certificate and extra
 	// arguments.
 	Chain   Chain
@@ -77,7 +79,7 @@ func onlyGroupNote(g string) string {
 // P-256 (a client without a P-256 key share gets a HelloRetryRequest) or
 // P-384, and with no ALPN at all; and the lab's Go crypto/tls server.
 func RealServers() []RealServer {
-	return []RealServer{
+	ss := []RealServer{
 		{Name: "nginx", Version: "TLS 1.3", ALPN: "h2", Port: PortNginxSmall, start: (*Lab).StartNginx},
 		{Name: "apache2", Version: "TLS 1.3", ALPN: "h2", Port: PortApache, start: (*Lab).StartApache},
 		{Name: "haproxy", Version: "TLS 1.3", ALPN: "h2", Port: PortHAProxy, start: (*Lab).StartHAProxy},
@@ -100,6 +102,13 @@ func RealServers() []RealServer {
 		{Name: "openssl-no-alpn", Version: "TLS 1.3", Chain: Small, Note: "selects no ALPN protocol"},
 		{Name: "go", Version: "TLS 1.3", ALPN: "h2", Port: PortGo, start: (*Lab).StartGoServer},
 	}
+	for i := range ss {
+		ss[i].Path = "/"
+		if ss[i].Port == 0 {
+			ss[i].Path = OpenSSLPath
+		}
+	}
+	return ss
 }
 
 // StartRealServers starts the long-lived servers of ss (those with a Port)
@@ -172,8 +181,8 @@ func (l *Lab) startListening(port int, logFile string, argv ...string) (*Process
 // Dir()/apache2, never the system's: event MPM, mod_ssl (TLS 1.2 and 1.3,
 // no session cache or tickets: every handshake is full), mod_http2
 // (Protocols h2 http/1.1). It serves no file (it drops to www-data, which
-// can read nothing in the lab's directory): every path answers 404 with
-// the body "ok apache2".
+// can read nothing in the lab's directory): mod_rewrite answers every path
+// with 200 and the ErrorDocument "ok apache2".
 func (l *Lab) StartApache() (*Process, error) {
 	pki, err := l.PKI()
 	if err != nil {
@@ -197,6 +206,7 @@ LoadModule mpm_event_module %[3]s/mod_mpm_event.so
 LoadModule authz_core_module %[3]s/mod_authz_core.so
 LoadModule ssl_module %[3]s/mod_ssl.so
 LoadModule http2_module %[3]s/mod_http2.so
+LoadModule rewrite_module %[3]s/mod_rewrite.so
 Listen %[4]s
 Listen %[5]s
 Protocols h2 http/1.1
@@ -204,11 +214,16 @@ SSLProtocol -all +TLSv1.2 +TLSv1.3
 SSLSessionCache none
 SSLSessionTickets off
 DocumentRoot %[1]s/run
-ErrorDocument 404 "ok apache2"
+<Directory />
+	AllowOverride None
+</Directory>
+ErrorDocument 200 "ok apache2"
 <VirtualHost *:%[6]d>
 	SSLEngine on
 	SSLCertificateFile %[7]s
 	SSLCertificateKeyFile %[8]s
+	RewriteEngine on
+	RewriteRule ^ - [R=200,L]
 </VirtualHost>
 `, dir, ServerName, mods, l.Addr(IPv4, PortApache), l.Addr(IPv6, PortApache), PortApache,
 		pki.SmallCertFile, pki.SmallKeyFile)
@@ -285,8 +300,7 @@ func (l *Lab) StartGnuTLS() (*Process, error) {
 
 // StartLighttpd starts lighttpd in the foreground (-D) in the server
 // namespace on PortLighttpd, both families, with mod_openssl (TLS 1.2 and
-// 1.3) and its default HTTP/2 support, serving "ok lighttpd" at
-// /index.html.
+// 1.3) and its default HTTP/2 support, serving "ok lighttpd" at /.
 func (l *Lab) StartLighttpd() (*Process, error) {
 	pki, err := l.PKI()
 	if err != nil {
@@ -305,6 +319,7 @@ server.document-root = "%[1]s/www"
 server.errorlog = "%[1]s/error.log"
 server.bind = "%[2]s"
 server.port = %[3]d
+index-file.names = ("index.html")
 ssl.engine = "enable"
 ssl.pemfile = "%[4]s"
 ssl.privkey = "%[5]s"
