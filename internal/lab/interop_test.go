@@ -70,8 +70,9 @@ func startInteropLab(t *testing.T, cfg lab.Config) *lab.Lab {
 	return l
 }
 
-// interopDial dials s in family f once with client c, with the bound of
-// stock or fitshake clients.
+// interopDial dials s in family f runs times with client c, with the bound
+// of stock or fitshake clients; once a dial hits it, the other runs go at
+// once.
 func interopDial(t *testing.T, l *lab.Lab, s lab.RealServer, f lab.Family, c string, runs int) lab.DialResult {
 	t.Helper()
 	addr, stop, err := l.Endpoint(s, f)
