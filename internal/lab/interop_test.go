@@ -91,6 +91,22 @@ func interopDial(t *testing.T, l *lab.Lab, s lab.RealServer, f lab.Family, c str
 	return res
 }
 
+// interopDialRung dials s in family f once with the hello of the named
+// rung alone (lab.FingerprintRung).
+func interopDialRung(t *testing.T, l *lab.Lab, s lab.RealServer, f lab.Family, rung string) lab.DialRun {
+	t.Helper()
+	addr, stop, err := l.Endpoint(s, f)
+	require.NoError(t, err)
+	defer stop()
+	pki, err := l.PKI()
+	require.NoError(t, err)
+	res, err := l.Dial(context.Background(), lab.FingerprintRung, lab.DialArgs{
+		Addr: addr, CAFile: pki.CAFile, Timeout: stockBound, Rung: rung})
+	require.NoError(t, err)
+	require.Len(t, res.Runs, 1)
+	return res.Runs[0]
+}
+
 // checkInterop dials s once with c and asserts the outcome the matrix
 // expects (see TestLabInterop).
 func checkInterop(t *testing.T, l *lab.Lab, s lab.RealServer, f lab.Family, c string) {
