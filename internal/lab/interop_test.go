@@ -75,19 +75,27 @@ func startInteropLab(t *testing.T, cfg lab.Config) *lab.Lab {
 // once.
 func interopDial(t *testing.T, l *lab.Lab, s lab.RealServer, f lab.Family, c string, runs int) lab.DialResult {
 	t.Helper()
+	return interopDialArgs(t, l, s, f, c, lab.DialArgs{Runs: runs})
+}
+
+// interopDialArgs is interopDial with more arguments: args's Addr, Path,
+// CAFile, Timeout and Parallel are filled in, and Runs when zero.
+func interopDialArgs(t *testing.T, l *lab.Lab, s lab.RealServer, f lab.Family, c string, args lab.DialArgs) lab.DialResult {
+	t.Helper()
 	addr, stop, err := l.Endpoint(s, f)
 	require.NoError(t, err)
 	defer stop()
 	pki, err := l.PKI()
 	require.NoError(t, err)
-	bound := fitshakeBound
-	if c == lab.StockTLS {
-		bound = stockBound
+	args.Timeout = fitshakeBound
+	if c == lab.StockTLS || c == lab.FingerprintRung {
+		args.Timeout = stockBound // no fallback: no need to wait for one
 	}
-	res, err := l.Dial(context.Background(), c, lab.DialArgs{
-		Addr: addr, Path: s.Path, CAFile: pki.CAFile, Timeout: bound, Runs: runs, Parallel: true})
+	args.Addr, args.Path, args.CAFile, args.Parallel = addr, s.Path, pki.CAFile, true
+	args.Runs = max(args.Runs, 1)
+	res, err := l.Dial(context.Background(), c, args)
 	require.NoError(t, err)
-	require.Len(t, res.Runs, runs)
+	require.Len(t, res.Runs, args.Runs)
 	return res
 }
 
@@ -95,16 +103,7 @@ func interopDial(t *testing.T, l *lab.Lab, s lab.RealServer, f lab.Family, c str
 // rung alone (lab.FingerprintRung).
 func interopDialRung(t *testing.T, l *lab.Lab, s lab.RealServer, f lab.Family, rung string) lab.DialRun {
 	t.Helper()
-	addr, stop, err := l.Endpoint(s, f)
-	require.NoError(t, err)
-	defer stop()
-	pki, err := l.PKI()
-	require.NoError(t, err)
-	res, err := l.Dial(context.Background(), lab.FingerprintRung, lab.DialArgs{
-		Addr: addr, CAFile: pki.CAFile, Timeout: stockBound, Rung: rung})
-	require.NoError(t, err)
-	require.Len(t, res.Runs, 1)
-	return res.Runs[0]
+	return interopDialArgs(t, l, s, f, lab.FingerprintRung, lab.DialArgs{Rung: rung}).Runs[0]
 }
 
 // checkInterop dials s once with c and asserts the outcome the matrix
