@@ -112,7 +112,7 @@ func checkInterop(t *testing.T, l *lab.Lab, s lab.RealServer, f lab.Family, c st
 	r := interopDial(t, l, s, f, c, 1).Runs[0]
 	t.Logf("%s → %s %s: ok=%v in %v %s %s %s %s %s; %s", c, s, f, r.OK, r.Elapsed.Round(10*time.Microsecond),
 		r.Version, r.Group, r.ALPN, r.Proto, r.Err, r.Report)
-	if c == lab.StockTLS && l.Config().Lost(f, lab.Upstream, lab.FirstPacket(f, helloGo)) {
+	if c == lab.StockTLS && l.Config().Lost(f, lab.Upstream, lab.FirstPacket(f, goHello(t))) {
 		assert.False(t, r.OK, "stock crypto/tls completed through the black hole")
 		return
 	}
