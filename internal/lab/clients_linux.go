@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fitshake/fitshake/fingerprint"
+	"github.com/fitshake/fitshake/internal/utlsconv"
 	"github.com/fitshake/fitshake/pmtu"
 	"github.com/fitshake/fitshake/tlsdial"
 	"golang.org/x/sys/unix"
@@ -35,6 +37,12 @@ const (
 	// FitshakeHTTP is net/http over tlsdial.TCPDialer
 	// (ForceAttemptHTTP2): GET / and read the body.
 	FitshakeHTTP = "fitshake-http"
+	// FingerprintRung is one ClientHello of package fingerprint alone:
+	// the rung of fingerprint.Ladder named DialArgs.Rung, built with
+	// fingerprint.Build and sent by utls over a plain net.Dialer (no
+	// clamp, no retry, no tlsdial), to see what a server makes of that
+	// hello. Its run's Report has only Rung and HelloSize.
+	FingerprintRung = "fingerprint-rung"
 )
 
 // DialArgs are the arguments of the package's clients.
@@ -74,6 +82,9 @@ type DialArgs struct {
 	// AllowClassical sets tlsdial.Dialer.AllowClassical, so that a test
 	// can check that a weaker hello is not used when it is allowed.
 	AllowClassical bool
+	// Rung names the rung FingerprintRung sends (fingerprint.NamePostQuantum,
+	// …); the other clients ignore it.
+	Rung string
 }
 
 // DialResult is what a client function returns: one DialRun per run.
@@ -93,6 +104,7 @@ type DialRun struct {
 	Total   time.Duration
 	Version string `json:",omitempty"` // "TLS 1.3"
 	ALPN    string `json:",omitempty"`
+	Group   string `json:",omitempty"` // key exchange, tls.CurveID's name: "X25519MLKEM768"
 	Proto   string `json:",omitempty"` // HTTP response protocol
 	Status  int    `json:",omitempty"`
 	Body    string `json:",omitempty"`
@@ -260,6 +272,7 @@ func init() {
 	RegisterClient(FitshakeDialer, dialClient(newFitshake))
 	RegisterClient(FitshakeTCP, dialClient(newTCPDialer))
 	RegisterClient(FitshakeHTTP, dialClient(newHTTP))
+	RegisterClient(FingerprintRung, dialClient(newRung))
 }
 
 // A newRun builds a client's dialer from cfg (which the dials must not
@@ -345,7 +358,17 @@ func dialClient(build newRun) ClientFunc {
 
 // done fills r from a completed handshake's state.
 func done(r DialRun, cs tls.ConnectionState) DialRun {
-	r.OK, r.Version, r.ALPN = cs.HandshakeComplete, tls.VersionName(cs.Version), cs.NegotiatedProtocol
+	r = negotiated(r, cs)
+	r.OK = cs.HandshakeComplete
+	return r
+}
+
+// negotiated records the handshake's version, ALPN protocol and group in r.
+func negotiated(r DialRun, cs tls.ConnectionState) DialRun {
+	r.Version, r.ALPN = tls.VersionName(cs.Version), cs.NegotiatedProtocol
+	if cs.CurveID != 0 {
+		r.Group = cs.CurveID.String()
+	}
 	return r
 }
 
@@ -479,7 +502,7 @@ func newHTTP(a *DialArgs, cfg *tls.Config, nd *net.Dialer, cache *pmtu.Cache) ru
 		r.Report = rep
 		if !hsAt.IsZero() {
 			r.Elapsed = hsAt.Sub(t0)
-			r.Version, r.ALPN = tls.VersionName(cs.Version), cs.NegotiatedProtocol
+			r = negotiated(r, cs)
 		} else {
 			r.Elapsed = r.Total
 		}
@@ -490,6 +513,56 @@ func newHTTP(a *DialArgs, cfg *tls.Config, nd *net.Dialer, cache *pmtu.Cache) ru
 		r.OK = true
 		return r
 	}
+}
+
+// rungNamed returns the rung of fingerprint.Ladder named name.
+func rungNamed(name string) (fingerprint.Rung, error) {
+	for _, r := range fingerprint.Ladder(true) {
+		if r.Name == name {
+			return r, nil
+		}
+	}
+	return fingerprint.Rung{}, fmt.Errorf("lab: fingerprint.Ladder has no rung %q", name)
+}
+
+func newRung(a *DialArgs, cfg *tls.Config, nd *net.Dialer, _ *pmtu.Cache) runFunc {
+	return func(ctx context.Context) DialRun {
+		t0 := time.Now()
+		cs, rep, err := handshakeRung(ctx, a, cfg, nd)
+		r := DialRun{Elapsed: time.Since(t0), Report: rep}
+		r.Total = r.Elapsed
+		if err != nil {
+			return fail(r, err)
+		}
+		return done(r, cs)
+	}
+}
+
+// handshakeRung dials a.Addr and completes a handshake with the hello of
+// rung a.Rung, built from cfg.
+func handshakeRung(ctx context.Context, a *DialArgs, cfg *tls.Config, nd *net.Dialer) (tls.ConnectionState, *Report, error) {
+	rung, err := rungNamed(a.Rung)
+	if err != nil {
+		return tls.ConnectionState{}, nil, err
+	}
+	h, err := fingerprint.Build(rung, utlsconv.Config(cfg), fingerprint.OptionsFrom(cfg, cfg.ServerName))
+	if err != nil {
+		return tls.ConnectionState{}, nil, err
+	}
+	rep := &Report{Rung: rung.Name, HelloSize: h.RecordSize}
+	raw, err := nd.DialContext(ctx, "tcp", a.Addr)
+	if err != nil {
+		return tls.ConnectionState{}, rep, err
+	}
+	defer raw.Close()
+	h.Conn.SetUnderlyingConn(raw)
+	if err := h.Conn.HandshakeContext(ctx); err != nil {
+		return tls.ConnectionState{}, rep, err
+	}
+	defer h.Conn.Close()
+	cs := utlsconv.ConnectionState(h.Conn.ConnectionState())
+	cs.CurveID = utlsconv.CurveID(h.Conn)
+	return cs, rep, nil
 }
 
 // ToolResult is the outcome of an external client (curl, openssl

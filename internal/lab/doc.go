@@ -3,8 +3,9 @@
 // misbehaves the way real networks do, real servers (nginx, openssl
 // s_server, a Go crypto/tls server) in the server namespace, and client code
 // run inside the client namespace. It is Linux-only and needs root and the
-// tools ip, nft, ethtool, nginx, openssl and curl; [Require] skips a test
-// without them, or fails it when CI=true.
+// tools ip, nft, ethtool, nginx, openssl, curl, apache2, haproxy,
+// gnutls-serv and lighttpd; [Require] skips a test without them, or fails
+// it when CI=true.
 //
 // go test -short means "no lab": [Require] (and so [New]) skips every lab
 // test under -short, CI=true or not, and the test binary does not start
@@ -22,7 +23,8 @@
 //	| clients:       |      | forwarding, nft rules  |      | nginx :443 :8443 |
 //	|  re-exec'd test|      | of the scenario        |      | go    :9443      |
 //	|  binary, curl, |      |                        |      | s_server :20000+ |
-//	|  openssl       |      |                        |      |                  |
+//	|  openssl       |      |                        |      | interop servers: |
+//	|                |      |                        |      | :10443..:13443   |
 //	+----------------+      +------------------------+      +------------------+
 //	     default route via the router on both ends; MTU 1500 on every veth
 //
@@ -156,4 +158,17 @@
 // client). [Lab.StartGoServer] runs a Go crypto/tls + net/http server on
 // :9443. The certificates are generated once per test binary run and are
 // verified by every client against the lab's CA.
+//
+// # Real servers
+//
+// [RealServers] is the interop matrix: nginx, apache2 (:10443, mod_ssl and
+// mod_http2, apache2 -X with its own configuration), haproxy (:11443, TLS
+// termination answering with "http-request return"), gnutls-serv --http
+// (:12443), lighttpd (:13443, mod_openssl), openssl s_server held to TLS
+// 1.2 with ECDSA P-256, ECDSA P-384 and RSA-2048 certificates, held to TLS
+// 1.3 with P-256 or P-384 as its only group, and without ALPN, and the Go
+// server. [Lab.StartRealServers] starts the long-lived ones;
+// [Lab.Endpoint] gives a client its address (for an s_server variant, a
+// new s_server of its own). Each runs in the foreground with its
+// configuration, pid file and logs under Dir(), never the system's.
 package lab
