@@ -27,6 +27,11 @@ import (
 const (
 	// StockTLS is crypto/tls's tls.Dialer, as a user would write it.
 	StockTLS = "stock-tls"
+	// StockTLSNoMLKEM is StockTLS in a process run with
+	// GODEBUG=tlsmlkem=0: crypto/tls offers no post-quantum group and
+	// sends a ~300-byte hello, as does a user who switched post-quantum
+	// off to get past a middlebox.
+	StockTLSNoMLKEM = "stock-tls-nomlkem"
 	// FitshakeDialer is tlsdial.Dialer.
 	FitshakeDialer = "fitshake-dialer"
 	// FitshakeTCP is tlsdial.TCPDialer under crypto/tls (tls.Client on
@@ -92,11 +97,17 @@ type DialRun struct {
 	// Total is the time to the end of the run (HTTP: the body read).
 	Total   time.Duration
 	Version string `json:",omitempty"` // "TLS 1.3"
-	ALPN    string `json:",omitempty"`
-	Proto   string `json:",omitempty"` // HTTP response protocol
-	Status  int    `json:",omitempty"`
-	Body    string `json:",omitempty"`
-	Report  *Report
+	// Group is the key exchange's group ("X25519MLKEM768", "X25519").
+	Group  string `json:",omitempty"`
+	ALPN   string `json:",omitempty"`
+	Proto  string `json:",omitempty"` // HTTP response protocol
+	Status int    `json:",omitempty"`
+	Body   string `json:",omitempty"`
+	// HelloRejected: the dial's error matches tlsdial.ErrHelloRejected,
+	// fitshake's verdict that a box on the path refuses the ClientHello
+	// itself (see helloRejected).
+	HelloRejected bool `json:",omitempty"`
+	Report        *Report
 }
 
 // Report is a JSON-friendly tlsdial.Report.
@@ -188,8 +199,8 @@ func toReport(r tlsdial.Report) *Report {
 	return out
 }
 
-// Dial runs one of the package's clients (StockTLS, FitshakeDialer,
-// FitshakeTCP, FitshakeHTTP) in the client namespace. A dial that fails
+// Dial runs one of the package's clients (StockTLS, StockTLSNoMLKEM,
+// FitshakeDialer, FitshakeTCP, FitshakeHTTP) in the client namespace. A dial that fails
 // is not an error: see DialRun.OK and Err.
 func (l *Lab) Dial(ctx context.Context, client string, args DialArgs) (DialResult, error) {
 	var res DialResult
@@ -224,8 +235,13 @@ func ClearDF(network, address string, c syscall.RawConn) error {
 	return nil
 }
 
+// clientGODEBUG is the GODEBUG setting a package client's process runs
+// with, by client name.
+var clientGODEBUG = map[string]string{StockTLSNoMLKEM: "tlsmlkem=0"}
+
 func init() {
 	RegisterClient(StockTLS, dialClient(newStock))
+	RegisterClient(StockTLSNoMLKEM, dialClient(newStock))
 	RegisterClient(FitshakeDialer, dialClient(newFitshake))
 	RegisterClient(FitshakeTCP, dialClient(newTCPDialer))
 	RegisterClient(FitshakeHTTP, dialClient(newHTTP))
@@ -315,12 +331,23 @@ func dialClient(build newRun) ClientFunc {
 // done fills r from a completed handshake's state.
 func done(r DialRun, cs tls.ConnectionState) DialRun {
 	r.OK, r.Version, r.ALPN = cs.HandshakeComplete, tls.VersionName(cs.Version), cs.NegotiatedProtocol
+	r.Group = groupName(cs.CurveID)
 	return r
+}
+
+// groupName names a key exchange group; "" for none (TLS 1.2 RSA key
+// exchange, resumption without one).
+func groupName(id tls.CurveID) string {
+	if id == 0 {
+		return ""
+	}
+	return id.String()
 }
 
 func fail(r DialRun, err error) DialRun {
 	r.OK = false
 	r.Err = err.Error()
+	r.HelloRejected = helloRejected(err)
 	return r
 }
 
@@ -448,7 +475,7 @@ func newHTTP(a *DialArgs, cfg *tls.Config, nd *net.Dialer, cache *pmtu.Cache) ru
 		r.Report = rep
 		if !hsAt.IsZero() {
 			r.Elapsed = hsAt.Sub(t0)
-			r.Version, r.ALPN = tls.VersionName(cs.Version), cs.NegotiatedProtocol
+			r.Version, r.ALPN, r.Group = tls.VersionName(cs.Version), cs.NegotiatedProtocol, groupName(cs.CurveID)
 		} else {
 			r.Elapsed = r.Total
 		}

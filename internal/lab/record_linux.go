@@ -38,8 +38,8 @@ type RecordResult struct {
 	OK bool
 	// Received is how many bytes of the record the server reported.
 	Received int
-	Reset    bool // the connection was reset
-	TimedOut bool // no answer within Timeout
+	Reset    bool   // the connection was reset
+	TimedOut bool   // no answer within Timeout
 	Err      string `json:",omitempty"`
 }
 
