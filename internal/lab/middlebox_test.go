@@ -57,6 +57,11 @@ type boxCase struct {
 
 // splitWant is what fitshake must do behind a split-intolerant box, both
 // variants.
+// splitRecords are the fake hellos sent through a split-intolerant box:
+// 1473 bytes (1448 + 25 on IPv4), 1420 (one segment), 300, and the edges
+// of one full segment on each family (1448 and 1428 bytes).
+var splitRecords = []int{1473, 1449, 1448, 1429, 1428, 1420, 300}
+
 var splitWant = []fitWant{
 	{client: lab.FitshakeDialer, ok: true, rung: rungCompact, class: classSplit},
 	{client: lab.FitshakeTCP, rejected: true, fix: true, class: classSplit},
@@ -64,9 +69,9 @@ var splitWant = []fitWant{
 
 var boxCases = []boxCase{
 	{cfg: lab.Config{Scenario: lab.SplitIntolerant, Reject: lab.RejectDrop}, ports: []int{lab.PortNginxSmall},
-		records: []int{1473, 1420, 300}, fit: splitWant},
+		records: splitRecords, fit: splitWant},
 	{cfg: lab.Config{Scenario: lab.SplitIntolerant, Reject: lab.RejectReset}, ports: []int{lab.PortNginxSmall},
-		records: []int{1473, 1420, 300}, fit: splitWant},
+		records: splitRecords, fit: splitWant},
 	{cfg: lab.Config{Scenario: lab.SizeIntolerant, HelloLimit: 1400}, ports: []int{lab.PortNginxSmall},
 		records: []int{1401, 1400, 300}},
 	{cfg: lab.Config{Scenario: lab.SizeIntolerant, HelloLimit: 1450}, ports: []int{lab.PortNginxSmall},
