@@ -82,6 +82,10 @@ func Build(r Rung, cfg *utls.Config, o Options) (*Hello, error) {
 	if err := uc.ApplyPreset(spec); err != nil {
 		return nil, fmt.Errorf("fingerprint: applying %s spec: %w", r.Name, err)
 	}
+	if !p.sessionID {
+		// ApplyPreset drew a random one, as crypto/tls does.
+		uc.HandshakeState.Hello.SessionId = nil
+	}
 	if keys != nil {
 		// ApplyPreset generated no key for shares that have data, and left
 		// KeyShareKeys empty.

@@ -8,15 +8,17 @@
 // call: a utls spec holds the key shares of one connection and must never be
 // reused. Ladder returns the rungs, largest first:
 //
-//	rung       key shares              record bytes (SNI example.com, ALPN h2+http/1.1)
-//	pq         X25519MLKEM768, X25519  1473   (TLS 1.3 only: 1438)
-//	classical  X25519                   251   (TLS 1.3 only:  216; 517 for names of 21 bytes or more)
+//	rung        key shares              record bytes (SNI example.com, ALPN h2+http/1.1)
+//	pq          X25519MLKEM768, X25519  1479   (TLS 1.3 only: 1444)
+//	pq-compact  X25519MLKEM768, X25519  1418   (TLS 1.3 only: 1395)
+//	classical   X25519                   257   (TLS 1.3 only:  222; 517 for names of 15 bytes or more)
 //
-// With MaxVersion TLS 1.2 there is no key share and both rungs send the
-// same 194-byte record. testdata/record_sizes.golden pins these numbers. RecordSize computes the
-// size of a rung's record from Options alone, without generating keys;
-// Build builds the utls connection state and reports the same size, which
-// is exactly the first Write on the wire.
+// With MaxVersion TLS 1.2 there is no key share: "pq" and "classical" send
+// the same 200-byte record, "pq-compact" 139. testdata/record_sizes.golden
+// pins these numbers. RecordSize computes the size of a rung's record from
+// Options alone, without generating keys; Build builds the utls connection
+// state and reports the same size, which is exactly the first Write on the
+// wire.
 //
 // # Why sizes matter
 //
@@ -25,10 +27,20 @@
 // never fits one such packet: even stripped of everything optional it is
 // over 1,370 bytes of TLS record, more than a 1,400-byte IPv4 packet can
 // carry. So fitshake first redials with a smaller TCP MSS, which splits the
-// hello into segments that get through, and only if that fails, and only if
-// the caller allows it, uses the classical rung: about 250 bytes, padded to
-// 517 when needed, which fits one segment even at the minimum MSS of 536.
-// No intermediate rung exists, because none could change that.
+// hello into segments that get through.
+//
+// Other paths pass large packets but not large hellos: an inspecting
+// firewall that fails when the hello spans two TCP segments, or one that
+// rejects a hello over some size or with an extension it does not know.
+// For them the "pq-compact" rung keeps both key shares and leaves out what
+// the Options do not need (Rung.Compact), so that it fits one full-size
+// segment for common server names (1,448 bytes of payload on IPv4 with TCP
+// timestamps, 1,428 on IPv6): 1,407 bytes plus the name with ALPN h2 and
+// http/1.1. It is not a downgrade.
+//
+// The "classical" rung, about 250 bytes, padded to 517 when needed, fits
+// one segment even at the minimum MSS of 536; it drops the post-quantum
+// share, and only callers who opt in get it.
 //
 // Every rung keeps its handshake message out of the 256–511 byte range,
 // which some TLS terminators hang on, with BoringSSL-style padding.
@@ -45,7 +57,12 @@
 // and a hybrid post-quantum key share. Certificate verification is whatever
 // the utls.Config says; this package never touches it.
 //
-// The "classical" rung differs only by dropping the post-quantum share,
+// The "pq-compact" rung offers the same versions, key exchange and AEAD
+// suites, and a signature algorithm for every key type crypto/tls accepts;
+// it sends an empty legacy session ID (crypto/tls sends a random one for
+// RFC 8446's middlebox compatibility mode, which a QUIC hello omits too).
+//
+// The "classical" rung differs from "pq" only by dropping the post-quantum share,
 // which exposes the session to harvest-now-decrypt-later; Ladder includes
 // it only when the caller opts in.
 //
@@ -55,26 +72,22 @@
 // issues no tickets nobody would use), or sends ECH or GREASE, whose sizes
 // vary.
 //
-// # Key exchange groups and P-256-only servers
+// # Key exchange groups
 //
-// Every group listed in supported_groups carries its key share, so a server
-// never answers with a HelloRetryRequest (utls v1.8.2 aborts on one that
-// asks for X25519MLKEM768). utls v1.8.2 also keeps the private key of only
-// the first classical share, and runs X25519 with it even when the server
-// picks the hybrid group. So a hello offers exactly one classical group,
-// X25519, and X25519MLKEM768 beside it on the "pq" rung.
+// Every rung lists the classical groups X25519, P-256, P-384 and P-521 (as
+// crypto/tls does, within Options.CurvePreferences), and sends a key share
+// for the first only: utls v1.8.2 keeps the private key of only the first
+// classical share. A TLS 1.3 server that accepts only P-256, P-384 or P-521
+// asks for its share with a HelloRetryRequest, which utls answers, and a
+// TLS 1.2 server finds the curve of its ECDSA certificate listed (OpenSSL
+// refuses the certificate otherwise). X25519MLKEM768 is listed only with
+// its share, beside the X25519 one: utls v1.8.2 aborts on a
+// HelloRetryRequest for it. Build uses one X25519 key, fresh for each
+// hello, for both the X25519 share and the X25519 half of the hybrid share,
+// as crypto/tls does (utls would generate one for each).
 //
-// As crypto/tls does, Build uses one X25519 key, fresh for each hello, for
-// both the X25519 share and the X25519 half of the hybrid share (utls
-// would generate one for each); the server may pick either group.
-//
-// As a consequence, servers that accept only P-256 (some FIPS
-// configurations) fail the handshake with the default ladder. Callers who
-// need them set Options.CurvePreferences (tls.Config.CurvePreferences) to
-// P-256 without X25519: every rung then offers P-256 alone, classical.
-// (Listing P-256 without its share, as crypto/tls does, would work through a
-// HelloRetryRequest; it is not done, so that the measured hello is the only
-// one ever sent.)
+// The record size is that of the first ClientHello; after a
+// HelloRetryRequest the second is a classical one, smaller.
 //
 // # Concurrency
 //

@@ -22,11 +22,12 @@ func ExampleLadder() {
 			fmt.Println(err)
 			return
 		}
-		fmt.Printf("%-9s post-quantum=%-5t %4d bytes\n", r.Name, r.PostQuantum, n)
+		fmt.Printf("%-10s post-quantum=%-5t %4d bytes\n", r.Name, r.PostQuantum, n)
 	}
 	// Output:
-	// pq        post-quantum=true  1473 bytes
-	// classical post-quantum=false  251 bytes
+	// pq         post-quantum=true  1479 bytes
+	// pq-compact post-quantum=true  1418 bytes
+	// classical  post-quantum=false  257 bytes
 }
 
 // Build measures a hello before any connection exists.
@@ -41,8 +42,9 @@ func ExampleBuild() {
 		fmt.Println(h.Rung.Name, h.RecordSize, h.PostQuantum)
 	}
 	// Output:
-	// pq 1438 true
-	// classical 216 false
+	// pq 1444 true
+	// pq-compact 1395 true
+	// classical 222 false
 }
 
 // Connecting with one rung: build, dial, attach, handshake.

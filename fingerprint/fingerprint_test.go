@@ -37,8 +37,8 @@ func TestLadder(t *testing.T) {
 		wantNames      []string
 		wantPQ         []bool
 	}{
-		{name: "post-quantum only", allowClassical: false, wantNames: []string{"pq"}, wantPQ: []bool{true}},
-		{name: "with classical", allowClassical: true, wantNames: []string{"pq", "classical"}, wantPQ: []bool{true, false}},
+		{name: "post-quantum only", allowClassical: false, wantNames: []string{"pq", "pq-compact"}, wantPQ: []bool{true, true}},
+		{name: "with classical", allowClassical: true, wantNames: []string{"pq", "pq-compact", "classical"}, wantPQ: []bool{true, true, false}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -52,14 +52,20 @@ func TestLadder(t *testing.T) {
 			assert.Equal(t, tt.wantNames, names)
 			assert.Equal(t, tt.wantPQ, pq)
 
-			// Largest first, for every version config.
+			// Largest first, for every version config that offers TLS
+			// 1.3 (with TLS 1.2 only no rung is post-quantum, and the
+			// compact one is the smallest: callers skip what is not
+			// smaller).
 			for _, vc := range versionConfigs {
+				if vc.want[0] != tls.VersionTLS13 {
+					continue
+				}
 				o := Options{ServerName: "example.com", NextProtos: h2, MinVersion: vc.min, MaxVersion: vc.max}
 				prev := 1 << 30
 				for _, r := range l {
 					n, err := r.RecordSize(o)
 					require.NoError(t, err)
-					assert.LessOrEqual(t, n, prev, "%s/%s", vc.name, r.Name)
+					assert.Less(t, n, prev, "%s/%s", vc.name, r.Name)
 					prev = n
 				}
 			}
@@ -195,55 +201,43 @@ func TestRungRules(t *testing.T) {
 				assert.Equal(t, vc.want[0], cfg.MaxVersion)
 
 				// AEAD suites only; TLS 1.3 suites iff TLS 1.3, ECDHE AEAD
-				// suites iff TLS 1.2.
+				// suites iff TLS 1.2 (the compact rung: one per
+				// certificate type).
 				var want []uint16
 				if tls13 {
 					want = append(want, aeadSuites13...)
 				}
-				if tls12 {
+				if tls12 && r.Compact {
+					want = append(want, tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256)
+				} else if tls12 {
 					want = append(want, aeadSuites12...)
 				}
 				assert.Equal(t, want, info.CipherSuites)
 
-				// Every group offered carries its key share, and the
-				// post-quantum one appears exactly when it should.
-				wantPQ := r.PostQuantum && tls13
-				assert.Equal(t, wantPQ, h.PostQuantum)
-				var groups, shares []utls.CurveID
-				for _, g := range info.SupportedCurves {
-					groups = append(groups, utls.CurveID(g))
-				}
-				for _, ks := range msg.KeyShares {
-					shares = append(shares, ks.Group)
-				}
-				if tls13 {
-					assert.Equal(t, groups, shares, "supported_groups must equal the key shares")
-					for _, ks := range msg.KeyShares {
-						assert.Equal(t, keyShareLen[uint16(ks.Group)], len(ks.Data), "share of %v", ks.Group)
-					}
-				} else {
-					assert.Empty(t, shares)
-				}
-				assert.Equal(t, wantPQ, slices.Contains(groups, utls.X25519MLKEM768))
-				assert.Contains(t, groups, utls.X25519, "classical share")
-				assert.Len(t, groups, map[bool]int{true: 2, false: 1}[wantPQ])
+				checkGroups(t, r, h, msg, info, tls13)
 
 				// Signature algorithms like Go's, never SHA-1, no PKCS #1 v1.5
-				// when TLS 1.2 is not offered.
+				// when TLS 1.2 is not offered; one per key type at least.
 				for _, s := range info.SignatureSchemes {
 					assert.NotContains(t, []tls.SignatureScheme{tls.PKCS1WithSHA1, tls.ECDSAWithSHA1}, s)
 					if !tls12 {
 						assert.NotContains(t, []tls.SignatureScheme{tls.PKCS1WithSHA256, tls.PKCS1WithSHA384, tls.PKCS1WithSHA512}, s)
 					}
 				}
-				assert.Contains(t, info.SignatureSchemes, tls.ECDSAWithP256AndSHA256)
-				assert.Contains(t, info.SignatureSchemes, tls.PSSWithSHA256)
+				for _, s := range []tls.SignatureScheme{tls.PSSWithSHA256, tls.ECDSAWithP256AndSHA256, tls.ECDSAWithP384AndSHA384, tls.ECDSAWithP521AndSHA512, tls.Ed25519} {
+					assert.Contains(t, info.SignatureSchemes, s)
+				}
+				if tls12 {
+					assert.Contains(t, info.SignatureSchemes, tls.PKCS1WithSHA256)
+				}
 
-				// ALPN, SNI, OCSP, SCT.
+				// ALPN, SNI; OCSP, SCT and the legacy session ID except on
+				// the compact rung.
 				assert.Equal(t, h2, info.SupportedProtos)
 				assert.Equal(t, "example.com", info.ServerName)
-				assert.True(t, msg.OcspStapling)
-				assert.True(t, msg.Scts)
+				assert.Equal(t, !r.Compact, msg.OcspStapling)
+				assert.Equal(t, !r.Compact, msg.Scts)
+				assert.Len(t, msg.SessionId, map[bool]int{true: 0, false: 32}[r.Compact])
 
 				// TLS 1.2 protections.
 				if tls12 {
@@ -270,6 +264,59 @@ func TestRungRules(t *testing.T) {
 				assert.Equal(t, n+5, h.RecordSize)
 			})
 		}
+	}
+}
+
+// checkGroups checks supported_groups and the key shares of h: every
+// classical group, post-quantum exactly when it should be and never without
+// its share, one classical share.
+func checkGroups(t *testing.T, r Rung, h *Hello, msg *utls.PubClientHelloMsg, info *tls.ClientHelloInfo, tls13 bool) {
+	t.Helper()
+	wantPQ := r.PostQuantum && tls13
+	assert.Equal(t, wantPQ, h.PostQuantum)
+	want := []tls.CurveID{tls.X25519, tls.CurveP256, tls.CurveP384, tls.CurveP521}
+	if wantPQ {
+		want = append([]tls.CurveID{tls.X25519MLKEM768}, want...)
+	}
+	assert.Equal(t, want, info.SupportedCurves)
+	var shares []utls.CurveID
+	for _, ks := range msg.KeyShares {
+		shares = append(shares, ks.Group)
+		assert.Equal(t, keyShareLen[uint16(ks.Group)], len(ks.Data), "share of %v", ks.Group)
+	}
+	switch {
+	case !tls13:
+		assert.Empty(t, shares)
+	case wantPQ:
+		assert.Equal(t, []utls.CurveID{utls.X25519MLKEM768, utls.X25519}, shares)
+	default:
+		assert.Equal(t, []utls.CurveID{utls.X25519}, shares)
+	}
+}
+
+// TestCompactFitsOneSegment checks the point of the compact rung: with ALPN
+// h2 and http/1.1, its record fits one full-size segment of a 1,500-byte
+// path with TCP timestamps (1,448 bytes on IPv4) for names up to 41 bytes,
+// and on IPv6 (1,428) up to 21, and it is the full rung's hello otherwise.
+func TestCompactFitsOneSegment(t *testing.T) {
+	for n := 0; n <= 253; n++ {
+		o := Options{ServerName: sniOfLen(n), NextProtos: h2}
+		size, err := rungCompact.RecordSize(o)
+		require.NoError(t, err)
+		want := 1398 // no SNI extension
+		if n > 0 {
+			want = 1407 + n
+		}
+		assert.Equal(t, want, size, "name of %d bytes", n)
+		if n <= 41 {
+			assert.LessOrEqual(t, size, 1448, "IPv4, name of %d bytes", n)
+		}
+		if n <= 21 {
+			assert.LessOrEqual(t, size, 1428, "IPv6, name of %d bytes", n)
+		}
+		full, err := rungPostQuantum.RecordSize(o)
+		require.NoError(t, err)
+		assert.Equal(t, 61, full-size, "what compact leaves out")
 	}
 }
 
@@ -331,11 +378,11 @@ func TestSizes(t *testing.T) {
 	}
 }
 
-// TestNoPostQuantumHelloFits1400 backs the claim that no intermediate
-// post-quantum rung is worth having: a ClientHello with nothing but what
-// TLS 1.3 requires around an X25519MLKEM768 share (one suite, one signature
-// algorithm, no SNI, no ALPN) is still larger than a 1,400-byte IPv4 packet
-// can carry in one TCP segment.
+// TestNoPostQuantumHelloFits1400 backs the claim that on a path that drops
+// packets over 1,400 bytes only the MSS helps a post-quantum hello: one
+// with nothing but what TLS 1.3 requires around an X25519MLKEM768 share
+// (one suite, one signature algorithm, no SNI, no ALPN) is still larger
+// than a 1,400-byte IPv4 packet can carry in one TCP segment.
 func TestNoPostQuantumHelloFits1400(t *testing.T) {
 	spec := &utls.ClientHelloSpec{
 		CipherSuites:       []uint16{tls.TLS_AES_128_GCM_SHA256},

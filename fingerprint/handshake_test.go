@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
+	"slices"
 	"testing"
 
 	utls "github.com/refraction-networking/utls"
@@ -12,10 +13,10 @@ import (
 )
 
 type testServer struct {
-	name     string
-	cfg      func() *tls.Config
-	tls12    bool // TLS 1.2 only
-	p256Only bool
+	name  string
+	cfg   func() *tls.Config
+	tls12 bool        // TLS 1.2 only
+	curve tls.CurveID // the only group it accepts; 0: any
 }
 
 func testServers() []testServer {
@@ -35,8 +36,11 @@ func testServers() []testServer {
 		{name: "rsa-tls13", cfg: with(p.rsaLeaf, 0)},
 		{name: "ecdsa-tls12", cfg: with(p.ecdsaLeaf, tls.VersionTLS12), tls12: true},
 		{name: "rsa-tls12", cfg: with(p.rsaLeaf, tls.VersionTLS12), tls12: true},
-		{name: "p256only-tls13", cfg: with(p.ecdsaLeaf, 0, tls.CurveP256), p256Only: true},
-		{name: "p256only-tls12", cfg: with(p.rsaLeaf, tls.VersionTLS12, tls.CurveP256), tls12: true, p256Only: true},
+		{name: "p256only-tls13", cfg: with(p.ecdsaLeaf, 0, tls.CurveP256), curve: tls.CurveP256},
+		{name: "p256only-tls12", cfg: with(p.rsaLeaf, tls.VersionTLS12, tls.CurveP256), tls12: true, curve: tls.CurveP256},
+		{name: "p384only-tls13", cfg: with(p.ecdsaLeaf, 0, tls.CurveP384), curve: tls.CurveP384},
+		{name: "p384only-tls12", cfg: with(p.ecdsaLeaf, tls.VersionTLS12, tls.CurveP384), tls12: true, curve: tls.CurveP384},
+		{name: "p521only-tls13", cfg: with(p.rsaLeaf, 0, tls.CurveP521), curve: tls.CurveP521},
 	}
 }
 
@@ -57,9 +61,10 @@ var clientConfigs = []struct {
 }
 
 // TestHandshakeMatrix completes every rung against crypto/tls servers with
-// ECDSA and RSA certificates, TLS 1.3 and TLS 1.2 only, and P-256 only,
-// verifying the certificate, and checks that the first Write on the wire is
-// exactly the measured record.
+// ECDSA and RSA certificates, TLS 1.3 and TLS 1.2 only, and accepting only
+// P-256, P-384 or P-521 (a TLS 1.3 one asks for the share with a
+// HelloRetryRequest), verifying the certificate, and checks that the first
+// Write on the wire is exactly the measured record.
 func TestHandshakeMatrix(t *testing.T) {
 	for _, r := range Ladder(true) {
 		for _, srv := range testServers() {
@@ -67,11 +72,12 @@ func TestHandshakeMatrix(t *testing.T) {
 				t.Run(r.Name+"/"+srv.name+"/"+cc.name, func(t *testing.T) {
 					h, err := Build(r, clientConfig(pki().roots), cc.o)
 					require.NoError(t, err)
+					first := record(h)
 					res := handshake(t, h, srv.cfg())
 
 					// What goes on the wire first is exactly the measured record.
 					require.Len(t, res.firstWrite, h.RecordSize, "first Write")
-					assert.Equal(t, record(h)[5:], res.firstWrite[5:])
+					assert.Equal(t, first[5:], res.firstWrite[5:])
 
 					switch {
 					case cc.min13 && srv.tls12:
@@ -79,50 +85,60 @@ func TestHandshakeMatrix(t *testing.T) {
 						require.Error(t, res.clientErr)
 						assert.ErrorContains(t, res.serverErr, "unsupported versions")
 						return
-					case srv.p256Only && !cc.p256:
-						// Documented: the default ladder offers one classical
-						// group, X25519 (see doc.go).
+					case srv.curve != 0 && cc.o.CurvePreferences != nil && !slices.Contains(cc.o.CurvePreferences, srv.curve):
+						// No group in common, as with crypto/tls.
 						require.Error(t, res.clientErr)
 						require.Error(t, res.serverErr)
-						t.Logf("P-256-only server: client: %v; server: %v", res.clientErr, res.serverErr)
 						return
 					}
 					require.NoError(t, res.clientErr)
 					require.NoError(t, res.serverErr)
-
-					wantVers := uint16(tls.VersionTLS13)
-					if srv.tls12 || cc.max12 {
-						wantVers = tls.VersionTLS12
-					}
-					wantCurve := tls.X25519
-					switch {
-					case r.PostQuantum && cc.wantPQ && wantVers == tls.VersionTLS13 && !srv.p256Only:
-						wantCurve = tls.X25519MLKEM768
-					case cc.p256:
-						wantCurve = tls.CurveP256
-					}
-					assert.Equal(t, wantVers, res.client.Version)
-					assert.Equal(t, wantCurve, res.server.CurveID)
-					assert.False(t, res.server.HelloRetryRequest, "no HelloRetryRequest")
-					assert.Equal(t, "h2", res.client.NegotiatedProtocol)
-					assert.Equal(t, "h2", res.server.NegotiatedProtocol)
-					assert.Equal(t, testServerName, res.server.ServerName, "SNI")
-					assert.False(t, res.client.DidResume)
-					require.NotEmpty(t, res.client.VerifiedChains, "certificate verified")
-					assert.Len(t, res.client.VerifiedChains[0], 2)
-					assert.Contains(t, append(aeadSuites13, aeadSuites12...), res.client.CipherSuite)
-
-					// Keying material export works (Build keeps the
-					// Config's RenegotiateNever).
-					a, err := res.server.ExportKeyingMaterial("EXPORTER-fitshake", nil, 16)
-					require.NoError(t, err)
-					b, err := res.client.ExportKeyingMaterial("EXPORTER-fitshake", nil, 16)
-					require.NoError(t, err)
-					assert.Equal(t, a, b)
+					checkNegotiated(t, r, srv, cc.wantPQ, cc.max12, cc.p256, res)
 				})
 			}
 		}
 	}
+}
+
+// checkNegotiated checks what a completed handshake of rung r with srv
+// agreed on: version, group (and whether it took a HelloRetryRequest),
+// ALPN, SNI, a verified chain, an AEAD suite and working keys.
+func checkNegotiated(t *testing.T, r Rung, srv testServer, wantPQ, max12, p256 bool, res result) {
+	t.Helper()
+	wantVers := uint16(tls.VersionTLS13)
+	if srv.tls12 || max12 {
+		wantVers = tls.VersionTLS12
+	}
+	share := tls.X25519 // the client's classical share
+	if p256 {
+		share = tls.CurveP256
+	}
+	wantCurve := share
+	switch {
+	case srv.curve != 0:
+		wantCurve = srv.curve
+	case r.PostQuantum && wantPQ && wantVers == tls.VersionTLS13:
+		wantCurve = tls.X25519MLKEM768
+	}
+	assert.Equal(t, wantVers, res.client.Version)
+	assert.Equal(t, wantCurve, res.server.CurveID)
+	assert.Equal(t, wantVers == tls.VersionTLS13 && wantCurve != share && wantCurve != tls.X25519MLKEM768,
+		res.server.HelloRetryRequest, "HelloRetryRequest")
+	assert.Equal(t, "h2", res.client.NegotiatedProtocol)
+	assert.Equal(t, "h2", res.server.NegotiatedProtocol)
+	assert.Equal(t, testServerName, res.server.ServerName, "SNI")
+	assert.False(t, res.client.DidResume)
+	require.NotEmpty(t, res.client.VerifiedChains, "certificate verified")
+	assert.Len(t, res.client.VerifiedChains[0], 2)
+	assert.Contains(t, append(aeadSuites13, aeadSuites12...), res.client.CipherSuite)
+
+	// Keying material export works (Build keeps the Config's
+	// RenegotiateNever).
+	a, err := res.server.ExportKeyingMaterial("EXPORTER-fitshake", nil, 16)
+	require.NoError(t, err)
+	b, err := res.client.ExportKeyingMaterial("EXPORTER-fitshake", nil, 16)
+	require.NoError(t, err)
+	assert.Equal(t, a, b)
 }
 
 // TestVerification checks that every rung verifies the server certificate:

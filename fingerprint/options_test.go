@@ -61,7 +61,8 @@ func TestValidate(t *testing.T) {
 		{name: "Min above Max", o: Options{MinVersion: tls.VersionTLS13, MaxVersion: tls.VersionTLS12}, wantErr: errVersions},
 		{name: "MinVersion from the future", o: Options{MinVersion: 0x0305}, wantErr: errVersions},
 		{name: "only post-quantum group", o: Options{CurvePreferences: []tls.CurveID{tls.X25519MLKEM768}}, wantErr: errNoGroup},
-		{name: "only P-384", o: Options{CurvePreferences: []tls.CurveID{tls.CurveP384}}, wantErr: errNoGroup},
+		{name: "only P-384", o: Options{CurvePreferences: []tls.CurveID{tls.CurveP384}}},
+		{name: "only hybrids", o: Options{CurvePreferences: []tls.CurveID{tls.X25519MLKEM768, tls.SecP256r1MLKEM768}}, wantErr: errNoGroup},
 		{name: "empty CurvePreferences", o: Options{CurvePreferences: []tls.CurveID{}}, wantErr: errNoGroup},
 		{name: "only CBC suites, TLS 1.2", o: Options{MaxVersion: tls.VersionTLS12, CipherSuites: []uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA}}, wantErr: errNoSuite},
 		{name: "only CBC suites, TLS 1.3 allowed", o: Options{CipherSuites: []uint16{tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA}}},
@@ -101,28 +102,28 @@ func TestRestrictions(t *testing.T) {
 	}{
 		{
 			name:       "defaults",
-			wantGroups: map[string][]tls.CurveID{"pq": {tls.X25519MLKEM768, tls.X25519}, "classical": {tls.X25519}},
+			wantGroups: map[string][]tls.CurveID{"pq": {tls.X25519MLKEM768, tls.X25519, tls.CurveP256, tls.CurveP384, tls.CurveP521}, "pq-compact": {tls.X25519MLKEM768, tls.X25519, tls.CurveP256, tls.CurveP384, tls.CurveP521}, "classical": {tls.X25519, tls.CurveP256, tls.CurveP384, tls.CurveP521}},
 			wantSuites: append(append([]uint16(nil), aeadSuites13...), aeadSuites12...),
 			wantVers:   []uint16{tls.VersionTLS13, tls.VersionTLS12},
 		},
 		{
 			name:       "Go default curve list",
 			o:          Options{CurvePreferences: []tls.CurveID{tls.X25519MLKEM768, tls.SecP256r1MLKEM768, tls.SecP384r1MLKEM1024, tls.X25519, tls.CurveP256, tls.CurveP384, tls.CurveP521}},
-			wantGroups: map[string][]tls.CurveID{"pq": {tls.X25519MLKEM768, tls.X25519}, "classical": {tls.X25519}},
+			wantGroups: map[string][]tls.CurveID{"pq": {tls.X25519MLKEM768, tls.X25519, tls.CurveP256, tls.CurveP384, tls.CurveP521}, "pq-compact": {tls.X25519MLKEM768, tls.X25519, tls.CurveP256, tls.CurveP384, tls.CurveP521}, "classical": {tls.X25519, tls.CurveP256, tls.CurveP384, tls.CurveP521}},
 			wantSuites: append(append([]uint16(nil), aeadSuites13...), aeadSuites12...),
 			wantVers:   []uint16{tls.VersionTLS13, tls.VersionTLS12},
 		},
 		{
 			name:       "no post-quantum",
 			o:          Options{CurvePreferences: []tls.CurveID{tls.X25519, tls.CurveP256}},
-			wantGroups: map[string][]tls.CurveID{"pq": {tls.X25519}, "classical": {tls.X25519}},
+			wantGroups: map[string][]tls.CurveID{"pq": {tls.X25519, tls.CurveP256}, "pq-compact": {tls.X25519, tls.CurveP256}, "classical": {tls.X25519, tls.CurveP256}},
 			wantSuites: append(append([]uint16(nil), aeadSuites13...), aeadSuites12...),
 			wantVers:   []uint16{tls.VersionTLS13, tls.VersionTLS12},
 		},
 		{
 			name:       "P-256 only",
 			o:          Options{CurvePreferences: []tls.CurveID{tls.X25519MLKEM768, tls.CurveP256}},
-			wantGroups: map[string][]tls.CurveID{"pq": {tls.CurveP256}, "classical": {tls.CurveP256}},
+			wantGroups: map[string][]tls.CurveID{"pq": {tls.CurveP256}, "pq-compact": {tls.CurveP256}, "classical": {tls.CurveP256}},
 			wantSuites: append(append([]uint16(nil), aeadSuites13...), aeadSuites12...),
 			wantVers:   []uint16{tls.VersionTLS13, tls.VersionTLS12},
 		},
@@ -132,14 +133,14 @@ func TestRestrictions(t *testing.T) {
 				tls.TLS_RSA_WITH_AES_128_GCM_SHA256, tls.TLS_ECDHE_RSA_WITH_AES_128_CBC_SHA,
 				tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384,
 			}},
-			wantGroups: map[string][]tls.CurveID{"pq": {tls.X25519MLKEM768, tls.X25519}, "classical": {tls.X25519}},
+			wantGroups: map[string][]tls.CurveID{"pq": {tls.X25519MLKEM768, tls.X25519, tls.CurveP256, tls.CurveP384, tls.CurveP521}, "pq-compact": {tls.X25519MLKEM768, tls.X25519, tls.CurveP256, tls.CurveP384, tls.CurveP521}, "classical": {tls.X25519, tls.CurveP256, tls.CurveP384, tls.CurveP521}},
 			wantSuites: append(append([]uint16(nil), aeadSuites13...), tls.TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384),
 			wantVers:   []uint16{tls.VersionTLS13, tls.VersionTLS12},
 		},
 		{
 			name:       "no TLS 1.2 suite left: TLS 1.3 only",
 			o:          Options{CipherSuites: []uint16{tls.TLS_RSA_WITH_AES_128_GCM_SHA256}},
-			wantGroups: map[string][]tls.CurveID{"pq": {tls.X25519MLKEM768, tls.X25519}, "classical": {tls.X25519}},
+			wantGroups: map[string][]tls.CurveID{"pq": {tls.X25519MLKEM768, tls.X25519, tls.CurveP256, tls.CurveP384, tls.CurveP521}, "pq-compact": {tls.X25519MLKEM768, tls.X25519, tls.CurveP256, tls.CurveP384, tls.CurveP521}, "classical": {tls.X25519, tls.CurveP256, tls.CurveP384, tls.CurveP521}},
 			wantSuites: aeadSuites13,
 			wantVers:   []uint16{tls.VersionTLS13},
 		},
@@ -153,7 +154,11 @@ func TestRestrictions(t *testing.T) {
 				require.NoError(t, err)
 				_, info := parseHello(t, record(h))
 				assert.Equal(t, tt.wantGroups[r.Name], info.SupportedCurves)
-				assert.Equal(t, tt.wantSuites, info.CipherSuites)
+				if r.Compact {
+					assert.Subset(t, tt.wantSuites, info.CipherSuites)
+				} else {
+					assert.Equal(t, tt.wantSuites, info.CipherSuites)
+				}
 				assert.Equal(t, tt.wantVers, info.SupportedVersions)
 				assert.Equal(t, tt.wantGroups[r.Name][0] == tls.X25519MLKEM768, h.PostQuantum)
 			})

@@ -11,8 +11,12 @@ import (
 // golden files key on them.
 const (
 	// NamePostQuantum is the first rung: a modern client hello with an
-	// X25519MLKEM768 key share.
+	// X25519MLKEM768 key share, as crypto/tls sends it.
 	NamePostQuantum = "pq"
+	// NameCompact is the one-segment post-quantum rung: the same key
+	// shares, without what the Options do not need (see Rung.Compact), so
+	// that its record fits one full-size TCP segment.
+	NameCompact = "pq-compact"
 	// NameClassical is the small rung: no post-quantum share, padded to
 	// 517 record bytes so that it fits one TCP segment even at MSS 536.
 	NameClassical = "classical"
@@ -25,12 +29,20 @@ const (
 //
 // The zero Rung is not usable; get rungs from Ladder.
 type Rung struct {
-	// Name is short and stable: NamePostQuantum or NameClassical.
+	// Name is short and stable: NamePostQuantum, NameCompact or
+	// NameClassical.
 	Name string
 	// PostQuantum reports that the rung sends an X25519MLKEM768 key share
 	// whenever TLS 1.3 is offered and Options.CurvePreferences allows it
 	// (Hello.PostQuantum tells for one built hello).
 	PostQuantum bool
+	// Compact reports that the rung leaves out what the Options do not
+	// need: the 32-byte legacy session ID (RFC 8446 middlebox
+	// compatibility), OCSP and SCT requests (unless
+	// Options.CertificateStatus), signature algorithms beyond one per key
+	// type, and TLS 1.2 suites beyond one per certificate type. Key
+	// shares, groups, versions, SNI and ALPN are those of the full rung.
+	Compact bool
 
 	// valid is set on the rungs of Ladder, false in the zero Rung.
 	valid bool
@@ -38,25 +50,32 @@ type Rung struct {
 
 var (
 	rungPostQuantum = Rung{Name: NamePostQuantum, PostQuantum: true, valid: true}
+	rungCompact     = Rung{Name: NameCompact, PostQuantum: true, Compact: true, valid: true}
 	rungClassical   = Rung{Name: NameClassical, PostQuantum: false, valid: true}
 )
 
 // Ladder returns the rungs in order, largest ClientHello first, in a new
-// slice. Without allowClassical it never drops the post-quantum share and
-// holds the single rung "pq"; with it, "classical" follows. When Options
-// offer only TLS 1.2, both rungs build the same hello: compare RecordSize
-// and skip a rung that is not smaller than the one before.
+// slice: "pq", "pq-compact" and, with allowClassical, "classical". Without
+// allowClassical no rung drops the post-quantum share. When Options offer
+// only TLS 1.2, or exclude the hybrid group, no rung carries it: compare
+// RecordSize and skip a rung that is not smaller than the one before.
 //
-// There is no intermediate post-quantum rung because none would help: an
-// X25519MLKEM768 key share alone is 1,220 bytes, and the smallest ClientHello
-// carrying it (with the classical share that must go with it) is over 1,370
-// record bytes, so a post-quantum hello never fits one 1,400-byte packet and
-// trimming other extensions cannot change that. Only the TCP MSS can.
+// The compact rung exists for middleboxes, not MTUs. No post-quantum hello
+// fits one 1,400-byte packet (the X25519MLKEM768 share alone is 1,216
+// bytes), so on a path that drops large packets only the TCP MSS helps.
+// But an inspecting firewall that fails on a hello split across two
+// segments passes one that fits a single full-size segment: 1,448 bytes of
+// payload on a 1,500-byte IPv4 path with TCP timestamps, 1,428 on IPv6.
+// The compact hello is 1,407 record bytes plus the server name's length
+// (with ALPN h2 and http/1.1), so it fits one IPv4 segment for names up to
+// 41 bytes and one IPv6 segment up to 21. It weakens nothing: the same
+// key exchange, versions and AEAD suites, and a signature algorithm for
+// every certificate key type crypto/tls accepts.
 func Ladder(allowClassical bool) []Rung {
 	if allowClassical {
-		return []Rung{rungPostQuantum, rungClassical}
+		return []Rung{rungPostQuantum, rungCompact, rungClassical}
 	}
-	return []Rung{rungPostQuantum}
+	return []Rung{rungPostQuantum, rungCompact}
 }
 
 var errZeroRung = errors.New("fingerprint: zero Rung (use Ladder)")
@@ -99,7 +118,7 @@ func (r Rung) plan(o Options) (plan, error) {
 	if !r.valid {
 		return plan{}, errZeroRung
 	}
-	return o.plan(r.PostQuantum)
+	return o.plan(r.PostQuantum, r.Compact)
 }
 
 func (r Rung) spec(o Options) (*utls.ClientHelloSpec, plan, error) {
@@ -114,19 +133,22 @@ const (
 	groupX25519MLKEM768 = uint16(utls.X25519MLKEM768)
 	groupX25519         = uint16(utls.X25519)
 	groupP256           = uint16(utls.CurveP256)
+	groupP384           = uint16(utls.CurveP384)
+	groupP521           = uint16(utls.CurveP521)
 )
 
-// classicalGroups are the classical groups a rung may offer, in preference
-// order; exactly one is offered (see plan).
-var classicalGroups = []uint16{groupX25519, groupP256}
-
-func isClassical(g uint16) bool { return g == groupX25519 || g == groupP256 }
+// classicalGroups are the classical groups a rung offers, in crypto/tls's
+// preference order: all of those the Options allow are listed, and the
+// first carries the key share (see plan).
+var classicalGroups = []uint16{groupX25519, groupP256, groupP384, groupP521}
 
 // keyShareLen is the size of the key_share entry data of each group.
 var keyShareLen = map[uint16]int{
 	groupX25519MLKEM768: 1184 + 32, // ML-KEM-768 encapsulation key + X25519
 	groupX25519:         32,
-	groupP256:           65, // uncompressed point
+	groupP256:           65, // uncompressed points
+	groupP384:           97,
+	groupP521:           133,
 }
 
 // suitesTLS13 are the TLS 1.3 suites, all of them, AES-GCM first as Go
@@ -148,32 +170,62 @@ var suitesTLS12 = []uint16{
 	tls.TLS_ECDHE_RSA_WITH_CHACHA20_POLY1305_SHA256,
 }
 
-// sigAlgs are Go 1.26's signature algorithms for a client whose minimum
-// version is TLS 1.2 (SHA-1 disabled since Go 1.25).
-var sigAlgs = []utls.SignatureScheme{
-	utls.PSSWithSHA256,
-	utls.ECDSAWithP256AndSHA256,
-	utls.Ed25519,
-	utls.PSSWithSHA384,
-	utls.PSSWithSHA512,
-	utls.PKCS1WithSHA256,
-	utls.PKCS1WithSHA384,
-	utls.PKCS1WithSHA512,
-	utls.ECDSAWithP384AndSHA384,
-	utls.ECDSAWithP521AndSHA512,
+// ecdsaSuite reports whether a suite of suitesTLS12 authenticates the
+// server with an ECDSA certificate (the others take RSA ones).
+func ecdsaSuite(s uint16) bool {
+	switch s {
+	case tls.TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256,
+		tls.TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384,
+		tls.TLS_ECDHE_ECDSA_WITH_CHACHA20_POLY1305_SHA256:
+		return true
+	}
+	return false
 }
 
-// sigAlgsTLS13 are sigAlgs without PKCS #1 v1.5, which TLS 1.3 forbids, for
-// a client that offers TLS 1.3 only.
-var sigAlgsTLS13 = []utls.SignatureScheme{
-	utls.PSSWithSHA256,
-	utls.ECDSAWithP256AndSHA256,
-	utls.Ed25519,
-	utls.PSSWithSHA384,
-	utls.PSSWithSHA512,
-	utls.ECDSAWithP384AndSHA384,
-	utls.ECDSAWithP521AndSHA512,
-}
+// Signature algorithms: sigAlgs are Go 1.26's for a client whose minimum
+// version is TLS 1.2 (SHA-1 disabled since Go 1.25); sigAlgsTLS13 leave out
+// PKCS #1 v1.5, which TLS 1.3 forbids, for a client that offers TLS 1.3
+// only. The compact lists keep one algorithm per key type a server's
+// certificate may have (RSA: PSS, and PKCS #1 v1.5 for TLS 1.2; ECDSA on
+// each curve; Ed25519), with SHA-256 where the key allows a choice.
+var (
+	sigAlgs = []utls.SignatureScheme{
+		utls.PSSWithSHA256,
+		utls.ECDSAWithP256AndSHA256,
+		utls.Ed25519,
+		utls.PSSWithSHA384,
+		utls.PSSWithSHA512,
+		utls.PKCS1WithSHA256,
+		utls.PKCS1WithSHA384,
+		utls.PKCS1WithSHA512,
+		utls.ECDSAWithP384AndSHA384,
+		utls.ECDSAWithP521AndSHA512,
+	}
+	sigAlgsTLS13 = []utls.SignatureScheme{
+		utls.PSSWithSHA256,
+		utls.ECDSAWithP256AndSHA256,
+		utls.Ed25519,
+		utls.PSSWithSHA384,
+		utls.PSSWithSHA512,
+		utls.ECDSAWithP384AndSHA384,
+		utls.ECDSAWithP521AndSHA512,
+	}
+	sigAlgsCompact = []utls.SignatureScheme{
+		utls.PSSWithSHA256,
+		utls.ECDSAWithP256AndSHA256,
+		utls.Ed25519,
+		utls.PKCS1WithSHA256,
+		utls.ECDSAWithP384AndSHA384,
+		utls.ECDSAWithP521AndSHA512,
+	}
+	sigAlgsCompactTLS13 = []utls.SignatureScheme{
+		utls.PSSWithSHA256,
+		utls.ECDSAWithP256AndSHA256,
+		utls.Ed25519,
+		utls.ECDSAWithP384AndSHA384,
+		utls.ECDSAWithP521AndSHA512,
+	}
+)
 
 // numCipherSuites is len(p.cipherSuites()), without building it.
 func (p *plan) numCipherSuites() int {
@@ -205,7 +257,12 @@ func (p *plan) sigAlgs() []utls.SignatureScheme {
 // sharedSigAlgs is the package's list sigAlgs returns a copy of: read it,
 // never write it.
 func (p *plan) sharedSigAlgs() []utls.SignatureScheme {
-	if p.tls12() {
+	switch {
+	case p.compact && p.tls12():
+		return sigAlgsCompact
+	case p.compact:
+		return sigAlgsCompactTLS13
+	case p.tls12():
 		return sigAlgs
 	}
 	return sigAlgsTLS13
@@ -224,9 +281,11 @@ func (p *plan) versions() []uint16 {
 // 256–511 bytes (BoringSSL style), which some TLS terminators hang on.
 func (p *plan) spec() *utls.ClientHelloSpec {
 	curves := make([]utls.CurveID, len(p.groups))
-	shares := make([]utls.KeyShare, len(p.groups))
 	for i, g := range p.groups {
 		curves[i] = utls.CurveID(g)
+	}
+	shares := make([]utls.KeyShare, len(p.shares))
+	for i, g := range p.shares {
 		shares[i] = utls.KeyShare{Group: utls.CurveID(g)}
 	}
 
@@ -244,9 +303,10 @@ func (p *plan) spec() *utls.ClientHelloSpec {
 			&utls.ExtendedMasterSecretExtension{},
 		)
 	}
+	if p.status {
+		ext = append(ext, &utls.SCTExtension{}, &utls.StatusRequestExtension{})
+	}
 	ext = append(ext,
-		&utls.SCTExtension{},
-		&utls.StatusRequestExtension{},
 		&utls.SupportedCurvesExtension{Curves: curves},
 		&utls.SignatureAlgorithmsExtension{SupportedSignatureAlgorithms: p.sigAlgs()},
 	)
@@ -279,10 +339,13 @@ func (p *plan) spec() *utls.ClientHelloSpec {
 func (p *plan) handshakeSize() int {
 	n := 4 + // handshake header
 		2 + 32 + // legacy_version, random
-		1 + 32 + // legacy_session_id (always 32 bytes, RFC 8446 middlebox compatibility)
+		1 + // legacy_session_id length
 		2 + 2*p.numCipherSuites() +
 		1 + 1 + // compression methods: null
 		2 // extensions length
+	if p.sessionID {
+		n += sessionIDLen
+	}
 	if p.sni != "" {
 		n += 4 + 2 + 1 + 2 + len(p.sni)
 	}
@@ -291,8 +354,10 @@ func (p *plan) handshakeSize() int {
 		n += 4 + 1     // renegotiation_info, empty
 		n += 4         // extended_master_secret
 	}
-	n += 4                                // signed_certificate_timestamp
-	n += 4 + 1 + 2 + 2                    // status_request (OCSP)
+	if p.status {
+		n += 4             // signed_certificate_timestamp
+		n += 4 + 1 + 2 + 2 // status_request (OCSP)
+	}
 	n += 4 + 2 + 2*len(p.groups)          // supported_groups
 	n += 4 + 2 + 2*len(p.sharedSigAlgs()) // signature_algorithms
 	if len(p.alpn) > 0 {
@@ -304,7 +369,7 @@ func (p *plan) handshakeSize() int {
 	if p.tls13() {
 		n += 4 + 1 + 2*int(p.maxVersion-p.minVersion+1) // supported_versions (p.versions)
 		n += 4 + 2                                      // key_share
-		for _, g := range p.groups {
+		for _, g := range p.shares {
 			n += 2 + 2 + keyShareLen[g]
 		}
 	}
@@ -319,6 +384,10 @@ func (p *plan) recordSize() int { return recordHeaderLen + p.handshakeSize() }
 
 const (
 	recordHeaderLen = 5
+	// sessionIDLen is the legacy session ID of every rung but the compact
+	// one: random, as crypto/tls sends it (RFC 8446 middlebox
+	// compatibility mode).
+	sessionIDLen = 32
 	// maxHandshakeLen is the largest ClientHello that fits one TLS record
 	// (2^14 bytes of plaintext).
 	maxHandshakeLen = 1 << 14

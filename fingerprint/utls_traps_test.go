@@ -16,7 +16,7 @@ import (
 // supported_groups and key shares.
 func customHello(t *testing.T, groups, shares []utls.CurveID) *Hello {
 	t.Helper()
-	p, err := Options{ServerName: testServerName, NextProtos: h2}.plan(true)
+	p, err := Options{ServerName: testServerName, NextProtos: h2}.plan(true, false)
 	require.NoError(t, err)
 	spec := p.spec()
 	for _, e := range spec.Extensions {
@@ -65,9 +65,9 @@ func TestUTLSTraps(t *testing.T) {
 			server: normal, wantErr: "unsupported curve",
 		},
 		{
-			// The alternative to CurvePreferences for P-256-only servers,
-			// not used because the product rule forbids a group without
-			// its share: a classical HelloRetryRequest works.
+			// What every rung relies on for P-256-only servers: a
+			// classical group listed without its share is answered with
+			// a HelloRetryRequest, which works.
 			name:   "classical group without its share: HelloRetryRequest works",
 			groups: []utls.CurveID{mlkem, x25519, p256}, shares: []utls.CurveID{mlkem, x25519},
 			server: p256Only, wantCurve: tls.CurveP256, wantHRR: true,
@@ -99,7 +99,7 @@ func TestUTLSTraps(t *testing.T) {
 // into the Config, and anything but RenegotiateNever disables
 // ExportKeyingMaterial.
 func TestUTLSRenegotiationOverwrite(t *testing.T) {
-	p, err := Options{ServerName: testServerName}.plan(false)
+	p, err := Options{ServerName: testServerName}.plan(false, false)
 	require.NoError(t, err)
 	spec := p.spec()
 	for _, e := range spec.Extensions {

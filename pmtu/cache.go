@@ -42,6 +42,11 @@ type Entry struct {
 	// slow server, not a black hole. Dials that find it wait that long
 	// before racing a clamped attempt. Zero means nothing was learned.
 	Silence time.Duration
+	// Class is what the path did to a ClientHello it refused, a Class
+	// whose HelloRejected is true (a split- or content-intolerant box), or
+	// ClassUnknown. Dials that find it take a reset as that refusal at
+	// once and skip the MSS clamps, which cannot help.
+	Class Class
 	// Learned is when the entry was stored; Store sets it when zero.
 	Learned time.Time
 }

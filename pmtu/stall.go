@@ -33,6 +33,21 @@ const (
 	// answer a ClientHello they dislike with an alert, so a reset is the
 	// mark of a box on the path that rejects large packets or the hello.
 	ClassReset
+	// ClassSplitIntolerant: a box on the path fails on a ClientHello split
+	// across TCP segments (an inspecting firewall that reads only the first
+	// one). The hello spanned more than one segment and its head, a
+	// full-size segment, was acknowledged, so large packets get through;
+	// then its tail was lost and never SACKed, or the connection was reset
+	// or closed before any reply. A smaller MSS makes it worse; a hello
+	// that fits one segment gets through.
+	ClassSplitIntolerant
+	// ClassContentIntolerant: a box on the path rejects the ClientHello
+	// itself — its size, or an extension it does not know — whatever its
+	// segments: a hello that fit one segment was acknowledged and then
+	// reset, or hellos were reset even in segments small enough for any
+	// path (a dialer sets it then). A smaller hello, or one without what
+	// the box rejects, gets through.
+	ClassContentIntolerant
 )
 
 func (c Class) String() string {
@@ -49,12 +64,23 @@ func (c Class) String() string {
 		return "silent server"
 	case ClassReset:
 		return "reset"
+	case ClassSplitIntolerant:
+		return "split-intolerant middlebox"
+	case ClassContentIntolerant:
+		return "hello-intolerant middlebox"
 	}
 	return fmt.Sprintf("Class(%d)", int(c))
 }
 
 // BlackHole reports whether c is conclusive evidence of a black hole.
 func (c Class) BlackHole() bool { return c == ClassUpstream || c == ClassDownstream }
+
+// HelloRejected reports whether c says that the ClientHello itself, not
+// the size of packets, is what the path refuses: a split-intolerant or a
+// content-intolerant box. Only another ClientHello gets through.
+func (c Class) HelloRejected() bool {
+	return c == ClassSplitIntolerant || c == ClassContentIntolerant
+}
 
 // Evidence is what TCP_INFO showed about a first flight, as changes since it
 // was written.
@@ -85,6 +111,15 @@ type Evidence struct {
 	OvertakenBy int
 }
 
+// Segments returns how many TCP segments the flight took at SegSize; 0
+// when SegSize is unknown.
+func (e Evidence) Segments() int {
+	if e.SegSize <= 0 {
+		return 0
+	}
+	return max(1, (e.Sent+e.SegSize-1)/e.SegSize)
+}
+
 // Diagnosis is a classified stall: the class and the evidence for it.
 type Diagnosis struct {
 	Class    Class
@@ -95,6 +130,10 @@ type Diagnosis struct {
 // TCP_INFO snapshots of one connection: base, taken before the flight was
 // written, and cur, taken elapsed later. It is a pure function: callers
 // poll and decide what to do with the answer.
+//
+// A flight whose head segment was acknowledged and whose tail was then
+// retransmitted without any SACK is ClassSplitIntolerant: the head is the
+// largest segment, so no size limit explains the tail's loss.
 //
 // Measured signatures (see the recorded timelines in testdata/timelines):
 // a flight whose head segment is black-holed shows Sacked > 0 within one
@@ -131,6 +170,11 @@ func Classify(sent int, base, cur TCPInfo, elapsed time.Duration) Diagnosis {
 		if ev.OutOfOrder > 0 {
 			d.Class = ClassDownstream
 		}
+	case ev.Acked > 0 && ev.SACKed == 0 && ev.Retransmits > 0 && ev.Segments() > 1:
+		// The full-size head got through and the small tail did not: not
+		// a size a path drops, a box that stopped the flow after the
+		// first segment.
+		d.Class = ClassSplitIntolerant
 	case ev.SACKed > 0 || ev.Retransmits > 0:
 		d.Class = ClassUpstream
 	default:
@@ -174,6 +218,16 @@ func (d Diagnosis) String() string {
 	case ClassReset:
 		return fmt.Sprintf("%d-byte ClientHello: the connection was reset before any reply (after %s) — a firewall or middlebox rejecting large packets or this ClientHello",
 			e.Sent, ms)
+	case ClassSplitIntolerant:
+		if e.Acked <= 0 {
+			return fmt.Sprintf("%d-byte ClientHello sent as %s, cut before any reply (after %s) — this path was seen to fail on a ClientHello split across segments",
+				e.Sent, segments(e.Sent, e.SegSize), ms)
+		}
+		return fmt.Sprintf("%d-byte ClientHello sent as %s: the %d-byte head was acknowledged, then the flow was cut before any reply (after %s) — a box on the path fails on a ClientHello split across segments",
+			e.Sent, segments(e.Sent, e.SegSize), min(e.Acked, e.SegSize), ms)
+	case ClassContentIntolerant:
+		return fmt.Sprintf("%d-byte ClientHello rejected before any reply (after %s), in segments any path carries — a box on the path rejects this ClientHello: its size or an extension it does not know",
+			e.Sent, ms)
 	}
 	switch {
 	case e.PathMTUShrank:
@@ -201,6 +255,10 @@ func (d Diagnosis) Fix() string {
 		return clamp + smaller
 	case ClassReset:
 		return clamp + "; or ask whoever runs the firewall why it resets this ClientHello"
+	case ClassSplitIntolerant:
+		return "update or exempt the TLS inspection of the firewall or IPS on the path so that it reassembles a ClientHello split across TCP segments (Suricata: match with ssl_state:client_hello; HAProxy: tcp-request inspect-delay before req.ssl_sni) — do not clamp the MSS for it, a smaller MSS splits the hello more; meanwhile a ClientHello that fits one segment gets through (fitshake's Dialer sends one)"
+	case ClassContentIntolerant:
+		return "update or exempt the TLS inspection of the firewall or IPS on the path: it rejects this ClientHello (its size, or extensions such as post-quantum key shares or ML-DSA signature algorithms); meanwhile a smaller ClientHello gets through (fitshake's Dialer sends one; with crypto/tls, CurvePreferences without X25519MLKEM768)"
 	case ClassSilent, ClassUnknown:
 		if d.Evidence.OvertakenBy > 0 {
 			return clamp + smaller

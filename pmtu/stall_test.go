@@ -85,6 +85,25 @@ func TestClassifyRecordedTimelines(t *testing.T) {
 	}
 }
 
+func TestHelloRejectedClasses(t *testing.T) {
+	for c := pmtu.ClassUnknown; c <= pmtu.ClassContentIntolerant; c++ {
+		d := pmtu.Diagnosis{Class: c, Evidence: pmtu.Evidence{Sent: 1479, SegSize: 1448, Acked: 1448, TCPInfo: true}}
+		want := c == pmtu.ClassSplitIntolerant || c == pmtu.ClassContentIntolerant
+		assert.Equal(t, want, c.HelloRejected(), "%v", c)
+		assert.NotContains(t, c.String(), "Class(")
+		if want {
+			assert.False(t, c.BlackHole())
+			assert.Contains(t, d.Fix(), "TLS inspection", "%v", c)
+			assert.NotContains(t, d.Fix(), "maxseg", "a clamp does not help %v", c)
+			assert.Contains(t, d.String(), "1479-byte ClientHello")
+		}
+	}
+	split := pmtu.Diagnosis{Class: pmtu.ClassSplitIntolerant, Evidence: pmtu.Evidence{Sent: 1479, SegSize: 1448, Acked: 1448}}
+	assert.Contains(t, split.String(), "2 segments of up to 1448 bytes: the 1448-byte head was acknowledged")
+	assert.Equal(t, 2, split.Evidence.Segments())
+	assert.Equal(t, 0, pmtu.Evidence{Sent: 10}.Segments())
+}
+
 func TestClassifyTable(t *testing.T) {
 	base := pmtu.TCPInfo{BytesAcked: 1, SndMSS: 1448, PMTU: 1500}
 	with := func(f func(*pmtu.TCPInfo)) pmtu.TCPInfo { i := base; f(&i); return i }
@@ -97,6 +116,11 @@ func TestClassifyTable(t *testing.T) {
 		{"head lost, tail sacked", with(func(i *pmtu.TCPInfo) { i.Sacked = 1 }), pmtu.ClassUpstream},
 		{"retransmitted, nothing acked", with(func(i *pmtu.TCPInfo) { i.TotalRetrans = 1 }), pmtu.ClassUpstream},
 		{"partly acked, hole behind", with(func(i *pmtu.TCPInfo) { i.BytesAcked = 1000; i.Sacked = 1 }), pmtu.ClassUpstream},
+		// A split-intolerant box: the full-size head acked, the tail
+		// retransmitted and never SACKed.
+		{"head acked, tail retransmitted, no SACK", with(func(i *pmtu.TCPInfo) { i.BytesAcked = 1449; i.TotalRetrans = 1 }), pmtu.ClassSplitIntolerant},
+		{"head acked, tail not yet retransmitted", with(func(i *pmtu.TCPInfo) { i.BytesAcked = 1449 }), pmtu.ClassUnknown},
+		{"one segment, partly acked, retransmitted", with(func(i *pmtu.TCPInfo) { i.SndMSS = 1500; i.BytesAcked = 500; i.TotalRetrans = 1 }), pmtu.ClassUpstream},
 		{"acked, silent", with(func(i *pmtu.TCPInfo) { i.BytesAcked = 1501 }), pmtu.ClassSilent},
 		{"acked, reply out of order", with(func(i *pmtu.TCPInfo) { i.BytesAcked = 1501; i.RcvOOOPack = 3 }), pmtu.ClassDownstream},
 		{"reply in order", with(func(i *pmtu.TCPInfo) { i.BytesAcked = 1501; i.BytesReceived = 90 }), pmtu.ClassReplied},

@@ -37,6 +37,9 @@ func (d destination) recall(mc *machineConfig) {
 	if i, ok := stepIndex(mc.steps, mc.rungs, e); ok {
 		mc.first, mc.fromCache, mc.silence = i, true, e.Silence
 	}
+	if e.Class.HelloRejected() {
+		mc.rejected = e.Class
+	}
 }
 
 // failed reports a dial that ended before any attempt, on bad input: a

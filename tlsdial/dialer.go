@@ -127,7 +127,7 @@ func (d *Dialer) rungs(o fingerprint.Options) ([]fingerprint.Rung, []rungInfo, e
 		}
 		if n < prev {
 			rungs = append(rungs, r)
-			infos = append(infos, rungInfo{name: r.Name, size: n, pq: r.SendsPostQuantum(o)})
+			infos = append(infos, rungInfo{name: r.Name, size: n, pq: r.SendsPostQuantum(o), oneSegment: r.Compact})
 			prev = n
 		}
 	}
@@ -192,7 +192,7 @@ func (d *Dialer) prepare(ctx context.Context, dst destination, nd *net.Dialer) (
 	mtus, hmtu := ladderMTUs()
 	mc := machineConfig{
 		addr:        dst.addr,
-		steps:       ladderSteps(mtus, hmtu, len(rungs)),
+		steps:       ladderSteps(mtus, hmtu, infos),
 		rungs:       infos,
 		maxAttempts: d.MaxAttempts,
 		window:      d.StallWindow,

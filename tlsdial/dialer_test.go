@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fitshake/fitshake/fingerprint"
 	"github.com/fitshake/fitshake/pmtu"
 	"github.com/fitshake/fitshake/pmtu/pmtutest"
 	"github.com/fitshake/fitshake/tlsdial"
@@ -110,9 +111,17 @@ func TestDialerAllowClassical(t *testing.T) {
 	d := &tlsdial.Dialer{Config: srv.config(), Cache: &pmtu.Cache{}}
 	_, err := d.DialContext(context.Background(), "tcp", addr)
 	require.ErrorIs(t, err, syscall.ECONNRESET, "without opt-in the post-quantum share is never dropped")
+	require.ErrorIs(t, err, tlsdial.ErrHelloRejected)
+	var he *tlsdial.HelloError
+	require.ErrorAs(t, err, &he)
+	assert.Contains(t, he.Fix, "AllowClassical")
+	assert.True(t, he.Diagnosis.Class.HelloRejected(), "%v", he.Diagnosis.Class)
 	var de *tlsdial.DialError
 	require.ErrorAs(t, err, &de)
-	assert.Len(t, de.Report.Attempts, 4, "every clamp, then nothing: %s", de.Report)
+	for _, a := range de.Report.Attempts {
+		assert.NotEqual(t, "classical", a.Rung)
+	}
+	assert.Contains(t, rungsOf(de.Report), fingerprint.NameCompact, "%s", de.Report)
 
 	d.AllowClassical = true
 	c, err := d.DialContext(context.Background(), "tcp", addr)
@@ -122,8 +131,18 @@ func TestDialerAllowClassical(t *testing.T) {
 	assert.True(t, r.SecurityReduced, "%s", r)
 	assert.Equal(t, "classical", r.Rung)
 	assert.Less(t, r.HelloSize, 1000)
-	assert.Len(t, r.Attempts, 5, "%s", r)
+	assert.Equal(t, []string{"pq", "pq-compact", "classical"}, rungsOf(r),
+		"refused whole, in one segment: the compact hello, then the classical one, no clamp")
 	echo(t, c)
+}
+
+// rungsOf lists the rungs of r's attempts, in order.
+func rungsOf(r tlsdial.Report) []string {
+	var out []string
+	for _, a := range r.Attempts {
+		out = append(out, a.Rung)
+	}
+	return out
 }
 
 func TestDialerBadInput(t *testing.T) {

@@ -465,6 +465,11 @@ func (l *leg) finished(res legResult, val any) (won bool) {
 	e := l.e
 	e.mu.Lock()
 	l.val = val
+	if res.kind == resRejected && l.info && l.conn != nil {
+		if ti, err := pmtu.ReadTCPInfo(l.conn); err == nil {
+			e.m.look(l.id, time.Now(), ti)
+		}
+	}
 	if err := ended(e.ctx); res.kind != resOK && err != nil {
 		// The attempt failed because the dial is over: say so.
 		e.m.cancel(time.Now(), err)

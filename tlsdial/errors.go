@@ -55,6 +55,45 @@ func (e *StallError) Timeout() bool { return true }
 // Temporary reports true: another path or size may work.
 func (e *StallError) Temporary() bool { return true }
 
+// ErrHelloRejected is matched (with errors.Is) by every error that ends a
+// dial because a box on the path refuses the ClientHello itself — split
+// across segments, or its size or content — and no hello the dialer may
+// send got through.
+var ErrHelloRejected = errors.New("tlsdial: ClientHello rejected on the path")
+
+// HelloError reports an attempt whose ClientHello a box on the path
+// refused: a split-intolerant or content-intolerant middlebox
+// (pmtu.Class.HelloRejected). No MSS clamp gets past it; another hello
+// does.
+type HelloError struct {
+	Addr      string
+	ID        int // the attempt's Attempt.ID
+	HelloSize int // ClientHello record bytes; 0 if unknown
+	// Diagnosis is what was seen: the class and its evidence;
+	// Diagnosis.Fix() is the change to ask of the network.
+	Diagnosis pmtu.Diagnosis
+	// Fix is the change on the client's side that gets through: a
+	// setting of this package, of crypto/tls, or Dialer instead of
+	// TCPDialer. Empty when the dialer tried every hello it may.
+	Fix string
+	// Err is how the attempt ended: a reset, an end of stream, or a
+	// *StallError.
+	Err error
+}
+
+func (e *HelloError) Error() string {
+	msg := fmt.Sprintf("ClientHello rejected on the path (%s): %s", e.Diagnosis.Class, e.Diagnosis)
+	if e.Fix != "" {
+		msg += "; fix: " + e.Fix
+	}
+	return msg
+}
+
+// Is makes errors.Is(err, ErrHelloRejected) true.
+func (e *HelloError) Is(target error) bool { return target == ErrHelloRejected }
+
+func (e *HelloError) Unwrap() error { return e.Err }
+
 // DialError is returned by the dialers when a dial fails. It carries the
 // Report of every attempt made and wraps the error that ended the dial, so
 // errors.Is(err, context.Canceled), errors.Is(err, ErrStalled) and

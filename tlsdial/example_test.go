@@ -127,12 +127,13 @@ func ExampleDialer_Ladder() {
 		log.Fatal(err)
 	}
 	for _, s := range steps {
-		fmt.Printf("MTU %4d  %-9s %4d bytes  post-quantum=%t\n", s.MTU, s.Rung, s.HelloSize, s.PostQuantum)
+		fmt.Printf("MTU %4d  %-10s %4d bytes  post-quantum=%t\n", s.MTU, s.Rung, s.HelloSize, s.PostQuantum)
 	}
 	// Output:
-	// MTU    0  pq        1473 bytes  post-quantum=true
-	// MTU 1400  pq        1473 bytes  post-quantum=true
-	// MTU 1280  pq        1473 bytes  post-quantum=true
-	// MTU  576  pq        1473 bytes  post-quantum=true
-	// MTU 1280  classical  251 bytes  post-quantum=false
+	// MTU    0  pq         1479 bytes  post-quantum=true
+	// MTU 1400  pq         1479 bytes  post-quantum=true
+	// MTU 1280  pq         1479 bytes  post-quantum=true
+	// MTU  576  pq         1479 bytes  post-quantum=true
+	// MTU    0  pq-compact 1418 bytes  post-quantum=true
+	// MTU 1280  classical   257 bytes  post-quantum=false
 }

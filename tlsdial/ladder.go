@@ -9,17 +9,23 @@ import (
 
 // The ladder is the order in which a dial tries sizes after a stall:
 //
-//	hello rung 0 (full, post-quantum)   MTU: none → 1400 → 1280 → 576
-//	                                                          │
-//	hello rung 1, 2, … (if allowed)     MTU: 1280 ────────────┘ one attempt each
+//	hello rung 0 (full, post-quantum)     MTU: none → 1400 → 1280 → 576
+//	                                        │ hello rejected          │
+//	hello pq-compact (one segment)        MTU: none ◄───────────────┘
+//	                                                                  │
+//	hello classical (if allowed)          MTU: 1280 ◄─────────────────┘
 //
 // Clamping the MSS comes first: it fixes both directions (the server obeys
 // the MSS the client advertises) and keeps the hello intact. 1400 fits the
 // common tunnel/VPN overheads, 1280 is the IPv6 minimum link MTU that
 // every IPv6 path must carry, 576 is the IPv4 minimum reassembly size.
-// A smaller hello helps only when clamping alone did not: a middlebox that
-// drops a ClientHello split across segments, or a path below 576. Those
-// rungs run at 1280, a clamp that already fits almost every real path.
+// A smaller hello helps only when clamping alone did not, or when the
+// evidence says the hello itself is refused (a split- or
+// content-intolerant box, pmtu.Class.HelloRejected): then the dial jumps
+// straight to the next smaller hello. The compact post-quantum rung runs
+// without a clamp, so that it travels in one segment (a clamp would split
+// it); the classical rung runs at 1280, a clamp that already fits almost
+// every real path.
 var (
 	defaultMTUs = []int{0, 1400, 1280, 576}
 	helloMTU    = 1280
@@ -69,15 +75,20 @@ type step struct {
 	rung int // index into the hello rungs
 }
 
-// ladderSteps builds the ladder for rungs hello rungs (at least 1): the
-// first rung over mtus, each further rung at helloMTU.
-func ladderSteps(mtus []int, helloMTU, rungs int) []step {
+// ladderSteps builds the ladder for the hello rungs (at least 1): the
+// first rung over mtus, then each further rung once, without a clamp if it
+// is a one-segment rung, else at helloMTU.
+func ladderSteps(mtus []int, helloMTU int, rungs []rungInfo) []step {
 	var steps []step
 	for _, m := range mtus {
 		steps = append(steps, step{mtu: m})
 	}
-	for r := 1; r < rungs; r++ {
-		steps = append(steps, step{mtu: helloMTU, rung: r})
+	for r := 1; r < len(rungs); r++ {
+		mtu := helloMTU
+		if rungs[r].oneSegment {
+			mtu = 0
+		}
+		steps = append(steps, step{mtu: mtu, rung: r})
 	}
 	return steps
 }
@@ -102,7 +113,7 @@ type Step struct {
 	// MTU is the path MTU the MSS is clamped to fit; 0 means no clamp.
 	MTU int
 	// Rung names the ClientHello's rung (fingerprint.NamePostQuantum,
-	// fingerprint.NameClassical).
+	// fingerprint.NameCompact, fingerprint.NameClassical).
 	Rung string
 	// HelloSize is the ClientHello's TLS record size in bytes: exactly
 	// what the dial writes first.
@@ -114,8 +125,8 @@ type Step struct {
 
 // Ladder returns the steps a dial to addr may try, in order, with the
 // exact size of each ClientHello, without dialing: the MSS clamps this
-// platform supports with the full hello, then (with AllowClassical) the
-// smaller hello. It fails on what DialContext would fail on before
+// platform supports with the full hello, then the compact post-quantum
+// hello without a clamp, then (with AllowClassical) the classical hello. It fails on what DialContext would fail on before
 // dialing: an address without a host and no Config.ServerName, or a Config
 // no hello can be built from.
 func (d *Dialer) Ladder(addr string) ([]Step, error) {
@@ -129,7 +140,7 @@ func (d *Dialer) Ladder(addr string) ([]Step, error) {
 	}
 	mtus, hmtu := ladderMTUs()
 	var out []Step
-	for _, st := range ladderSteps(mtus, hmtu, len(infos)) {
+	for _, st := range ladderSteps(mtus, hmtu, infos) {
 		r := infos[st.rung]
 		out = append(out, Step{MTU: st.mtu, Rung: r.name, HelloSize: r.size, PostQuantum: r.pq})
 	}

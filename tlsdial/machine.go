@@ -25,8 +25,12 @@ import (
 //	                                                     The others are superseded.
 //	an alert, a certificate error, a refused connect  ─► the dial fails with it
 //
-// Only conclusive evidence on every MSS step moves to a smaller hello rung;
-// silence never does, because a slow server is silent too. When no step is
+// Evidence that the hello itself is refused (a split- or content-intolerant
+// box, pmtu.Class.HelloRejected) jumps to the next smaller hello at once:
+// no clamp can help. Otherwise only conclusive evidence on every MSS step
+// moves to a smaller hello rung that drops the post-quantum share; silence
+// never does, because a slow server is silent too, but it may race the
+// compact post-quantum hello, which weakens nothing. When no step is
 // left and every attempt is silent, the dial gives up once the oldest has
 // waited giveUpAfter (or its window, if longer): a server that slow fails
 // net/http's default TLSHandshakeTimeout too.
@@ -42,6 +46,11 @@ type machine struct {
 	diagnosed  bool // report.Diagnosis is set
 	lastErr    error
 	committing bool // commit waits for an attempt to send its hello
+	// rejected is the diagnosis of the last attempt whose hello was
+	// refused on the path (Class.HelloRejected); smallReset says an
+	// attempt at the smallest clamp was reset: packets any path carries.
+	rejected   pmtu.Diagnosis
+	smallReset bool
 
 	over   bool
 	winner int // ID of the attempt that completed; 0 if none
@@ -68,13 +77,17 @@ type machineConfig struct {
 	silence time.Duration
 	// deadline: no attempt starts at or after it; zero means none.
 	deadline time.Time
+	// rejected is what the destination was learned to do to the hello
+	// (a Class whose HelloRejected is true), or ClassUnknown.
+	rejected pmtu.Class
 }
 
 // rungInfo describes one hello rung of the ladder.
 type rungInfo struct {
-	name string
-	size int  // ClientHello record bytes; 0 until known (TCPDialer)
-	pq   bool // it carries a post-quantum key share
+	name       string // "" for the TLS stack's own hello (TCPDialer)
+	size       int    // ClientHello record bytes; 0 until known (TCPDialer)
+	pq         bool   // it carries a post-quantum key share
+	oneSegment bool   // it is made to fit one segment: tried unclamped
 }
 
 // giveUpAfter bounds how long a dial waits for a silent server once no
@@ -251,11 +264,20 @@ func (m *machine) observe(id int, now time.Time, ti pmtu.TCPInfo, received uint6
 	switch v {
 	case verdictStall:
 		m.stall(now, l, 0)
-		m.advance(now, l.idx)
+		m.moveOn(now, l)
 	case verdictHedge:
 		m.spawn(now, l)
 	}
 	m.checkGiveUp(now)
+}
+
+// look updates attempt id's evidence with TCP_INFO taken as its I/O
+// ended, before finished: what was acknowledged tells a refused hello
+// from a refused packet.
+func (m *machine) look(id int, now time.Time, ti pmtu.TCPInfo) {
+	if m.waiting(id) && m.leg(id).mon.info {
+		m.leg(id).mon.look(now, ti)
+	}
 }
 
 // tick re-evaluates the timers of every waiting attempt that does not read
@@ -282,12 +304,19 @@ func (m *machine) spawn(now time.Time, l *mleg) {
 
 // canSpawn reports whether silence on l would start another attempt
 // (deadline aside): l is the furthest down the ladder, has not spawned,
-// the next step keeps its hello, and the server has not been seen to
+// the next step weakens nothing, and the server has not been seen to
 // answer at l's step or a larger one — then it is only slow.
 func (m *machine) canSpawn(l *mleg) bool {
 	next := l.idx + 1
 	return !l.ended && !l.spawned && l.idx == m.frontier && l.idx < m.good && next < len(m.cfg.steps) &&
-		m.cfg.steps[next].rung == m.cfg.steps[l.idx].rung && m.attempts < m.cfg.maxAttempts
+		!m.weakens(l.idx, next) && m.attempts < m.cfg.maxAttempts
+}
+
+// weakens reports whether step to sends a hello without the post-quantum
+// share that step from's hello carries.
+func (m *machine) weakens(from, to int) bool {
+	r := m.cfg.rungs
+	return r[m.cfg.steps[from].rung].pq && !r[m.cfg.steps[to].rung].pq
 }
 
 // replied records that the server's reply came at step idx, and tells the
@@ -320,12 +349,62 @@ func (m *machine) advance(now time.Time, from int) {
 	}
 }
 
-// mayEnter reports whether step idx may start after the frontier: a
-// smaller hello needs every step tried with the current one to have ended
-// conclusively.
+// moveOn starts what follows attempt l's conclusive end: the next step,
+// and when l's hello looked refused, the next smaller hello at once.
+//
+// Refused-looking evidence from this dial still races the next clamp: a
+// box that terminates TCP (a proxy) acknowledges what it then resets for
+// its size, and then a clamp is the fix. A refusal the destination was
+// learned to make skips the clamps.
+func (m *machine) moveOn(now time.Time, l *mleg) {
+	if !m.attempt(l.id).Diagnosis.Class.HelloRejected() {
+		m.advance(now, l.idx)
+		return
+	}
+	next := l.idx + 1
+	if next < len(m.cfg.steps) && !m.begun(next) && m.cfg.steps[next].rung == m.cfg.steps[l.idx].rung &&
+		!m.cfg.rejected.HelloRejected() && m.canStart(now) {
+		m.startAt(now, next, false)
+	}
+	m.smaller(now, l.idx)
+}
+
+// begun reports whether an attempt at step idx has started.
+func (m *machine) begun(idx int) bool {
+	for _, l := range m.legs {
+		if l.idx == idx {
+			return true
+		}
+	}
+	return false
+}
+
+// smaller starts the first step with a smaller hello than step from's,
+// skipping the clamps in between, unless it has begun already; with none
+// left, the dial fails once nothing runs.
+func (m *machine) smaller(now time.Time, from int) {
+	if m.over {
+		return
+	}
+	j := from + 1
+	for j < len(m.cfg.steps) && m.cfg.steps[j].rung <= m.cfg.steps[from].rung {
+		j++
+	}
+	if j < len(m.cfg.steps) && !m.begun(j) && m.canStart(now) {
+		m.startAt(now, j, false)
+		return
+	}
+	if m.live() == 0 {
+		m.finish(now, m.lastErr)
+	}
+}
+
+// mayEnter reports whether step idx may start after the frontier: a hello
+// without the post-quantum share needs every step tried with the current
+// hello to have ended conclusively.
 func (m *machine) mayEnter(idx int) bool {
 	cur := m.cfg.steps[m.frontier].rung
-	if m.cfg.steps[idx].rung == cur {
+	if !m.weakens(m.frontier, idx) {
 		return true
 	}
 	for i := m.cfg.first; i <= m.frontier; i++ {
@@ -402,7 +481,7 @@ func (m *machine) finished(id int, now time.Time, res legResult) {
 		m.end(now, l, OutcomeReset, res.err)
 		m.conclusive[l.idx] = true
 		m.emit(effect{kind: effShare, step: m.cfg.steps[l.idx]})
-		m.advance(now, l.idx)
+		m.moveOn(now, l)
 	default:
 		if res.replied {
 			m.endOthers(now, l)
@@ -443,9 +522,64 @@ func (m *machine) stall(now time.Time, l *mleg, overtakenBy int) {
 	m.emit(effect{kind: effStall, id: l.id, stall: StallInfo{
 		Addr: m.cfg.addr, ID: l.id, Elapsed: serr.Elapsed, Window: serr.Window, Diagnosis: d,
 	}})
-	m.conclusive[l.idx] = m.conclusive[l.idx] || d.Class.BlackHole()
+	m.conclusive[l.idx] = m.conclusive[l.idx] || d.Class.BlackHole() || d.Class.HelloRejected()
 	m.emit(effect{kind: effShare, step: m.cfg.steps[l.idx]})
 	m.endDiag(now, l, OutcomeStall, serr, d)
+}
+
+// rejection classifies attempt l, reset or closed before any reply, from
+// ev (its last TCP_INFO). The hello itself is refused when it spanned
+// several segments and its head was acknowledged (split-intolerant), when
+// it fit one segment and was acknowledged whole, or when it was reset in
+// segments any path carries: at the ladder's smallest clamp, or after a
+// reset there (content-intolerant). A destination learned to refuse hellos
+// refuses this one too. Otherwise a clamp may still help: ClassReset.
+func (m *machine) rejection(l *mleg, ev pmtu.Evidence) pmtu.Class {
+	st := m.cfg.steps[l.idx]
+	if st.mtu > 0 && st.mtu == m.smallestMTU() {
+		m.smallReset = true
+	}
+	switch {
+	case ev.TCPInfo && ev.Segments() > 1 && ev.Acked > 0:
+		return pmtu.ClassSplitIntolerant
+	case ev.TCPInfo && ev.Segments() == 1 && ev.Acked >= ev.Sent:
+		return pmtu.ClassContentIntolerant
+	case m.cfg.rejected.HelloRejected():
+		return m.cfg.rejected
+	case m.smallReset:
+		return pmtu.ClassContentIntolerant
+	}
+	return pmtu.ClassReset
+}
+
+// helloError wraps err, how attempt a ended after its hello was refused
+// as d says, with the change on the client's side that gets through.
+func (m *machine) helloError(a *Attempt, d pmtu.Diagnosis, err error) *HelloError {
+	return &HelloError{Addr: m.cfg.addr, ID: a.ID, HelloSize: a.HelloSize, Diagnosis: d, Fix: m.clientFix(), Err: err}
+}
+
+// clientFix names the client-side change that gets past a box refusing
+// the hello, given what this dial may still try.
+func (m *machine) clientFix() string {
+	r := m.cfg.rungs
+	switch {
+	case r[0].name == "":
+		return "TCPDialer cannot change crypto/tls's ClientHello: use tlsdial.Dialer, whose one-segment post-quantum hello gets past split-intolerant boxes; or give crypto/tls a smaller hello for this destination: tls.Config.CurvePreferences without X25519MLKEM768 (Go 1.27: it overrides GODEBUG), or GODEBUG=tlsmlkem=0 (both drop post-quantum)"
+	case r[len(r)-1].pq:
+		return "set Dialer.AllowClassical to let a classical ClientHello (no post-quantum key share, about 250 bytes) through"
+	}
+	return ""
+}
+
+// smallestMTU returns the smallest clamp on the ladder, 0 if none.
+func (m *machine) smallestMTU() int {
+	least := 0
+	for _, st := range m.cfg.steps {
+		if st.mtu > 0 && (least == 0 || st.mtu < least) {
+			least = st.mtu
+		}
+	}
+	return least
 }
 
 // end ends attempt l with outcome o and its error.
@@ -456,9 +590,9 @@ func (m *machine) end(now time.Time, l *mleg, o Outcome, err error) {
 	}
 	switch o {
 	case OutcomeReset:
-		d.Class = pmtu.ClassReset
 		d.Evidence.Sent = m.attempt(l.id).HelloSize
 		d.Evidence.Elapsed = now.Sub(l.sentAt)
+		d.Class = m.rejection(l, d.Evidence)
 	case OutcomeOK:
 		if l.mon != nil && l.mon.info {
 			d.Class = pmtu.ClassReplied
@@ -469,6 +603,10 @@ func (m *machine) end(now time.Time, l *mleg, o Outcome, err error) {
 
 func (m *machine) endDiag(now time.Time, l *mleg, o Outcome, err error, d pmtu.Diagnosis) {
 	a := m.attempt(l.id)
+	if d.Class.HelloRejected() {
+		m.rejected = d
+		err = m.helloError(a, d, err)
+	}
 	l.ended = true
 	a.Outcome, a.Err, a.Diagnosis = o, err, d
 	a.Duration = now.Sub(l.start)
@@ -518,14 +656,18 @@ var errNoAttempt = errors.New("tlsdial: no attempt could start")
 
 // remember returns what the cache should keep after the dial: the step
 // that worked when it was not the first tried, or the first step with the
-// server's learned silence when silence made the dial race another attempt.
+// server's learned silence when silence made the dial race another attempt,
+// and the class of a refused hello (also when the dial failed).
 func (m *machine) remember(now time.Time) (pmtu.Entry, bool) {
+	refused := m.rejected.Class
 	if m.winner == 0 {
-		return pmtu.Entry{}, false
+		// A refused hello is worth knowing: the next dial skips the
+		// clamps, which cannot help.
+		return pmtu.Entry{Class: refused}, refused.HelloRejected()
 	}
 	w := m.leg(m.winner)
 	st := m.cfg.steps[w.idx]
-	e := pmtu.Entry{MTU: st.mtu, Rung: m.cfg.rungs[st.rung].name}
+	e := pmtu.Entry{MTU: st.mtu, Rung: m.cfg.rungs[st.rung].name, Class: refused}
 	if w.idx != m.cfg.first {
 		return e, true
 	}

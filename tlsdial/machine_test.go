@@ -31,6 +31,21 @@ type simPath struct {
 	delay     time.Duration // the server's time to answer
 	never     bool          // the server never answers
 	connect   time.Duration // connect time
+	// Middleboxes that refuse the hello itself, whatever the MTU:
+	split    string // "drop" or "reset": a hello in several segments is dropped after its head, or reset
+	maxHello int    // hellos over it are reset (0: none are)
+}
+
+// refused reports whether a box refuses a hello of hello bytes at st, and
+// whether it resets it.
+func (p simPath) refused(st step, hello int) (refused, reset bool) {
+	switch {
+	case p.maxHello > 0 && hello > p.maxHello:
+		return true, true
+	case p.split != "" && hello > mss(st)-12:
+		return true, p.split == "reset"
+	}
+	return false, false
 }
 
 // mss is the send MSS of an attempt at st on IPv4.
@@ -51,7 +66,8 @@ func (p simPath) downLost(st step) bool {
 
 // works reports whether an attempt at st gets through.
 func (p simPath) works(st step, hello int) bool {
-	return !p.never && !p.upLost(st, hello) && !p.downLost(st)
+	refused, _ := p.refused(st, hello)
+	return !p.never && !refused && !p.upLost(st, hello) && !p.downLost(st)
 }
 
 // simLeg is what the harness knows of one attempt.
@@ -77,7 +93,7 @@ type sim struct {
 
 func newSim(t *testing.T, p simPath, cfg machineConfig, info bool) *sim {
 	if cfg.steps == nil {
-		cfg.steps = ladderSteps(defaultMTUs, helloMTU, len(cfg.rungs))
+		cfg.steps = ladderSteps(defaultMTUs, helloMTU, cfg.rungs)
 	}
 	s := &sim{t: t, p: p, m: newMachine(cfg), now: t0, info: info}
 	for _, r := range cfg.rungs {
@@ -87,6 +103,16 @@ func newSim(t *testing.T, p simPath, cfg machineConfig, info bool) *sim {
 		s.p.connect = 100 * time.Microsecond
 	}
 	return s
+}
+
+// dialerRungs are a Dialer's: the full and the compact post-quantum hello,
+// and the classical one if allowed.
+func dialerRungs(classical bool) []rungInfo {
+	r := []rungInfo{{name: "pq", size: 1500, pq: true}, {name: "pq-compact", size: 1420, pq: true, oneSegment: true}}
+	if classical {
+		r = append(r, rungInfo{name: "classical", size: 517})
+	}
+	return r
 }
 
 func pqRungs(classical bool) []rungInfo {
@@ -116,8 +142,9 @@ func (s *sim) apply() {
 func (s *sim) begin(id int) {
 	l := s.legs[id-1]
 	l.sentAt = s.now.Add(s.p.connect)
+	_, reset := s.p.refused(l.st, l.hello)
 	switch {
-	case s.p.reset && s.p.upLost(l.st, l.hello):
+	case reset || (s.p.reset && s.p.upLost(l.st, l.hello)):
 		l.doneAt, l.res = l.sentAt.Add(time.Millisecond), legResult{kind: resRejected, err: syscall.ECONNRESET}
 	case s.p.works(l.st, l.hello):
 		l.doneAt, l.res = l.sentAt.Add(s.p.delay+time.Millisecond), legResult{kind: resOK}
@@ -129,6 +156,15 @@ func (s *sim) reading(l *simLeg, now time.Time) pmtu.TCPInfo {
 	ti := pmtu.TCPInfo{BytesAcked: 1, SndMSS: uint32(mss(l.st) - 12)}
 	el := now.Sub(l.sentAt)
 	if el < 50*time.Microsecond {
+		return ti
+	}
+	if refused, reset := s.p.refused(l.st, l.hello); refused {
+		if !reset { // the head got through, the tail never does
+			ti.BytesAcked = uint64(1 + ti.SndMSS)
+			if el > 20*time.Millisecond {
+				ti.TotalRetrans = 1
+			}
+		}
 		return ti
 	}
 	if s.p.upLost(l.st, l.hello) && !s.p.proxied {
@@ -313,6 +349,68 @@ func TestMachineClasses(t *testing.T) {
 	}
 }
 
+// TestMachineMiddleboxes covers boxes that refuse the hello rather than
+// large packets: the Dialer gets through with its compact post-quantum
+// hello (the classical one only if allowed), TCPDialer fails with the
+// class and the fix, and a learned refusal skips the clamps.
+func TestMachineMiddleboxes(t *testing.T) {
+	tests := []struct {
+		name      string
+		p         simPath
+		rungs     []rungInfo
+		rejected  pmtu.Class // learned
+		wantRung  string     // "" → the dial fails with ErrHelloRejected
+		wantClass pmtu.Class // of the report's diagnosis
+		within    time.Duration
+	}{
+		{"split-intolerant, drops the tail", simPath{split: "drop"}, dialerRungs(false), 0,
+			"pq-compact", pmtu.ClassSplitIntolerant, 30 * time.Millisecond},
+		{"split-intolerant, resets", simPath{split: "reset"}, dialerRungs(false), 0,
+			"pq-compact", pmtu.ClassReset, 15 * time.Millisecond},
+		{"hellos over 1450 reset", simPath{maxHello: 1450}, dialerRungs(false), 0,
+			"pq-compact", pmtu.ClassReset, 15 * time.Millisecond},
+		{"hellos over 1000 reset", simPath{maxHello: 1000}, dialerRungs(false), 0,
+			"", pmtu.ClassReset, 15 * time.Millisecond},
+		{"hellos over 1000 reset, classical allowed", simPath{maxHello: 1000}, dialerRungs(true), 0,
+			"classical", pmtu.ClassReset, 15 * time.Millisecond},
+		{"TCPDialer, split-intolerant", simPath{split: "drop"}, []rungInfo{{size: 1500}}, 0,
+			"", pmtu.ClassSplitIntolerant, 200 * time.Millisecond},
+		{"TCPDialer, refusal learned", simPath{split: "reset"}, []rungInfo{{size: 1500}}, pmtu.ClassSplitIntolerant,
+			"", pmtu.ClassSplitIntolerant, 5 * time.Millisecond},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := newSim(t, tt.p, machineConfig{addr: "x", rungs: tt.rungs, rejected: tt.rejected}, true)
+			s.run(time.Minute)
+			s.checkInvariants()
+			r := s.m.report
+			t.Logf("%s", r)
+			assert.Equal(t, tt.wantClass, r.Diagnosis.Class, "%s", r)
+			assert.LessOrEqual(t, r.Duration, tt.within, "%s", r)
+			if tt.wantRung == "" {
+				require.ErrorIs(t, s.m.err, ErrHelloRejected, "%s", r)
+				var he *HelloError
+				require.ErrorAs(t, s.m.err, &he)
+				assert.True(t, he.Diagnosis.Class.HelloRejected())
+				assert.NotEmpty(t, he.Fix)
+				e, ok := s.m.remember(s.now)
+				assert.True(t, ok, "a refusal is remembered")
+				assert.Equal(t, he.Diagnosis.Class, e.Class)
+				if tt.rejected != 0 {
+					assert.Len(t, r.Attempts, 1, "learned: no clamp")
+				}
+				return
+			}
+			require.NotZero(t, s.m.winner, "%v\n%s", s.m.err, r)
+			assert.Equal(t, tt.wantRung, r.Rung, "%s", r)
+			assert.Equal(t, tt.wantRung == "classical", r.SecurityReduced)
+			e, ok := s.m.remember(s.now)
+			require.True(t, ok)
+			assert.Equal(t, tt.wantRung, e.Rung)
+		})
+	}
+}
+
 func TestMachineOvertakenCarriesEvidence(t *testing.T) {
 	s := newSim(t, simPath{maxPacket: 1400, proxied: true}, machineConfig{addr: "x", rungs: pqRungs(false)}, true)
 	s.run(time.Minute)
@@ -464,7 +562,7 @@ func TestMachineFinalErrors(t *testing.T) {
 
 func TestMachinePeers(t *testing.T) {
 	t.Run("a step that worked starts at once", func(t *testing.T) {
-		m := newMachine(machineConfig{addr: "x", steps: ladderSteps(defaultMTUs, helloMTU, 2), rungs: pqRungs(true)})
+		m := newMachine(machineConfig{addr: "x", steps: ladderSteps(defaultMTUs, helloMTU, pqRungs(true)), rungs: pqRungs(true)})
 		m.begin(t0)
 		m.connected(1, time.Millisecond, 0)
 		m.sent(1, t0, 1500, pmtu.TCPInfo{}, true)
@@ -478,7 +576,7 @@ func TestMachinePeers(t *testing.T) {
 		assert.Empty(t, m.drain(), "never a smaller hello on another dial's word")
 	})
 	t.Run("a step that stalled elsewhere races the next here", func(t *testing.T) {
-		m := newMachine(machineConfig{addr: "x", steps: ladderSteps(defaultMTUs, helloMTU, 1), rungs: pqRungs(false)})
+		m := newMachine(machineConfig{addr: "x", steps: ladderSteps(defaultMTUs, helloMTU, pqRungs(false)), rungs: pqRungs(false)})
 		m.begin(t0)
 		m.connected(1, time.Millisecond, 0)
 		m.sent(1, t0, 1500, pmtu.TCPInfo{}, true)
@@ -494,7 +592,7 @@ func TestMachinePeers(t *testing.T) {
 // Once the server is known to answer at a step — another dial got its
 // reply there — silence at that step is a slow server: nothing is raced.
 func TestMachineKnownGoodStepIsSlowNotBroken(t *testing.T) {
-	m := newMachine(machineConfig{addr: "x", steps: ladderSteps(defaultMTUs, helloMTU, 1), rungs: pqRungs(false)})
+	m := newMachine(machineConfig{addr: "x", steps: ladderSteps(defaultMTUs, helloMTU, pqRungs(false)), rungs: pqRungs(false)})
 	m.begin(t0)
 	m.connected(1, time.Millisecond, 0)
 	m.sent(1, t0, 1500, pmtu.TCPInfo{}, true)
@@ -508,7 +606,7 @@ func TestMachineKnownGoodStepIsSlowNotBroken(t *testing.T) {
 	assert.True(t, m.over, "the give-up bound still holds")
 
 	// A reply seen on this dial's own attempt is shared, once.
-	m = newMachine(machineConfig{addr: "x", steps: ladderSteps(defaultMTUs, helloMTU, 1), rungs: pqRungs(false)})
+	m = newMachine(machineConfig{addr: "x", steps: ladderSteps(defaultMTUs, helloMTU, pqRungs(false)), rungs: pqRungs(false)})
 	m.begin(t0)
 	m.connected(1, time.Millisecond, 0)
 	m.sent(1, t0, 1500, pmtu.TCPInfo{}, true)
@@ -519,7 +617,7 @@ func TestMachineKnownGoodStepIsSlowNotBroken(t *testing.T) {
 }
 
 func TestMachineCommit(t *testing.T) {
-	m := newMachine(machineConfig{addr: "x", steps: ladderSteps(defaultMTUs, helloMTU, 1), rungs: []rungInfo{{}}})
+	m := newMachine(machineConfig{addr: "x", steps: ladderSteps(defaultMTUs, helloMTU, []rungInfo{{}}), rungs: []rungInfo{{}}})
 	m.begin(t0)
 	m.connected(1, time.Millisecond, 0)
 	m.sent(1, t0, 1500, pmtu.TCPInfo{}, false)
@@ -531,7 +629,7 @@ func TestMachineCommit(t *testing.T) {
 	assert.Equal(t, OutcomeSuperseded, m.report.Attempts[1].Outcome)
 
 	// Nothing connected yet: it waits for the first that is.
-	m = newMachine(machineConfig{addr: "x", steps: ladderSteps(defaultMTUs, helloMTU, 1), rungs: []rungInfo{{}}})
+	m = newMachine(machineConfig{addr: "x", steps: ladderSteps(defaultMTUs, helloMTU, []rungInfo{{}}), rungs: []rungInfo{{}}})
 	m.begin(t0)
 	m.commit(t0)
 	require.False(t, m.over)
@@ -542,7 +640,7 @@ func TestMachineCommit(t *testing.T) {
 }
 
 func TestMachineStartsFromMemoryAndDeadline(t *testing.T) {
-	steps := ladderSteps(defaultMTUs, helloMTU, 1)
+	steps := ladderSteps(defaultMTUs, helloMTU, []rungInfo{{}})
 	s := newSim(t, simPath{maxPacket: 1280}, machineConfig{addr: "x", steps: steps, rungs: pqRungs(false), first: 2, fromCache: true}, true)
 	s.run(time.Minute)
 	s.checkInvariants()
@@ -627,7 +725,7 @@ func TestMachineRecordedTimelines(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tl := loadTimeline(t, tt.name)
-			m := newMachine(machineConfig{addr: "x", steps: ladderSteps(defaultMTUs, helloMTU, 1), rungs: pqRungs(false)})
+			m := newMachine(machineConfig{addr: "x", steps: ladderSteps(defaultMTUs, helloMTU, pqRungs(false)), rungs: pqRungs(false)})
 			m.begin(t0)
 			m.connected(1, 60*time.Microsecond, 0)
 			m.sent(1, t0, tl.Sent, tl.Base, true)

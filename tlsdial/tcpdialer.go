@@ -80,10 +80,11 @@ func (d *TCPDialer) DialContext(ctx context.Context, network, addr string) (net.
 		return nil, dst.failed(err)
 	}
 	mtus, _ := ladderMTUs()
+	rungs := []rungInfo{{}} // the stack's own hello, its size known once written
 	mc := machineConfig{
 		addr:        addr,
-		steps:       ladderSteps(mtus, 0, 1),
-		rungs:       []rungInfo{{}}, // the stack's own hello, size known once written
+		steps:       ladderSteps(mtus, 0, rungs),
+		rungs:       rungs,
 		maxAttempts: d.MaxAttempts,
 		window:      d.StallWindow,
 	}

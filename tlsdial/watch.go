@@ -10,7 +10,7 @@ import (
 // reply, TCP_INFO is polled every pollInterval and classified
 // (pmtu.Classify):
 //
-//	upstream black hole ──────────────────────────► conclusive
+//	upstream black hole, split-intolerant box ────► conclusive
 //	downstream black hole, lasting 3 round trips ─► conclusive
 //	nothing acked after hedgeAfter ───┐
 //	acked, no reply for the window ───┼──────────► silent: race the next step
@@ -106,7 +106,7 @@ func (m *monitor) observe(now time.Time, cur pmtu.TCPInfo, received uint64) verd
 		m.holeSince = time.Time{}
 	}
 	switch m.diag.Class {
-	case pmtu.ClassUpstream:
+	case pmtu.ClassUpstream, pmtu.ClassSplitIntolerant:
 		return verdictStall
 	case pmtu.ClassDownstream:
 		if m.holeSince.IsZero() {
@@ -126,6 +126,12 @@ func (m *monitor) observe(now time.Time, cur pmtu.TCPInfo, received uint64) verd
 		return hedgeIf(silent && m.diag.Evidence.OutOfOrder > 0)
 	}
 	return hedgeIf(silent)
+}
+
+// look classifies cur as observe does, without a verdict: the attempt's
+// I/O has ended and only its evidence is wanted.
+func (m *monitor) look(now time.Time, cur pmtu.TCPInfo) {
+	m.diag = pmtu.Classify(m.sent, m.base, cur, now.Sub(m.start))
 }
 
 func hedgeIf(silent bool) verdict {
