@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -105,7 +106,7 @@ type DialRun struct {
 	Body   string `json:",omitempty"`
 	// HelloRejected: the dial's error matches tlsdial.ErrHelloRejected,
 	// fitshake's verdict that a box on the path refuses the ClientHello
-	// itself (see helloRejected).
+	// itself.
 	HelloRejected bool `json:",omitempty"`
 	Report        *Report
 }
@@ -347,7 +348,7 @@ func groupName(id tls.CurveID) string {
 func fail(r DialRun, err error) DialRun {
 	r.OK = false
 	r.Err = err.Error()
-	r.HelloRejected = helloRejected(err)
+	r.HelloRejected = errors.Is(err, tlsdial.ErrHelloRejected)
 	return r
 }
 

@@ -5,12 +5,12 @@ package lab_test
 import (
 	"context"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
 	"github.com/fitshake/fitshake/fingerprint"
 	"github.com/fitshake/fitshake/internal/lab"
+	"github.com/fitshake/fitshake/pmtu"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -19,14 +19,10 @@ import (
 // crypto/tls under GODEBUG=tlsmlkem=0 (an X25519 share only).
 const helloNoMLKEM = 300
 
-// Names of fitshake's middlebox policy (issue 8), as strings until they
-// land on main: then rungCompact is fingerprint.NameCompact, and the
-// classes' String() values contain the keywords below (compare with
-// pmtu.ClassSplitIntolerant and pmtu.ClassContentIntolerant then).
-const (
-	rungCompact  = "pq-compact"
-	classSplit   = "split"   // pmtu.ClassSplitIntolerant
-	classContent = "content" // pmtu.ClassContentIntolerant
+// The middlebox classes as the lab's Report names them.
+var (
+	classSplit   = pmtu.ClassSplitIntolerant.String()
+	classContent = pmtu.ClassContentIntolerant.String()
 )
 
 // fixRE matches an error message that names a fix for a hello a box
@@ -41,7 +37,7 @@ type fitWant struct {
 	ok             bool
 	rung           string // Report.Rung when ok; "" unchecked
 	reduced        bool   // Report.SecurityReduced
-	class          string // a keyword of Report.Class; "" unchecked
+	class          string // Report.Class (Diagnosis.Class); "" unchecked
 	rejected       bool   // the error matches tlsdial.ErrHelloRejected
 	fix            bool   // the error names the class and a fix
 	clamp          bool   // Report.MSS fits the path
@@ -55,15 +51,15 @@ type boxCase struct {
 	fit     []fitWant // nil: fitshake not asserted here
 }
 
-// splitWant is what fitshake must do behind a split-intolerant box, both
-// variants.
 // splitRecords are the fake hellos sent through a split-intolerant box:
 // 1473 bytes (1448 + 25 on IPv4), 1420 (one segment), 300, and the edges
 // of one full segment on each family (1448 and 1428 bytes).
 var splitRecords = []int{1473, 1449, 1448, 1429, 1428, 1420, 300}
 
+// splitWant is what fitshake must do behind a split-intolerant box, both
+// variants.
 var splitWant = []fitWant{
-	{client: lab.FitshakeDialer, ok: true, rung: rungCompact, class: classSplit},
+	{client: lab.FitshakeDialer, ok: true, rung: fingerprint.NameCompact, class: classSplit},
 	{client: lab.FitshakeTCP, rejected: true, fix: true, class: classSplit},
 }
 
@@ -76,7 +72,7 @@ var boxCases = []boxCase{
 		records: []int{1401, 1400, 300}},
 	{cfg: lab.Config{Scenario: lab.SizeIntolerant, HelloLimit: 1450}, ports: []int{lab.PortNginxSmall},
 		records: []int{1451, 1450, 300}, fit: []fitWant{
-			{client: lab.FitshakeDialer, ok: true, rung: rungCompact},
+			{client: lab.FitshakeDialer, ok: true, rung: fingerprint.NameCompact},
 			{client: lab.FitshakeTCP},
 		}},
 	{cfg: lab.Config{Scenario: lab.SizeIntolerant, HelloLimit: 1000}, ports: []int{lab.PortNginxSmall},
@@ -105,10 +101,9 @@ var boxCases = []boxCase{
 // stock crypto/tls under GODEBUG=tlsmlkem=0 (a ~300-byte hello completes
 // through every middlebox). Then it asserts what fitshake must do: keep
 // post-quantum behind a split-intolerant box with a hello that fits one
-// segment, fall back to classical only when allowed, and say which box
-// refused the hello. Those assertions need issue 8's policy (the
-// "pq-compact" rung, the split- and content-intolerant classes,
-// tlsdial.ErrHelloRejected) and fail until it lands.
+// segment (fingerprint.NameCompact), fall back to classical only when
+// allowed, and say which box refused the hello (pmtu.ClassSplitIntolerant,
+// pmtu.ClassContentIntolerant, tlsdial.ErrHelloRejected with a fix).
 func TestLabMiddleboxes(t *testing.T) {
 	lab.Require(t)
 	for _, bc := range boxCases {
@@ -230,7 +225,7 @@ func checkFitshake(t *testing.T, l *lab.Lab, f lab.Family, w fitWant, args lab.D
 	}
 	assert.Equal(t, w.reduced, rep.SecurityReduced, "%s", rep)
 	if w.class != "" {
-		assert.Contains(t, strings.ToLower(rep.Class), w.class, "%s — %s", rep, rep.Diagnosis)
+		assert.Equal(t, w.class, rep.Class, "%s — %s", rep, rep.Diagnosis)
 	}
 	if w.clamp {
 		assert.Positive(t, rep.MSS, "no clamp through a black hole: %s", rep)
@@ -245,10 +240,10 @@ func checkRefusal(t *testing.T, w fitWant, r lab.DialRun) {
 	}
 	if w.class != "" && w.client == lab.FitshakeDialer {
 		require.NotNil(t, r.Report, "no report of the failed dial")
-		assert.Contains(t, strings.ToLower(r.Report.Class), w.class, "%s — %s", r.Report, r.Report.Diagnosis)
+		assert.Equal(t, w.class, r.Report.Class, "%s — %s", r.Report, r.Report.Diagnosis)
 	}
 	if w.fix {
-		assert.Contains(t, strings.ToLower(r.Err), w.class, "the error should name the class")
+		assert.Contains(t, r.Err, w.class, "the error should name the class")
 		assert.Regexp(t, fixRE, r.Err, "the error should name a fix")
 	}
 }
