@@ -108,7 +108,11 @@ type DialRun struct {
 	// fitshake's verdict that a box on the path refuses the ClientHello
 	// itself.
 	HelloRejected bool `json:",omitempty"`
-	Report        *Report
+	// ErrClass is the class (pmtu.Class's String) of the diagnosis in the
+	// dial's error: a *tlsdial.HelloError's or *tlsdial.StallError's;
+	// empty for other errors.
+	ErrClass string `json:",omitempty"`
+	Report   *Report
 }
 
 // Report is a JSON-friendly tlsdial.Report.
@@ -349,7 +353,23 @@ func fail(r DialRun, err error) DialRun {
 	r.OK = false
 	r.Err = err.Error()
 	r.HelloRejected = errors.Is(err, tlsdial.ErrHelloRejected)
+	r.ErrClass = errClass(err)
 	return r
+}
+
+// errClass returns the class of the diagnosis err carries, or "".
+func errClass(err error) string {
+	var (
+		he *tlsdial.HelloError
+		se *tlsdial.StallError
+	)
+	switch {
+	case errors.As(err, &he):
+		return he.Diagnosis.Class.String()
+	case errors.As(err, &se):
+		return se.Diagnosis.Class.String()
+	}
+	return ""
 }
 
 func newStock(a *DialArgs, cfg *tls.Config, nd *net.Dialer, _ *pmtu.Cache) runFunc {
