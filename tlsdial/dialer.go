@@ -24,9 +24,12 @@ import (
 // A dial whose ClientHello meets a black hole or a reset is redialed at
 // once with a smaller TCP MSS clamp, which fixes both directions and keeps
 // the hello; one whose server stays silent gets an attempt with the next
-// clamp raced beside it, and the first to get the reply wins. Only when
-// every clamp failed conclusively, and only if AllowClassical is set, does
-// a smaller hello follow. Certificate and hostname failures, alerts and
+// clamp raced beside it, and the first to get the reply wins. One whose
+// hello a box on the path refuses (split across segments, or for its size
+// or content) gets the compact post-quantum hello, which fits one segment.
+// Only when every clamp failed conclusively or the compact hello was
+// refused too, and only if AllowClassical is set, does a classical hello
+// follow. Certificate and hostname failures, alerts and
 // refused connects are returned at once and never retried. See the package
 // documentation for the whole policy.
 type Dialer struct {
@@ -55,8 +58,9 @@ type Dialer struct {
 	Cache *pmtu.Cache
 
 	// AllowClassical allows, after every MSS clamp failed conclusively (a
-	// black hole TCP_INFO showed, or a reset), a ClientHello without the
-	// post-quantum (X25519MLKEM768) key share. That is a real downgrade;
+	// black hole TCP_INFO showed, or a reset) or the compact post-quantum
+	// hello was refused too, a ClientHello without the post-quantum
+	// (X25519MLKEM768) key share. That is a real downgrade;
 	// the Report says when it happened. Silence never leads to it. False
 	// means the post-quantum share is always sent.
 	AllowClassical bool

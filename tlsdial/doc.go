@@ -27,12 +27,23 @@
 //     the first attempt to get the server's reply wins. An attempt still
 //     waiting that sent its hello earlier than the winner is reported as a
 //     stall, with the winner's MSS in its diagnosis (Evidence.OvertakenBy);
+//   - a box that refuses the hello itself (pmtu.Class.HelloRejected): the
+//     hello's full-size head was acknowledged and then the flow was cut
+//     (split-intolerant), or a hello that fit one segment was acknowledged
+//     and reset, or hellos were reset even in 576-byte packets
+//     (content-intolerant). A clamp cannot help: Dialer tries its compact
+//     post-quantum hello at once, without a clamp, so that it travels in
+//     one segment (racing the next clamp, in case a proxy made a refused
+//     packet look like a refused hello); TCPDialer, which cannot change
+//     the TLS stack's hello, fails with a *HelloError naming the class and
+//     the setting that gets through, and remembers it;
 //   - certificate and hostname failures, alerts and refused connects are
 //     final.
 //
-// Only when every clamp failed conclusively, and only if
-// Dialer.AllowClassical opts in, does a smaller ClientHello without the
-// post-quantum key share follow: silence never weakens the hello. A dial
+// Only when every clamp failed conclusively, or the hello was refused, and
+// only if Dialer.AllowClassical opts in, does a ClientHello without the
+// post-quantum key share follow: silence never weakens the hello. (The
+// compact hello weakens nothing; silence at the smallest clamp races it.) A dial
 // with no step left ends by itself, at once after conclusive evidence, or
 // once every attempt has been silent for 10 s (net/http's default
 // TLSHandshakeTimeout; a slower server fails there too).

@@ -414,3 +414,38 @@ func TestSlowServerNeverDowngrades(t *testing.T) {
 		}
 	}
 }
+
+// A box that resets every hello over 1000 bytes, however it is segmented:
+// the Dialer without AllowClassical and TCPDialer fail with
+// ErrHelloRejected and the client-side fix (through crypto/tls for
+// TCPDialer), and the next dial to the destination, which remembers the
+// refusal, skips the clamps.
+func TestHelloRefused(t *testing.T) {
+	for _, k := range kinds {
+		t.Run(k.name, func(t *testing.T) {
+			checkLeaks(t)
+			srv := startServer(t, 0)
+			addr, _ := resetProxy(t, srv.addr, 9000, 1000)
+			cache := &pmtu.Cache{}
+			_, r, err := k.dial(context.Background(), addr, srv.config(), options{cache: cache})
+			require.ErrorIs(t, err, tlsdial.ErrHelloRejected, "%s", r)
+			require.ErrorIs(t, err, syscall.ECONNRESET)
+			var he *tlsdial.HelloError
+			require.ErrorAs(t, err, &he)
+			assert.True(t, he.Diagnosis.Class.HelloRejected())
+			assert.Contains(t, he.Fix, map[string]string{"Dialer": "AllowClassical", "TCPDialer": "tlsdial.Dialer"}[k.name])
+			assert.Contains(t, err.Error(), "fix:")
+			assert.NotEmpty(t, he.Diagnosis.Fix(), "and what to ask of the network")
+			e, ok := cache.Load(pmtu.Key{Remote: "tcp|" + addr})
+			require.True(t, ok, "the refusal is remembered")
+			assert.True(t, e.Class.HelloRejected())
+
+			_, r2, err := k.dial(context.Background(), addr, srv.config(), options{cache: cache})
+			require.ErrorIs(t, err, tlsdial.ErrHelloRejected)
+			for _, a := range r2.Attempts {
+				assert.Zero(t, a.MSS, "no clamp once the refusal is known: %s", r2)
+			}
+			assert.Len(t, r2.Attempts, map[string]int{"Dialer": 2, "TCPDialer": 1}[k.name], "%s", r2)
+		})
+	}
+}

@@ -564,7 +564,7 @@ func (m *machine) clientFix() string {
 	r := m.cfg.rungs
 	switch {
 	case r[0].name == "":
-		return "TCPDialer cannot change crypto/tls's ClientHello: use tlsdial.Dialer, whose one-segment post-quantum hello gets past split-intolerant boxes; or give crypto/tls a smaller hello for this destination: tls.Config.CurvePreferences without X25519MLKEM768 (Go 1.27: it overrides GODEBUG), or GODEBUG=tlsmlkem=0 (both drop post-quantum)"
+		return "TCPDialer cannot change crypto/tls's ClientHello: use tlsdial.Dialer, whose compact post-quantum hello fits one segment and carries no ML-DSA signature algorithms (Go 1.27's crypto/tls cannot leave them out); or give crypto/tls a smaller hello for this destination: tls.Config.CurvePreferences without X25519MLKEM768 (in Go 1.27 it overrides GODEBUG), or GODEBUG=tlsmlkem=0 (both drop post-quantum)"
 	case r[len(r)-1].pq:
 		return "set Dialer.AllowClassical to let a classical ClientHello (no post-quantum key share, about 250 bytes) through"
 	}

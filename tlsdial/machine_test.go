@@ -669,9 +669,18 @@ func TestMachineAgainstOracle(t *testing.T) {
 			reset:     rng.IntN(5) == 0,
 			delay:     time.Duration(rng.IntN(6)) * time.Duration(rng.IntN(200)+1) * time.Millisecond,
 		}
+		if rng.IntN(3) == 0 {
+			p.split = []string{"drop", "reset"}[rng.IntN(2)]
+		} else if rng.IntN(3) == 0 {
+			p.maxHello = []int{1000, 1450}[rng.IntN(2)]
+		}
 		classical := rng.IntN(2) == 0
 		info := rng.IntN(4) != 0
-		cfg := machineConfig{addr: "x", rungs: pqRungs(classical)}
+		rungs := pqRungs(classical)
+		if rng.IntN(2) == 0 {
+			rungs = dialerRungs(classical)
+		}
+		cfg := machineConfig{addr: "x", rungs: rungs}
 		if rng.IntN(8) == 0 {
 			cfg.maxAttempts = 1 + rng.IntN(3)
 		}
@@ -681,23 +690,23 @@ func TestMachineAgainstOracle(t *testing.T) {
 			s.run(time.Minute)
 			s.checkInvariants()
 			steps := s.m.cfg.steps
-			var clampWorks bool // some MSS step of the full hello works
+			var pqWorks bool // some step that keeps post-quantum works
 			for _, st := range steps {
-				if st.rung == 0 && p.works(st, 1500) {
-					clampWorks = true
+				if r := cfg.rungs[st.rung]; r.pq && p.works(st, r.size) {
+					pqWorks = true
 				}
 			}
 			if s.m.winner != 0 {
 				w := s.m.report.Attempts[s.m.winner-1]
 				assert.True(t, p.works(step{mtu: w.MTU}, w.HelloSize), "the winner's step works")
 				if w.Rung == "classical" {
-					assert.False(t, clampWorks && !p.proxied && info, "a smaller hello only when no clamp could work: %s", s.m.report)
+					assert.False(t, pqWorks && !p.proxied && info, "a classical hello only when no post-quantum step could work: %s", s.m.report)
 					assert.True(t, classical)
 				}
 				return
 			}
-			if clampWorks && cfg.maxAttempts == 0 {
-				t.Fatalf("a clamp works but the dial failed: %v\n%s", s.m.err, s.m.report)
+			if pqWorks && cfg.maxAttempts == 0 {
+				t.Fatalf("a post-quantum step works but the dial failed: %v\n%s", s.m.err, s.m.report)
 			}
 			if s.m.err != nil && s.m.report.Duration > giveUpAfter+p.delay+time.Second {
 				t.Fatalf("gave up after %s", s.m.report.Duration)

@@ -90,8 +90,10 @@ type Attempt struct {
 	Outcome Outcome
 	// Diagnosis is what was seen of the attempt when it ended: TCP_INFO's
 	// class and evidence (ClassUnknown without TCP_INFO: other systems,
-	// TimerOnly), ClassReset for OutcomeReset, and Evidence.OvertakenBy
-	// when a parallel attempt got the reply first.
+	// TimerOnly), for OutcomeReset ClassReset or, when the evidence says
+	// the hello itself was refused, ClassSplitIntolerant or
+	// ClassContentIntolerant, and Evidence.OvertakenBy when a parallel
+	// attempt got the reply first.
 	Diagnosis pmtu.Diagnosis
 	// Err is the attempt's error; nil for OutcomeOK.
 	Err error

@@ -219,6 +219,37 @@ func (l *Lab) Dial(ctx context.Context, client string, args DialArgs) (DialResul
 	return res, nil
 }
 
+// GoHelloSize returns the size in bytes of the ClientHello record that
+// crypto/tls sends with cfg: the size TCPDialer carries for StockTLS's
+// Config under crypto/tls or net/http. It depends on the toolchain that
+// built this binary (the one the lab re-executes), so tests read it rather
+// than assume one. cfg needs ServerName or InsecureSkipVerify.
+func GoHelloSize(cfg *tls.Config) (int, error) {
+	c, s := net.Pipe()
+	defer s.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tls.Client(c, cfg.Clone()).Handshake() // ends when s closes
+		c.Close()
+	}()
+	s.SetDeadline(time.Now().Add(5 * time.Second))
+	hdr := make([]byte, 5)
+	if _, err := io.ReadFull(s, hdr); err != nil {
+		return 0, fmt.Errorf("lab: reading crypto/tls's ClientHello: %w", err)
+	}
+	if hdr[0] != 22 { // handshake
+		return 0, fmt.Errorf("lab: crypto/tls's first record has type %d, not handshake", hdr[0])
+	}
+	n := int(hdr[3])<<8 | int(hdr[4])
+	if _, err := io.ReadFull(s, make([]byte, n)); err != nil {
+		return 0, fmt.Errorf("lab: reading crypto/tls's ClientHello: %w", err)
+	}
+	s.Close()
+	<-done
+	return len(hdr) + n, nil
+}
+
 // ClearDF is a net.Dialer.Control that clears DF: IP_MTU_DISCOVER =
 // IP_PMTUDISC_DONT on IPv4, IPV6_MTU_DISCOVER = IPV6_PMTUDISC_DONT on IPv6
 // (the kernel then fragments; routers may too, on IPv4).
