@@ -4,7 +4,9 @@ package lab_test
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -15,9 +17,21 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// helloNoMLKEM is the approximate ClientHello record of Go 1.26's
-// crypto/tls under GODEBUG=tlsmlkem=0 (an X25519 share only).
-const helloNoMLKEM = 300
+// noMLKEMHelloOnce reads the ClientHello record of StockTLSNoMLKEM:
+// GODEBUG=tlsmlkem=0 restores the pre-Go 1.24 groups, which these
+// CurvePreferences name (an X25519 share only; about 300 bytes).
+var noMLKEMHelloOnce = sync.OnceValues(func() (int, error) {
+	return lab.GoHelloSize(&tls.Config{ServerName: lab.ServerName, NextProtos: []string{"h2", "http/1.1"},
+		CurvePreferences: []tls.CurveID{tls.X25519, tls.CurveP256, tls.CurveP384, tls.CurveP521}})
+})
+
+// noMLKEMHello is the size of StockTLSNoMLKEM's ClientHello record.
+func noMLKEMHello(t testing.TB) int {
+	t.Helper()
+	n, err := noMLKEMHelloOnce()
+	require.NoError(t, err)
+	return n
+}
 
 // The middlebox classes as the lab's Report names them.
 var (
@@ -100,7 +114,7 @@ var boxCases = []boxCase{
 // size-intolerant box that resets a hello over N bytes however it is cut;
 // and black holes at 1280 and 576. Each lab first checks the box itself:
 // fake hello records of chosen sizes (StartRecordServer), stock crypto/tls
-// (Go 1.26's ~1.5 KB post-quantum hello fails through every box) and
+// (its default post-quantum hello, ~1.5 KB, fails through every box) and
 // stock crypto/tls under GODEBUG=tlsmlkem=0 (a ~300-byte hello completes
 // through every middlebox). Then it asserts what fitshake must do: keep
 // post-quantum behind a split-intolerant box with a hello that fits one
@@ -180,9 +194,9 @@ func checkRecord(t *testing.T, l *lab.Lab, f lab.Family, size int) {
 // and the path carry its flights, and says which group it used.
 func checkStock(t *testing.T, l *lab.Lab, f lab.Family, port int, client string, args lab.DialArgs) {
 	cfg := l.Config()
-	hello, group := helloGo, "X25519MLKEM768"
+	hello, group := goHello(t), "X25519MLKEM768"
 	if client == lab.StockTLSNoMLKEM {
-		hello, group = helloNoMLKEM, "X25519"
+		hello, group = noMLKEMHello(t), "X25519"
 	}
 	flight := flightSmall
 	if port == lab.PortNginxLong {
@@ -194,7 +208,7 @@ func checkStock(t *testing.T, l *lab.Lab, f lab.Family, port int, client string,
 	res, err := l.Dial(context.Background(), client, args)
 	require.NoError(t, err)
 	r := res.Runs[0]
-	t.Logf("%s: ok=%v group=%s in %v %s", client, r.OK, r.Group, r.Elapsed.Round(10*time.Microsecond), r.Err)
+	t.Logf("%s: %d-byte hello: ok=%v group=%s in %v %s", client, hello, r.OK, r.Group, r.Elapsed.Round(10*time.Microsecond), r.Err)
 	if !want {
 		assert.False(t, r.OK, "%s completed in %v though the box or path refuses its flights", client, r.Elapsed)
 		if refused && cfg.Reject == lab.RejectReset {
