@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -29,6 +30,11 @@ import (
 const (
 	// StockTLS is crypto/tls's tls.Dialer, as a user would write it.
 	StockTLS = "stock-tls"
+	// StockTLSNoMLKEM is StockTLS in a process run with
+	// GODEBUG=tlsmlkem=0: crypto/tls offers no post-quantum group and
+	// sends a ~300-byte hello, as does a user who switched post-quantum
+	// off to get past a middlebox.
+	StockTLSNoMLKEM = "stock-tls-nomlkem"
 	// FitshakeDialer is tlsdial.Dialer.
 	FitshakeDialer = "fitshake-dialer"
 	// FitshakeTCP is tlsdial.TCPDialer under crypto/tls (tls.Client on
@@ -103,12 +109,21 @@ type DialRun struct {
 	// Total is the time to the end of the run (HTTP: the body read).
 	Total   time.Duration
 	Version string `json:",omitempty"` // "TLS 1.3"
-	ALPN    string `json:",omitempty"`
-	Group   string `json:",omitempty"` // key exchange, tls.CurveID's name: "X25519MLKEM768"
-	Proto   string `json:",omitempty"` // HTTP response protocol
-	Status  int    `json:",omitempty"`
-	Body    string `json:",omitempty"`
-	Report  *Report
+	// Group is the key exchange's group ("X25519MLKEM768", "X25519").
+	Group  string `json:",omitempty"`
+	ALPN   string `json:",omitempty"`
+	Proto  string `json:",omitempty"` // HTTP response protocol
+	Status int    `json:",omitempty"`
+	Body   string `json:",omitempty"`
+	// HelloRejected: the dial's error matches tlsdial.ErrHelloRejected,
+	// fitshake's verdict that a box on the path refuses the ClientHello
+	// itself.
+	HelloRejected bool `json:",omitempty"`
+	// ErrClass is the class (pmtu.Class's String) of the diagnosis in the
+	// dial's error: a *tlsdial.HelloError's or *tlsdial.StallError's;
+	// empty for other errors.
+	ErrClass string `json:",omitempty"`
+	Report   *Report
 }
 
 // Report is a JSON-friendly tlsdial.Report.
@@ -200,8 +215,8 @@ func toReport(r tlsdial.Report) *Report {
 	return out
 }
 
-// Dial runs one of the package's clients (StockTLS, FitshakeDialer,
-// FitshakeTCP, FitshakeHTTP) in the client namespace. A dial that fails
+// Dial runs one of the package's clients (StockTLS, StockTLSNoMLKEM,
+// FitshakeDialer, FitshakeTCP, FitshakeHTTP) in the client namespace. A dial that fails
 // is not an error: see DialRun.OK and Err.
 func (l *Lab) Dial(ctx context.Context, client string, args DialArgs) (DialResult, error) {
 	var res DialResult
@@ -267,8 +282,13 @@ func ClearDF(network, address string, c syscall.RawConn) error {
 	return nil
 }
 
+// clientGODEBUG is the GODEBUG setting a package client's process runs
+// with, by client name.
+var clientGODEBUG = map[string]string{StockTLSNoMLKEM: "tlsmlkem=0"}
+
 func init() {
 	RegisterClient(StockTLS, dialClient(newStock))
+	RegisterClient(StockTLSNoMLKEM, dialClient(newStock))
 	RegisterClient(FitshakeDialer, dialClient(newFitshake))
 	RegisterClient(FitshakeTCP, dialClient(newTCPDialer))
 	RegisterClient(FitshakeHTTP, dialClient(newHTTP))
@@ -365,17 +385,40 @@ func done(r DialRun, cs tls.ConnectionState) DialRun {
 
 // negotiated records the handshake's version, ALPN protocol and group in r.
 func negotiated(r DialRun, cs tls.ConnectionState) DialRun {
-	r.Version, r.ALPN = tls.VersionName(cs.Version), cs.NegotiatedProtocol
-	if cs.CurveID != 0 {
-		r.Group = cs.CurveID.String()
-	}
+	r.Version, r.ALPN, r.Group = tls.VersionName(cs.Version), cs.NegotiatedProtocol, groupName(cs.CurveID)
 	return r
+}
+
+// groupName names a key exchange group; "" for none (TLS 1.2 RSA key
+// exchange, resumption without one).
+func groupName(id tls.CurveID) string {
+	if id == 0 {
+		return ""
+	}
+	return id.String()
 }
 
 func fail(r DialRun, err error) DialRun {
 	r.OK = false
 	r.Err = err.Error()
+	r.HelloRejected = errors.Is(err, tlsdial.ErrHelloRejected)
+	r.ErrClass = errClass(err)
 	return r
+}
+
+// errClass returns the class of the diagnosis err carries, or "".
+func errClass(err error) string {
+	var (
+		he *tlsdial.HelloError
+		se *tlsdial.StallError
+	)
+	switch {
+	case errors.As(err, &he):
+		return he.Diagnosis.Class.String()
+	case errors.As(err, &se):
+		return se.Diagnosis.Class.String()
+	}
+	return ""
 }
 
 func newStock(a *DialArgs, cfg *tls.Config, nd *net.Dialer, _ *pmtu.Cache) runFunc {

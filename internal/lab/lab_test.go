@@ -285,6 +285,16 @@ func TestConfig(t *testing.T) {
 		{lab.Config{Scenario: lab.Blackhole, Direction: lab.Downstream, MTU: 1280}, "blackhole-downstream-1280", false},
 		{lab.Config{Scenario: lab.PMTUDOK, Direction: lab.Upstream}, "pmtud-ok-1400", false},
 		{lab.Config{Scenario: lab.MTUICMPBlocked, MTU: 576}, "mtu-icmp-blocked-576", true},
+		{lab.Config{Scenario: lab.PMTUDOK, MTU: 1279}, "pmtud-ok-1279", true},
+		{lab.Config{Scenario: lab.Blackhole, MTU: 576}, "blackhole-both-576", false},
+		{lab.Config{Scenario: lab.Reset, MTU: 575}, "reset-both-575", true},
+		{lab.Config{Scenario: lab.SplitIntolerant, MTU: 1280}, "split-intolerant-drop", false},
+		{lab.Config{Scenario: lab.SplitIntolerant, Reject: lab.RejectReset}, "split-intolerant-reset", false},
+		{lab.Config{Scenario: lab.SplitIntolerant, Reject: "bounce"}, "split-intolerant-bounce", true},
+		{lab.Config{Scenario: lab.SizeIntolerant}, "size-intolerant-reset-1400", false},
+		{lab.Config{Scenario: lab.SizeIntolerant, Reject: lab.RejectDrop, HelloLimit: 1000}, "size-intolerant-drop-1000", false},
+		{lab.Config{Scenario: lab.SizeIntolerant, HelloLimit: 5}, "size-intolerant-reset-5", true},
+		{lab.Config{Scenario: lab.Blackhole, Reject: lab.RejectReset, HelloLimit: 9}, "blackhole-both-1400", false},
 		{lab.Config{Scenario: "nope"}, "nope-1400", true},
 	}
 	for _, tt := range tests {
@@ -316,4 +326,13 @@ func TestConfig(t *testing.T) {
 	assert.Equal(t, 1360, bh.MaxMSS(lab.IPv4))
 	assert.Equal(t, 1340, bh.MaxMSS(lab.IPv6))
 	assert.Equal(t, 1500, lab.Config{MTU: 1280}.N(), "healthy ignores MTU")
+	split := lab.Config{Scenario: lab.SplitIntolerant}
+	assert.Equal(t, 1500, split.N(), "a middlebox ignores MTU")
+	assert.True(t, split.Refuses(1473, 1448), "a record longer than its segment")
+	assert.False(t, split.Refuses(1420, 1448), "a record in one segment, however large")
+	assert.False(t, split.Lost(lab.IPv4, lab.Upstream, 1500), "no packet is lost for its size")
+	size := lab.Config{Scenario: lab.SizeIntolerant, HelloLimit: 1000}
+	assert.True(t, size.Refuses(1001, 1448))
+	assert.False(t, size.Refuses(1000, 536), "whatever the segmentation")
+	assert.False(t, bh.Refuses(5000, 100))
 }
