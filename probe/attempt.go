@@ -28,6 +28,10 @@ type spec struct {
 	dir     dir
 	forceDF bool
 	wait    time.Duration // how long silence may last before it counts
+	// chunk, if not 0, writes the hello in pieces of at most chunk bytes,
+	// so that its segments fit the smallest path (Go's sockets have
+	// Nagle off: a write is a segment).
+	chunk int
 }
 
 // outcome is what a probe's connection showed.
@@ -143,7 +147,7 @@ func watch(ctx context.Context, c net.Conn, s spec, ipv6 bool) (obs, error) {
 		return obs{}, err
 	}
 	t0 := time.Now()
-	if _, err := c.Write(s.hello); err != nil {
+	if err := write(c, s.hello, s.chunk); err != nil {
 		return obs{outcome: refused}, nil
 	}
 	rd := startReader(c)
@@ -189,6 +193,21 @@ func ifaceMTU(addr net.Addr) int {
 		}
 	}
 	return 0
+}
+
+// write writes b in pieces of at most chunk bytes (0: at once).
+func write(c net.Conn, b []byte, chunk int) error {
+	if chunk <= 0 {
+		chunk = len(b)
+	}
+	for len(b) > 0 {
+		n := min(chunk, len(b))
+		if _, err := c.Write(b[:n]); err != nil {
+			return err
+		}
+		b = b[n:]
+	}
+	return nil
 }
 
 // reader drains what the server sends, so that a reset or an end of

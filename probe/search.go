@@ -10,6 +10,10 @@ import (
 const (
 	minPacket  = 576
 	resolution = 8
+	// smallChunk is the piece the downstream probes write their hello in:
+	// 256 bytes and IPv6 headers with timestamps make 328-byte packets,
+	// which any path carries, whatever upstream limit it has.
+	smallChunk = 256
 )
 
 // limit is what the search found in one direction.
@@ -60,7 +64,7 @@ func (r *run) droppedFragments(ctx context.Context, l limit) (bool, error) {
 // searchDown finds the largest packet that comes back from the server: a
 // small hello unclamped, then a bisection of the MSS the server is told.
 func (r *run) searchDown(ctx context.Context) (limit, error) {
-	s := spec{dir: down, hello: r.hellos.small, wait: r.waitDown()}
+	s := spec{dir: down, hello: r.hellos.small, wait: r.waitDown(), chunk: smallChunk}
 	o, err := r.probe(ctx, "downstream, no clamp", s)
 	if err != nil {
 		return limit{}, err

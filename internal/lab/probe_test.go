@@ -79,13 +79,25 @@ func truthOf(cfg lab.Config, f lab.Family) probeTruth {
 	return t
 }
 
-// TestLabProbe runs the probe in every scenario of the main matrix, and
-// the black holes at 1280, on both families, against nginx with a long
-// certificate chain (a flight of several full segments): its class,
-// handshake verdict and limits (±8 bytes) must match the lab's truth.
+// probeLabs are the scenarios of TestLabProbe: the main matrix at 1400,
+// and black holes both ways, upstream and downstream at 1280 and 576.
+func probeLabs() []lab.Config {
+	cfgs := matrix(1400)
+	for _, n := range []int{1280, 576} {
+		for _, d := range []lab.Direction{lab.Both, lab.Upstream, lab.Downstream} {
+			cfgs = append(cfgs, lab.Config{Scenario: lab.Blackhole, MTU: n, Direction: d})
+		}
+	}
+	return cfgs
+}
+
+// TestLabProbe runs the probe in every scenario of probeLabs, on both
+// families, against nginx with a long certificate chain (a flight of
+// several full segments): its class, handshake verdict and limits (±8
+// bytes) must match the lab's truth.
 func TestLabProbe(t *testing.T) {
 	lab.Require(t)
-	cfgs := append(matrix(1400), lab.Config{Scenario: lab.Blackhole, MTU: 1280, Direction: lab.Both})
+	cfgs := probeLabs()
 	for _, cfg := range cfgs {
 		t.Run(cfg.String(), func(t *testing.T) {
 			t.Parallel()
