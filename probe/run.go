@@ -30,6 +30,7 @@ type run struct {
 	lastDial  time.Time
 	rtt       time.Duration
 	ttfb      time.Duration // the server's time to its first byte; 0 if unknown
+	flight    int           // the largest flight a probe received
 	fragments bool          // IPv4 fragments are dropped (DF clear by default)
 	healthy   bool
 }
@@ -201,11 +202,13 @@ func (r *run) waitDown() time.Duration {
 	return min(max(300*time.Millisecond, 2*r.ttfb+8*r.rtt), 3*time.Second)
 }
 
-// noteFlight learns the server's time to answer from a probe that got it.
+// noteFlight learns the server's time to answer, and the size of its
+// flight, from a probe that got it.
 func (r *run) noteFlight(o obs) {
 	if o.firstByte > 0 && r.ttfb == 0 {
 		r.ttfb = o.firstByte
 	}
+	r.flight = max(r.flight, o.received)
 }
 
 // measure runs the handshakes and both searches, then concludes.
@@ -250,6 +253,9 @@ func (r *run) conclude(up, down limit, class string) {
 	res.DownstreamMTU, res.DownstreamAtLeast = down.mtu, down.atLeast
 	res.PMTUD = up.icmp
 	res.RTTMs = ms(r.rtt)
+	if res.Flight == 0 {
+		res.Flight = r.flight // crypto/tls's handshake did not complete
+	}
 	if class == "" {
 		class = r.classify(up, down)
 	}

@@ -104,6 +104,7 @@ func (r *run) bisect(ctx context.Context, s spec, l limit, hi int) (limit, error
 			hi = s.packet
 			continue
 		}
+		r.noteFlight(o)
 		if o.packet < s.packet-resolution {
 			// The server's flight or MSS is smaller than the clamp:
 			// nothing larger can be shown.

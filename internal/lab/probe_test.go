@@ -125,8 +125,8 @@ func probeIn(t *testing.T, l *lab.Lab, f lab.Family, caFile string) probe.Result
 	require.NoError(t, err)
 	var res probe.Result
 	require.NoError(t, json.Unmarshal(raw, &res))
-	t.Logf("probe: %s %s: up %d down %d healthy %t in %d conns, %.2f s\n%s",
-		res.Class, res.Family, res.UpstreamMTU, res.DownstreamMTU, res.Healthy, res.Conns, res.Seconds, probesText(res))
+	t.Logf("probe: %s %s: up %d down %d healthy %t in %d conns, %.2f s\n%s%s",
+		res.Class, res.Family, res.UpstreamMTU, res.DownstreamMTU, res.Healthy, res.Conns, res.Seconds, res.String(), probesText(res))
 	return res
 }
 
