@@ -222,20 +222,8 @@ func (d Diagnosis) String() string {
 	case ClassReset:
 		return fmt.Sprintf("%d-byte ClientHello: the connection was reset before any reply (after %s) — a firewall or middlebox rejecting large packets or this ClientHello",
 			e.Sent, ms)
-	case ClassSplitIntolerant:
-		if e.Acked <= 0 && e.Retransmits > 0 {
-			return fmt.Sprintf("%d-byte ClientHello sent as %s: even the small tail was lost and %s, nothing SACKed (after %s) — not packets too large for the path, a box that dropped the flow on a ClientHello split across segments",
-				e.Sent, segments(e.Sent, e.SegSize), retransmitted(e.Retransmits), ms)
-		}
-		if e.Acked <= 0 {
-			return fmt.Sprintf("%d-byte ClientHello sent as %s, cut before any reply (after %s) — this path was seen to fail on a ClientHello split across segments",
-				e.Sent, segments(e.Sent, e.SegSize), ms)
-		}
-		return fmt.Sprintf("%d-byte ClientHello sent as %s: the %d-byte head was acknowledged, then the flow was cut before any reply (after %s) — a box on the path fails on a ClientHello split across segments",
-			e.Sent, segments(e.Sent, e.SegSize), min(e.Acked, e.SegSize), ms)
-	case ClassContentIntolerant:
-		return fmt.Sprintf("%d-byte ClientHello rejected before any reply (after %s), in segments any path carries — a box on the path rejects this ClientHello: its size or an extension it does not know",
-			e.Sent, ms)
+	case ClassSplitIntolerant, ClassContentIntolerant:
+		return d.refusedString(ms)
 	}
 	switch {
 	case e.PathMTUShrank:
@@ -273,6 +261,24 @@ func (d Diagnosis) Fix() string {
 		}
 	}
 	return ""
+}
+
+// refusedString explains a hello the path refused.
+func (d Diagnosis) refusedString(ms time.Duration) string {
+	e := d.Evidence
+	switch {
+	case d.Class == ClassContentIntolerant:
+		return fmt.Sprintf("%d-byte ClientHello rejected before any reply (after %s), in segments any path carries — a box on the path rejects this ClientHello: its size or an extension it does not know",
+			e.Sent, ms)
+	case e.Acked <= 0 && e.Retransmits > 0:
+		return fmt.Sprintf("%d-byte ClientHello sent as %s: even the small tail was lost and %s, nothing SACKed (after %s) — not packets too large for the path, a box that dropped the flow on a ClientHello split across segments",
+			e.Sent, segments(e.Sent, e.SegSize), retransmitted(e.Retransmits), ms)
+	case e.Acked <= 0:
+		return fmt.Sprintf("%d-byte ClientHello sent as %s, cut before any reply (after %s) — this path was seen to fail on a ClientHello split across segments",
+			e.Sent, segments(e.Sent, e.SegSize), ms)
+	}
+	return fmt.Sprintf("%d-byte ClientHello sent as %s: the %d-byte head was acknowledged, then the flow was cut before any reply (after %s) — a box on the path fails on a ClientHello split across segments",
+		e.Sent, segments(e.Sent, e.SegSize), min(e.Acked, e.SegSize), ms)
 }
 
 func retransmitted(n int) string {
