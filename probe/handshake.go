@@ -27,7 +27,6 @@ func (r *run) stockHandshake(ctx context.Context) error {
 	}
 	defer abort(c)
 	base, _ := pmtu.ReadTCPInfo(c)
-	r.rtt = base.RTT
 	hctx, cancel := context.WithTimeout(ctx, max(2*time.Second, 20*r.rtt))
 	defer cancel()
 	done := make(chan error, 1)

@@ -34,7 +34,8 @@ func (j *judge) look(cur pmtu.TCPInfo, elapsed time.Duration, cut bool) (obs, bo
 		allowed: int(cur.AdvMSS) + hdr, ifMTU: j.ifMTU}
 	// A path MTU below the local link's was learned from ICMP, during the
 	// probe or before it (the kernel keeps it per destination).
-	o.pmtuShrank = ev.PathMTUShrank || (cur.PMTU > 0 && int(cur.PMTU) < j.ifMTU)
+	// (The kernel caps a route's MTU at 65535, the largest IP packet.)
+	o.pmtuShrank = ev.PathMTUShrank || (cur.PMTU > 0 && int(cur.PMTU) < min(j.ifMTU, 0xffff))
 	if ev.Received > 0 && j.firstByte == 0 {
 		j.firstByte = elapsed
 	}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/fitshake/fitshake/fingerprint"
 	"github.com/fitshake/fitshake/internal/verdict"
+	"github.com/fitshake/fitshake/pmtu"
 	utls "github.com/refraction-networking/utls"
 )
 
@@ -216,6 +217,9 @@ func (r *run) measure(ctx context.Context) (*Result, error) {
 	// Downstream first: the other probes may teach the kernel a smaller
 	// path MTU (ICMP), which lowers the MSS this host announces and so
 	// hides what the server could send.
+	if err := r.connect(ctx); err != nil {
+		return nil, err
+	}
 	var up, down limit
 	var err error
 	if measures {
@@ -243,6 +247,23 @@ func (r *run) measure(ctx context.Context) (*Result, error) {
 	r.fitshakeHandshake(ctx)
 	r.conclude(up, down, class)
 	return &r.res, nil
+}
+
+// connect makes a plain TCP connection: whether the server is reachable
+// at all, and the round trip.
+func (r *run) connect(ctx context.Context) error {
+	if err := r.dialing(ctx, "TCP connect"); err != nil {
+		return err
+	}
+	c, err := r.nd.DialContext(ctx, r.network, r.addr)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrUnreachable, r.res.Addr, err)
+	}
+	defer abort(c)
+	if ti, err := pmtu.ReadTCPInfo(c); err == nil {
+		r.rtt = ti.RTT
+	}
+	return nil
 }
 
 // conclude fills the verdict.
