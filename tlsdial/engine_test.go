@@ -258,7 +258,12 @@ func TestLadderExhausted(t *testing.T) {
 				require.ErrorAs(t, err, &se)
 				assert.Equal(t, pmtu.ClassSilent, se.Diagnosis.Class)
 				assert.InDelta(t, 10, took.Seconds(), 1.5)
+				// Every clamp, and the Dialer's compact hello, which
+				// weakens nothing, raced on silence.
 				want := map[int]int{0: 4, 1: 1}[max]
+				if max == 0 && k.name == "Dialer" {
+					want = 5
+				}
 				require.Len(t, r.Attempts, want, "%s", r)
 				for _, a := range r.Attempts {
 					assert.Equal(t, tlsdial.OutcomeStall, a.Outcome)
