@@ -21,8 +21,8 @@ const (
 	// last probes of a run still hold their connections.
 	DefaultMaxConns = 6
 	// DefaultMaxBytes is Handler.MaxBytes's default: one run of the page
-	// (the page, about 60 probes of at most 1500 bytes each way, the
-	// summary) exchanges about 150 KB; this allows several runs a minute.
+	// (the page, some 30 probes of at most 1500 bytes each way, the
+	// summary) exchanges about 50 KB; this allows about 20 runs a minute.
 	DefaultMaxBytes = 1 << 20
 	// DefaultMaxClients is Handler.MaxClients's default.
 	DefaultMaxClients = 10000
@@ -145,7 +145,8 @@ const (
 	// of 564 bytes on IPv4 (576 crosses every IPv4 path), 584 on IPv6.
 	chunk = 512
 	// tailLen is the length of a downstream probe's tail, the JSON that
-	// tells the page the outcome, padded with spaces.
+	// tells the page the outcome, padded with spaces (one more byte in
+	// some probes; see probeHead).
 	tailLen = 96
 	// writeBudget bounds the time to write a page or a summary.
 	writeBudget = 20 * time.Second
@@ -170,14 +171,12 @@ func (ex *exchange) hijack(d time.Duration) (net.Conn, error) {
 		http.Error(ex.w, errNoHijack.Error(), http.StatusNotImplemented)
 		return nil, errNoHijack
 	}
-	c.SetDeadline(ex.now().Add(d))
+	c.SetDeadline(time.Now().Add(d))
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.SetNoDelay(true)
 	}
 	return c, nil
 }
-
-func (ex *exchange) now() time.Time { return ex.h.lim.now() }
 
 // header returns an HTTP/1.1 response head for a body of n bytes.
 func header(status int, ctype string, n int) []byte {
@@ -212,7 +211,6 @@ type pageConfig struct {
 	AckMaxMS int64  `json:"ack_max_ms"` // the longest a downstream probe waits for its ACK
 	MinDown  int    `json:"min_down"`   // the smallest downstream probe
 	Max      int    `json:"max"`        // the largest probe
-	TailLen  int    `json:"tail_len"`   // a downstream probe's tail
 	OS       string `json:"os"`
 }
 
@@ -222,7 +220,7 @@ func (h *Handler) pageConfig() pageConfig {
 		ack = h.AckTimeout
 	}
 	return pageConfig{TCPInfo: platform.tcpInfo, AckMaxMS: ack.Milliseconds(), MinDown: minDown,
-		Max: maxPacket, TailLen: tailLen, OS: runtime.GOOS}
+		Max: maxPacket, OS: runtime.GOOS}
 }
 
 // upResult is an upstream probe's answer: what arrived.
@@ -283,32 +281,39 @@ func (ex *exchange) down() {
 }
 
 // probeHead builds the head and padding of a downstream probe: exactly
-// first bytes, declaring a body of the padding plus tailLen.
-func probeHead(first int) []byte {
-	// The head's length depends on the Content-Length's digits: settle it.
-	pad := first
-	for range 3 {
-		h := header(http.StatusOK, "text/plain", pad+tailLen)
-		pad = first - len(h)
+// first bytes, declaring a body of the padding plus a tail of the returned
+// length (tailLen, or one more where the Content-Length's digits leave no
+// exact fit: at 999 and 1000 bytes). It returns nil when first cannot hold
+// a head.
+func probeHead(first int) ([]byte, int) {
+	for tail := tailLen; tail <= tailLen+1; tail++ {
+		// The head's length depends on the Content-Length's digits.
+		pad := first
+		for range 3 {
+			pad = first - len(header(http.StatusOK, "text/plain", pad+tail))
+		}
+		h := header(http.StatusOK, "text/plain", pad+tail)
+		if pad < 0 || len(h)+pad != first {
+			continue
+		}
+		b := make([]byte, first)
+		copy(b, h)
+		for i := len(h); i < first; i++ {
+			b[i] = 'x'
+		}
+		return b, tail
 	}
-	h := header(http.StatusOK, "text/plain", pad+tailLen)
-	if pad < 0 || len(h)+pad != first {
-		return nil
-	}
-	b := make([]byte, first)
-	copy(b, h)
-	for i := len(h); i < first; i++ {
-		b[i] = 'x'
-	}
-	return b
+	return nil, 0
 }
 
-func encodeTail(t downTail) []byte {
+// encodeTail returns t's JSON padded with spaces to n bytes (n ≥ tailLen
+// holds any downTail).
+func encodeTail(t downTail, n int) []byte {
 	b, _ := json.Marshal(t)
-	for len(b) < tailLen {
+	for len(b) < n {
 		b = append(b, ' ')
 	}
-	return b[:tailLen]
+	return b[:n]
 }
 
 // summaryReply is what the page shows at the end.

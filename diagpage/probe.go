@@ -71,7 +71,7 @@ func measureRequest(c net.Conn, r *http.Request) upResult {
 func sendProbe(c net.Conn, size int, ackTimeout time.Duration, headOnly bool) int {
 	ti0, ok := readInfo(c)
 	hdr := overhead(isIPv6(c), timestamps(ti0, ok))
-	first := probeHead(size - hdr)
+	first, tailN := probeHead(size - hdr)
 	if first == nil || headOnly {
 		c.Close()
 		return 0
@@ -104,7 +104,7 @@ func sendProbe(c net.Conn, size int, ackTimeout time.Duration, headOnly bool) in
 			tail.Split, tail.Max = true, mss+hdr
 		}
 	}
-	m, _ := c.Write(encodeTail(tail))
+	m, _ := c.Write(encodeTail(tail, tailN))
 	c.Close()
 	return n + m
 }

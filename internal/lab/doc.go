@@ -22,7 +22,8 @@
 //	| clients:       |      | forwarding, nft rules  |      | nginx :443 :8443 |
 //	|  re-exec'd test|      | of the scenario        |      | go    :9443      |
 //	|  binary, curl, |      |                        |      | s_server :20000+ |
-//	|  openssl       |      |                        |      |                  |
+//	|  openssl,      |      |                        |      | diagpage :8080   |
+//	|  chromium      |      |                        |      |  (plain HTTP)    |
 //	+----------------+      +------------------------+      +------------------+
 //	     default route via the router on both ends; MTU 1500 on every veth
 //
