@@ -99,8 +99,18 @@ func orDefault[T int | int64](v, def T) T {
 // ServeHTTP serves the page, or one of its probes or its summary.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.once.Do(h.init)
-	if r.Method != http.MethodGet && r.Method != http.MethodHead {
-		w.Header().Set("Allow", "GET, HEAD")
+	endpoint := path.Base(r.URL.Path)
+	switch endpoint {
+	case "up", "down", "verdict":
+	default:
+		endpoint = "page"
+	}
+	if r.Method != http.MethodGet && (r.Method != http.MethodHead || endpoint != "page") {
+		allow := "GET"
+		if endpoint == "page" {
+			allow = "GET, HEAD"
+		}
+		w.Header().Set("Allow", allow)
 		http.Error(w, "diagpage: method not allowed", http.StatusMethodNotAllowed)
 		return
 	}
@@ -114,7 +124,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer h.lim.done(key)
 	h.lim.charge(key, requestLen(r))
 	ex := &exchange{h: h, w: w, r: r, key: key}
-	switch path.Base(r.URL.Path) {
+	switch endpoint {
 	case "up":
 		ex.up()
 	case "down":
@@ -276,7 +286,7 @@ func (ex *exchange) down() {
 	if err != nil {
 		return
 	}
-	n := sendProbe(c, size, ex.h.AckTimeout, ex.r.Method == http.MethodHead)
+	n := sendProbe(c, size, ex.h.AckTimeout)
 	ex.h.lim.charge(ex.key, n)
 }
 

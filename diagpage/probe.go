@@ -68,11 +68,11 @@ func measureRequest(c net.Conn, r *http.Request) upResult {
 // the tail reports. TCP_MAXSEG cannot make the kernel send smaller
 // segments instead: on an established socket it changes nothing (see the
 // package documentation).
-func sendProbe(c net.Conn, size int, ackTimeout time.Duration, headOnly bool) int {
+func sendProbe(c net.Conn, size int, ackTimeout time.Duration) int {
 	ti0, ok := readInfo(c)
 	hdr := overhead(isIPv6(c), timestamps(ti0, ok))
 	first, tailN := probeHead(size - hdr)
-	if first == nil || headOnly {
+	if first == nil {
 		c.Close()
 		return 0
 	}
