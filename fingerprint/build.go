@@ -69,15 +69,28 @@ func Build(r Rung, cfg *utls.Config, o Options) (*Hello, error) {
 		cfg.ServerName = o.ServerName
 	}
 
+	uc, err := newUConn(r, cfg, spec, p)
+	if err != nil {
+		return nil, err
+	}
+	// Raw is what goes on the wire; the tests hold it equal to
+	// p.handshakeSize (RecordSize), which predicted it without keys.
+	n := len(uc.HandshakeState.Hello.Raw)
+	return &Hello{Conn: uc, RecordSize: n + recordHeaderLen, Rung: r, PostQuantum: p.postQuantum}, nil
+}
+
+// newUConn applies spec to a new UConn over cfg, with the keys and the
+// legacy session ID p asks for, and builds its handshake state.
+func newUConn(r Rung, cfg *utls.Config, spec *utls.ClientHelloSpec, p plan) (*utls.UConn, error) {
 	// One X25519 key for the hybrid and the X25519 shares, as crypto/tls
 	// does (see keyshare.go); utls would generate one for each.
 	var keys *utls.KeySharePrivateKeys
 	if ks := keyShareExtension(spec); ks != nil {
+		var err error
 		if keys, err = shareX25519(ks, configRand(cfg)); err != nil {
 			return nil, fmt.Errorf("fingerprint: generating %s key shares: %w", r.Name, err)
 		}
 	}
-
 	uc := utls.UClient(nil, cfg, utls.HelloCustom)
 	if err := uc.ApplyPreset(spec); err != nil {
 		return nil, fmt.Errorf("fingerprint: applying %s spec: %w", r.Name, err)
@@ -94,8 +107,5 @@ func Build(r Rung, cfg *utls.Config, o Options) (*Hello, error) {
 	if err := uc.BuildHandshakeState(); err != nil {
 		return nil, fmt.Errorf("fingerprint: building %s hello: %w", r.Name, err)
 	}
-	// Raw is what goes on the wire; the tests hold it equal to
-	// p.handshakeSize (RecordSize), which predicted it without keys.
-	n := len(uc.HandshakeState.Hello.Raw)
-	return &Hello{Conn: uc, RecordSize: n + recordHeaderLen, Rung: r, PostQuantum: p.postQuantum}, nil
+	return uc, nil
 }

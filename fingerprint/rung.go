@@ -288,7 +288,18 @@ func (p *plan) spec() *utls.ClientHelloSpec {
 	for i, g := range p.shares {
 		shares[i] = utls.KeyShare{Group: utls.CurveID(g)}
 	}
+	return &utls.ClientHelloSpec{
+		TLSVersMin:         p.minVersion,
+		TLSVersMax:         p.maxVersion,
+		CipherSuites:       p.cipherSuites(),
+		CompressionMethods: []uint8{0}, // null
+		Extensions:         p.extensions(curves, shares),
+	}
+}
 
+// extensions returns the spec's extensions, in crypto/tls's order, the
+// padding last.
+func (p *plan) extensions(curves []utls.CurveID, shares []utls.KeyShare) []utls.TLSExtension {
 	var ext []utls.TLSExtension
 	if p.sni != "" {
 		ext = append(ext, &utls.SNIExtension{ServerName: p.sni})
@@ -322,15 +333,7 @@ func (p *plan) spec() *utls.ClientHelloSpec {
 			&utls.KeyShareExtension{KeyShares: shares},
 		)
 	}
-	ext = append(ext, &utls.UtlsPaddingExtension{GetPaddingLen: utls.BoringPaddingStyle})
-
-	return &utls.ClientHelloSpec{
-		TLSVersMin:         p.minVersion,
-		TLSVersMax:         p.maxVersion,
-		CipherSuites:       p.cipherSuites(),
-		CompressionMethods: []uint8{0}, // null
-		Extensions:         ext,
-	}
+	return append(ext, &utls.UtlsPaddingExtension{GetPaddingLen: utls.BoringPaddingStyle})
 }
 
 // handshakeSize returns the size of the ClientHello handshake message (with

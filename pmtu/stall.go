@@ -35,11 +35,12 @@ const (
 	ClassReset
 	// ClassSplitIntolerant: a box on the path fails on a ClientHello split
 	// across TCP segments (an inspecting firewall that reads only the first
-	// one). The hello spanned more than one segment and its head, a
-	// full-size segment, was acknowledged, so large packets get through;
-	// then its tail was lost and never SACKed, or the connection was reset
-	// or closed before any reply. A smaller MSS makes it worse; a hello
-	// that fits one segment gets through.
+	// one). The hello spanned more than one segment, and either its small
+	// tail was lost and retransmitted with nothing SACKed (a path that
+	// drops large packets delivers the tail), or its full-size head was
+	// acknowledged and then the connection was reset or closed before any
+	// reply. A smaller MSS makes it worse; a hello that fits one segment
+	// gets through.
 	ClassSplitIntolerant
 	// ClassContentIntolerant: a box on the path rejects the ClientHello
 	// itself — its size, or an extension it does not know — whatever its
@@ -131,9 +132,11 @@ type Diagnosis struct {
 // written, and cur, taken elapsed later. It is a pure function: callers
 // poll and decide what to do with the answer.
 //
-// A flight whose head segment was acknowledged and whose tail was then
-// retransmitted without any SACK is ClassSplitIntolerant: the head is the
-// largest segment, so no size limit explains the tail's loss.
+// A flight of several segments that is retransmitted while nothing of it
+// is SACKed is ClassSplitIntolerant: its small tail was lost as well as
+// (or after) the full-size head, which no size limit explains. Inline
+// inspectors that fail on a split ClientHello drop the rest of the flow,
+// the server's acknowledgement of the head included.
 //
 // Measured signatures (see the recorded timelines in testdata/timelines):
 // a flight whose head segment is black-holed shows Sacked > 0 within one
@@ -170,10 +173,11 @@ func Classify(sent int, base, cur TCPInfo, elapsed time.Duration) Diagnosis {
 		if ev.OutOfOrder > 0 {
 			d.Class = ClassDownstream
 		}
-	case ev.Acked > 0 && ev.SACKed == 0 && ev.Retransmits > 0 && ev.Segments() > 1:
-		// The full-size head got through and the small tail did not: not
-		// a size a path drops, a box that stopped the flow after the
-		// first segment.
+	case ev.SACKed == 0 && ev.Retransmits > 0 && ev.Segments() > 1:
+		// The small tail was lost too (a path that drops large packets
+		// delivers it, and the server SACKs it), or it was lost after the
+		// full-size head got through: not a size the path drops, a box
+		// that stopped the flow on the ClientHello.
 		d.Class = ClassSplitIntolerant
 	case ev.SACKed > 0 || ev.Retransmits > 0:
 		d.Class = ClassUpstream
@@ -218,16 +222,8 @@ func (d Diagnosis) String() string {
 	case ClassReset:
 		return fmt.Sprintf("%d-byte ClientHello: the connection was reset before any reply (after %s) — a firewall or middlebox rejecting large packets or this ClientHello",
 			e.Sent, ms)
-	case ClassSplitIntolerant:
-		if e.Acked <= 0 {
-			return fmt.Sprintf("%d-byte ClientHello sent as %s, cut before any reply (after %s) — this path was seen to fail on a ClientHello split across segments",
-				e.Sent, segments(e.Sent, e.SegSize), ms)
-		}
-		return fmt.Sprintf("%d-byte ClientHello sent as %s: the %d-byte head was acknowledged, then the flow was cut before any reply (after %s) — a box on the path fails on a ClientHello split across segments",
-			e.Sent, segments(e.Sent, e.SegSize), min(e.Acked, e.SegSize), ms)
-	case ClassContentIntolerant:
-		return fmt.Sprintf("%d-byte ClientHello rejected before any reply (after %s), in segments any path carries — a box on the path rejects this ClientHello: its size or an extension it does not know",
-			e.Sent, ms)
+	case ClassSplitIntolerant, ClassContentIntolerant:
+		return d.refusedString(ms)
 	}
 	switch {
 	case e.PathMTUShrank:
@@ -265,6 +261,24 @@ func (d Diagnosis) Fix() string {
 		}
 	}
 	return ""
+}
+
+// refusedString explains a hello the path refused.
+func (d Diagnosis) refusedString(ms time.Duration) string {
+	e := d.Evidence
+	switch {
+	case d.Class == ClassContentIntolerant:
+		return fmt.Sprintf("%d-byte ClientHello rejected before any reply (after %s), in segments any path carries — a box on the path rejects this ClientHello: its size or an extension it does not know",
+			e.Sent, ms)
+	case e.Acked <= 0 && e.Retransmits > 0:
+		return fmt.Sprintf("%d-byte ClientHello sent as %s: even the small tail was lost and %s, nothing SACKed (after %s) — not packets too large for the path, a box that dropped the flow on a ClientHello split across segments",
+			e.Sent, segments(e.Sent, e.SegSize), retransmitted(e.Retransmits), ms)
+	case e.Acked <= 0:
+		return fmt.Sprintf("%d-byte ClientHello sent as %s, cut before any reply (after %s) — this path was seen to fail on a ClientHello split across segments",
+			e.Sent, segments(e.Sent, e.SegSize), ms)
+	}
+	return fmt.Sprintf("%d-byte ClientHello sent as %s: the %d-byte head was acknowledged, then the flow was cut before any reply (after %s) — a box on the path fails on a ClientHello split across segments",
+		e.Sent, segments(e.Sent, e.SegSize), min(e.Acked, e.SegSize), ms)
 }
 
 func retransmitted(n int) string {

@@ -114,7 +114,10 @@ func TestClassifyTable(t *testing.T) {
 	}{
 		{"nothing yet", base, pmtu.ClassUnknown},
 		{"head lost, tail sacked", with(func(i *pmtu.TCPInfo) { i.Sacked = 1 }), pmtu.ClassUpstream},
-		{"retransmitted, nothing acked", with(func(i *pmtu.TCPInfo) { i.TotalRetrans = 1 }), pmtu.ClassUpstream},
+		{"one segment, retransmitted, nothing acked", with(func(i *pmtu.TCPInfo) { i.SndMSS = 1500; i.TotalRetrans = 1 }), pmtu.ClassUpstream},
+		// A box that dropped the whole flow on a split hello: even the
+		// small tail, which a path dropping large packets delivers.
+		{"two segments, retransmitted, nothing acked or SACKed", with(func(i *pmtu.TCPInfo) { i.TotalRetrans = 1 }), pmtu.ClassSplitIntolerant},
 		{"partly acked, hole behind", with(func(i *pmtu.TCPInfo) { i.BytesAcked = 1000; i.Sacked = 1 }), pmtu.ClassUpstream},
 		// A split-intolerant box: the full-size head acked, the tail
 		// retransmitted and never SACKed.

@@ -613,7 +613,9 @@ func (m *machine) endDiag(now time.Time, l *mleg, o Outcome, err error, d pmtu.D
 	if err != nil {
 		m.lastErr = err
 	}
-	if (o == OutcomeStall || o == OutcomeReset) && !m.diagnosed {
+	// The report explains the dial with its first stall or reset, unless
+	// a later one showed the hello itself refused: that is the cause.
+	if (o == OutcomeStall || o == OutcomeReset) && (!m.diagnosed || (d.Class.HelloRejected() && !m.report.Diagnosis.Class.HelloRejected())) {
 		m.diagnosed = true
 		m.report.Diagnosis = d
 	}

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -81,6 +82,9 @@ func TestLabStallClasses(t *testing.T) {
 					assert.Zero(t, first.MSS, "%s", rep)
 					assert.Equal(t, "ok", second.Outcome, "the clamped attempt wins: %s", rep)
 					assert.Equal(t, first.HelloSize, rep.HelloSize, "the same hello: %s", rep)
+					if client == lab.FitshakeTCP {
+						assert.Equal(t, goHello(t), rep.HelloSize, "crypto/tls's own hello (%s): %s", runtime.Version(), rep)
+					}
 					assert.Positive(t, rep.MSS)
 					assert.LessOrEqual(t, rep.MSS, l.MaxMSS(f), "%s", rep)
 					assert.Equal(t, tt.wantClass, rep.Class, "%s", rep)

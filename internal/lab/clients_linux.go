@@ -6,6 +6,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -18,6 +19,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fitshake/fitshake/fingerprint"
+	"github.com/fitshake/fitshake/internal/utlsconv"
 	"github.com/fitshake/fitshake/pmtu"
 	"github.com/fitshake/fitshake/tlsdial"
 	"golang.org/x/sys/unix"
@@ -27,6 +30,11 @@ import (
 const (
 	// StockTLS is crypto/tls's tls.Dialer, as a user would write it.
 	StockTLS = "stock-tls"
+	// StockTLSNoMLKEM is StockTLS in a process run with
+	// GODEBUG=tlsmlkem=0: crypto/tls offers no post-quantum group and
+	// sends a ~300-byte hello, as does a user who switched post-quantum
+	// off to get past a middlebox.
+	StockTLSNoMLKEM = "stock-tls-nomlkem"
 	// FitshakeDialer is tlsdial.Dialer.
 	FitshakeDialer = "fitshake-dialer"
 	// FitshakeTCP is tlsdial.TCPDialer under crypto/tls (tls.Client on
@@ -35,6 +43,12 @@ const (
 	// FitshakeHTTP is net/http over tlsdial.TCPDialer
 	// (ForceAttemptHTTP2): GET / and read the body.
 	FitshakeHTTP = "fitshake-http"
+	// FingerprintRung is one ClientHello of package fingerprint alone:
+	// the rung of fingerprint.Ladder named DialArgs.Rung, built with
+	// fingerprint.Build and sent by utls over a plain net.Dialer (no
+	// clamp, no retry, no tlsdial), to see what a server makes of that
+	// hello. Its run's Report has only Rung and HelloSize.
+	FingerprintRung = "fingerprint-rung"
 )
 
 // DialArgs are the arguments of the package's clients.
@@ -74,6 +88,9 @@ type DialArgs struct {
 	// AllowClassical sets tlsdial.Dialer.AllowClassical, so that a test
 	// can check that a weaker hello is not used when it is allowed.
 	AllowClassical bool
+	// Rung names the rung FingerprintRung sends (fingerprint.NamePostQuantum,
+	// …); the other clients ignore it.
+	Rung string
 }
 
 // DialResult is what a client function returns: one DialRun per run.
@@ -92,11 +109,21 @@ type DialRun struct {
 	// Total is the time to the end of the run (HTTP: the body read).
 	Total   time.Duration
 	Version string `json:",omitempty"` // "TLS 1.3"
-	ALPN    string `json:",omitempty"`
-	Proto   string `json:",omitempty"` // HTTP response protocol
-	Status  int    `json:",omitempty"`
-	Body    string `json:",omitempty"`
-	Report  *Report
+	// Group is the key exchange's group ("X25519MLKEM768", "X25519").
+	Group  string `json:",omitempty"`
+	ALPN   string `json:",omitempty"`
+	Proto  string `json:",omitempty"` // HTTP response protocol
+	Status int    `json:",omitempty"`
+	Body   string `json:",omitempty"`
+	// HelloRejected: the dial's error matches tlsdial.ErrHelloRejected,
+	// fitshake's verdict that a box on the path refuses the ClientHello
+	// itself.
+	HelloRejected bool `json:",omitempty"`
+	// ErrClass is the class (pmtu.Class's String) of the diagnosis in the
+	// dial's error: a *tlsdial.HelloError's or *tlsdial.StallError's;
+	// empty for other errors.
+	ErrClass string `json:",omitempty"`
+	Report   *Report
 }
 
 // Report is a JSON-friendly tlsdial.Report.
@@ -188,8 +215,8 @@ func toReport(r tlsdial.Report) *Report {
 	return out
 }
 
-// Dial runs one of the package's clients (StockTLS, FitshakeDialer,
-// FitshakeTCP, FitshakeHTTP) in the client namespace. A dial that fails
+// Dial runs one of the package's clients (StockTLS, StockTLSNoMLKEM,
+// FitshakeDialer, FitshakeTCP, FitshakeHTTP) in the client namespace. A dial that fails
 // is not an error: see DialRun.OK and Err.
 func (l *Lab) Dial(ctx context.Context, client string, args DialArgs) (DialResult, error) {
 	var res DialResult
@@ -201,6 +228,37 @@ func (l *Lab) Dial(ctx context.Context, client string, args DialArgs) (DialResul
 		return res, fmt.Errorf("lab: decoding %s result: %w", client, err)
 	}
 	return res, nil
+}
+
+// GoHelloSize returns the size in bytes of the ClientHello record that
+// crypto/tls sends with cfg: the size TCPDialer carries for StockTLS's
+// Config under crypto/tls or net/http. It depends on the toolchain that
+// built this binary (the one the lab re-executes), so tests read it rather
+// than assume one. cfg needs ServerName or InsecureSkipVerify.
+func GoHelloSize(cfg *tls.Config) (int, error) {
+	c, s := net.Pipe()
+	defer s.Close()
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		tls.Client(c, cfg.Clone()).Handshake() // ends when s closes
+		c.Close()
+	}()
+	s.SetDeadline(time.Now().Add(5 * time.Second))
+	hdr := make([]byte, 5)
+	if _, err := io.ReadFull(s, hdr); err != nil {
+		return 0, fmt.Errorf("lab: reading crypto/tls's ClientHello: %w", err)
+	}
+	if hdr[0] != 22 { // handshake
+		return 0, fmt.Errorf("lab: crypto/tls's first record has type %d, not handshake", hdr[0])
+	}
+	n := int(hdr[3])<<8 | int(hdr[4])
+	if _, err := io.ReadFull(s, make([]byte, n)); err != nil {
+		return 0, fmt.Errorf("lab: reading crypto/tls's ClientHello: %w", err)
+	}
+	s.Close()
+	<-done
+	return len(hdr) + n, nil
 }
 
 // ClearDF is a net.Dialer.Control that clears DF: IP_MTU_DISCOVER =
@@ -224,11 +282,17 @@ func ClearDF(network, address string, c syscall.RawConn) error {
 	return nil
 }
 
+// clientGODEBUG is the GODEBUG setting a package client's process runs
+// with, by client name.
+var clientGODEBUG = map[string]string{StockTLSNoMLKEM: "tlsmlkem=0"}
+
 func init() {
 	RegisterClient(StockTLS, dialClient(newStock))
+	RegisterClient(StockTLSNoMLKEM, dialClient(newStock))
 	RegisterClient(FitshakeDialer, dialClient(newFitshake))
 	RegisterClient(FitshakeTCP, dialClient(newTCPDialer))
 	RegisterClient(FitshakeHTTP, dialClient(newHTTP))
+	RegisterClient(FingerprintRung, dialClient(newRung))
 }
 
 // A newRun builds a client's dialer from cfg (which the dials must not
@@ -314,14 +378,47 @@ func dialClient(build newRun) ClientFunc {
 
 // done fills r from a completed handshake's state.
 func done(r DialRun, cs tls.ConnectionState) DialRun {
-	r.OK, r.Version, r.ALPN = cs.HandshakeComplete, tls.VersionName(cs.Version), cs.NegotiatedProtocol
+	r = negotiated(r, cs)
+	r.OK = cs.HandshakeComplete
 	return r
+}
+
+// negotiated records the handshake's version, ALPN protocol and group in r.
+func negotiated(r DialRun, cs tls.ConnectionState) DialRun {
+	r.Version, r.ALPN, r.Group = tls.VersionName(cs.Version), cs.NegotiatedProtocol, groupName(cs.CurveID)
+	return r
+}
+
+// groupName names a key exchange group; "" for none (TLS 1.2 RSA key
+// exchange, resumption without one).
+func groupName(id tls.CurveID) string {
+	if id == 0 {
+		return ""
+	}
+	return id.String()
 }
 
 func fail(r DialRun, err error) DialRun {
 	r.OK = false
 	r.Err = err.Error()
+	r.HelloRejected = errors.Is(err, tlsdial.ErrHelloRejected)
+	r.ErrClass = errClass(err)
 	return r
+}
+
+// errClass returns the class of the diagnosis err carries, or "".
+func errClass(err error) string {
+	var (
+		he *tlsdial.HelloError
+		se *tlsdial.StallError
+	)
+	switch {
+	case errors.As(err, &he):
+		return he.Diagnosis.Class.String()
+	case errors.As(err, &se):
+		return se.Diagnosis.Class.String()
+	}
+	return ""
 }
 
 func newStock(a *DialArgs, cfg *tls.Config, nd *net.Dialer, _ *pmtu.Cache) runFunc {
@@ -448,7 +545,7 @@ func newHTTP(a *DialArgs, cfg *tls.Config, nd *net.Dialer, cache *pmtu.Cache) ru
 		r.Report = rep
 		if !hsAt.IsZero() {
 			r.Elapsed = hsAt.Sub(t0)
-			r.Version, r.ALPN = tls.VersionName(cs.Version), cs.NegotiatedProtocol
+			r = negotiated(r, cs)
 		} else {
 			r.Elapsed = r.Total
 		}
@@ -459,6 +556,56 @@ func newHTTP(a *DialArgs, cfg *tls.Config, nd *net.Dialer, cache *pmtu.Cache) ru
 		r.OK = true
 		return r
 	}
+}
+
+// rungNamed returns the rung of fingerprint.Ladder named name.
+func rungNamed(name string) (fingerprint.Rung, error) {
+	for _, r := range fingerprint.Ladder(true) {
+		if r.Name == name {
+			return r, nil
+		}
+	}
+	return fingerprint.Rung{}, fmt.Errorf("lab: fingerprint.Ladder has no rung %q", name)
+}
+
+func newRung(a *DialArgs, cfg *tls.Config, nd *net.Dialer, _ *pmtu.Cache) runFunc {
+	return func(ctx context.Context) DialRun {
+		t0 := time.Now()
+		cs, rep, err := handshakeRung(ctx, a, cfg, nd)
+		r := DialRun{Elapsed: time.Since(t0), Report: rep}
+		r.Total = r.Elapsed
+		if err != nil {
+			return fail(r, err)
+		}
+		return done(r, cs)
+	}
+}
+
+// handshakeRung dials a.Addr and completes a handshake with the hello of
+// rung a.Rung, built from cfg.
+func handshakeRung(ctx context.Context, a *DialArgs, cfg *tls.Config, nd *net.Dialer) (tls.ConnectionState, *Report, error) {
+	rung, err := rungNamed(a.Rung)
+	if err != nil {
+		return tls.ConnectionState{}, nil, err
+	}
+	h, err := fingerprint.Build(rung, utlsconv.Config(cfg), fingerprint.OptionsFrom(cfg, cfg.ServerName))
+	if err != nil {
+		return tls.ConnectionState{}, nil, err
+	}
+	rep := &Report{Rung: rung.Name, HelloSize: h.RecordSize}
+	raw, err := nd.DialContext(ctx, "tcp", a.Addr)
+	if err != nil {
+		return tls.ConnectionState{}, rep, err
+	}
+	defer raw.Close()
+	h.Conn.SetUnderlyingConn(raw)
+	if err := h.Conn.HandshakeContext(ctx); err != nil {
+		return tls.ConnectionState{}, rep, err
+	}
+	defer h.Conn.Close()
+	cs := utlsconv.ConnectionState(h.Conn.ConnectionState())
+	cs.CurveID = utlsconv.CurveID(h.Conn)
+	return cs, rep, nil
 }
 
 // ToolResult is the outcome of an external client (curl, openssl

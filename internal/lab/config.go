@@ -1,6 +1,7 @@
 package lab
 
 import (
+	"cmp"
 	"fmt"
 	"strings"
 )
@@ -16,6 +17,8 @@ const (
 	FragmentsDropped Scenario = "fragments-dropped"
 	Blackhole        Scenario = "blackhole"
 	Reset            Scenario = "reset"
+	SplitIntolerant  Scenario = "split-intolerant"
+	SizeIntolerant   Scenario = "size-intolerant"
 )
 
 // Scenarios lists the scenarios of the main matrix: those where every
@@ -25,14 +28,23 @@ const (
 // its side of a connection whose hello was refused (the client's kernel
 // answers the server's SACK for it with no reset), and openssl s_server,
 // which serves one connection at a time, then waits on it forever: no
-// redial can reach it. TestLabReset covers Reset against nginx.
+// redial can reach it. TestLabReset covers Reset against nginx. Nor are
+// the middleboxes, SplitIntolerant and SizeIntolerant: they refuse flows by
+// their content, not by packet size (Config.Lost says nothing of them),
+// and they too leave the server a connection that waits for the rest of a
+// hello; TestLabMiddleboxes covers them against nginx.
 func Scenarios() []Scenario {
 	return []Scenario{Healthy, PMTUDOK, MTUICMPBlocked, FragmentsDropped, Blackhole}
 }
 
-// ParseScenario returns the scenario named s: one of Scenarios, or Reset.
+// Middleboxes lists the scenarios of boxes that refuse a flow by what its
+// first client segment carries: SplitIntolerant and SizeIntolerant.
+func Middleboxes() []Scenario { return []Scenario{SplitIntolerant, SizeIntolerant} }
+
+// ParseScenario returns the scenario named s: one of Scenarios, Reset, or
+// one of Middleboxes.
 func ParseScenario(s string) (Scenario, error) {
-	for _, sc := range append(Scenarios(), Reset) {
+	for _, sc := range append(append(Scenarios(), Reset), Middleboxes()...) {
 		if string(sc) == s {
 			return sc, nil
 		}
@@ -63,21 +75,68 @@ const (
 // Families lists both families.
 func Families() []Family { return []Family{IPv4, IPv6} }
 
+// Reject is how a middlebox scenario refuses a flow it has condemned.
+type Reject string
+
+// The ways to refuse. RejectDrop: the flow's later packets vanish, in both
+// directions, as behind an inline IPS that drops the flow. RejectReset: the
+// client gets a TCP reset from the router, sent in the server's name.
+const (
+	RejectDrop  Reject = "drop"
+	RejectReset Reject = "reset"
+)
+
 // DefaultMTU is the N of a Config whose MTU is zero: a VPN or MPLS path.
 const DefaultMTU = 1400
+
+// DefaultHelloLimit is the HelloLimit of a SizeIntolerant Config whose
+// HelloLimit is zero.
+const DefaultHelloLimit = 1400
+
+// Bounds of Config fields.
+const (
+	// MinMTU is the smallest MTU of Blackhole and Reset, whose N is only a
+	// length match in nft: 576, IPv4's minimum reassembly size. For IPv6,
+	// whose links carry at least 1280, an N under 1280 is artificial: no
+	// real IPv6 link drops such packets, a broken box may.
+	MinMTU = 576
+	// MinLinkMTU is the smallest MTU of PMTUDOK, MTUICMPBlocked and
+	// FragmentsDropped, which set real link or route MTUs: 1280, IPv6's
+	// minimum.
+	MinLinkMTU = 1280
+	// MaxMTU is the largest MTU: the lab's links are Ethernet.
+	MaxMTU = 1500
+	// MaxHelloLimit is the largest HelloLimit: a TLS record's 5-byte
+	// header and 2^14 bytes of plaintext.
+	MaxHelloLimit = 5 + 1<<14
+)
 
 // Config selects a lab.
 type Config struct {
 	// Scenario is what the router does; empty means Healthy.
 	Scenario Scenario
 	// MTU is the N of the scenario: the largest packet that crosses the
-	// path. Zero means DefaultMTU. It must be in 1280..1500 (IPv6 needs
-	// links of at least 1280). Healthy ignores it.
+	// path. Zero means DefaultMTU. Blackhole and Reset take MinMTU..MaxMTU
+	// (576..1500); PMTUDOK, MTUICMPBlocked and FragmentsDropped, which set
+	// real link or route MTUs, MinLinkMTU..MaxMTU (1280..1500: IPv6
+	// needs links of at least 1280). Healthy and the middleboxes ignore
+	// it: their links carry 1500.
 	MTU int
 	// Direction is what a Blackhole drops or a Reset rejects: Both (the
 	// default, also when empty), Upstream or Downstream. Other scenarios
 	// ignore it.
 	Direction Direction
+	// Reject is how SplitIntolerant and SizeIntolerant refuse a flow.
+	// Empty means the habit of the box each models: RejectDrop for
+	// SplitIntolerant (Suricata's drop), RejectReset for SizeIntolerant
+	// (a threat signature's reset). Other scenarios ignore it.
+	Reject Reject
+	// HelloLimit is the largest TLS handshake record, in bytes with its
+	// 5-byte header (as fingerprint's RecordSize counts), that a
+	// SizeIntolerant box lets through in a flow's first client segment.
+	// Zero means DefaultHelloLimit; it must be in 6..MaxHelloLimit.
+	// Other scenarios ignore it.
+	HelloLimit int
 }
 
 func (c Config) norm() Config {
@@ -92,14 +151,43 @@ func (c Config) norm() Config {
 	} else if c.Direction == "" {
 		c.Direction = Both
 	}
-	if c.Scenario == Healthy {
-		c.MTU = 1500
+	c.Reject, c.HelloLimit = c.normMiddlebox()
+	if c.Scenario == Healthy || c.middlebox() {
+		c.MTU = MaxMTU
 	}
 	return c
 }
 
+// normMiddlebox returns Reject and HelloLimit normalized: defaults where
+// the scenario uses them, zero where it does not.
+func (c Config) normMiddlebox() (Reject, int) {
+	switch c.Scenario {
+	case SplitIntolerant:
+		return cmp.Or(c.Reject, RejectDrop), 0
+	case SizeIntolerant:
+		return cmp.Or(c.Reject, RejectReset), cmp.Or(c.HelloLimit, DefaultHelloLimit)
+	}
+	return "", 0
+}
+
 // directed reports whether the scenario honours Direction.
 func (c Config) directed() bool { return c.Scenario == Blackhole || c.Scenario == Reset }
+
+// middlebox reports whether the scenario is one of Middleboxes.
+func (c Config) middlebox() bool {
+	return c.Scenario == SplitIntolerant || c.Scenario == SizeIntolerant
+}
+
+// mtuRange returns the MTUs the scenario accepts.
+func (c Config) mtuRange() (lo, hi int) {
+	switch c.Scenario {
+	case Blackhole, Reset:
+		return MinMTU, MaxMTU
+	case PMTUDOK, MTUICMPBlocked, FragmentsDropped:
+		return MinLinkMTU, MaxMTU
+	}
+	return MaxMTU, MaxMTU // set by norm
+}
 
 // Validate reports whether c describes a lab that can be built.
 func (c Config) Validate() error {
@@ -107,27 +195,41 @@ func (c Config) Validate() error {
 	if _, err := ParseScenario(string(n.Scenario)); err != nil {
 		return err
 	}
-	if n.MTU < 1280 || n.MTU > 1500 {
-		return fmt.Errorf("lab: MTU %d out of range 1280..1500", c.MTU)
+	if lo, hi := n.mtuRange(); n.MTU < lo || n.MTU > hi {
+		return fmt.Errorf("lab: MTU %d out of range %d..%d for %s", c.MTU, lo, hi, n.Scenario)
 	}
 	switch n.Direction {
 	case "", Both, Upstream, Downstream:
 	default:
 		return fmt.Errorf("lab: unknown direction %q", c.Direction)
 	}
+	switch n.Reject {
+	case "", RejectDrop, RejectReset:
+	default:
+		return fmt.Errorf("lab: unknown reject %q", c.Reject)
+	}
+	if n.Scenario == SizeIntolerant && (n.HelloLimit < 6 || n.HelloLimit > MaxHelloLimit) {
+		return fmt.Errorf("lab: HelloLimit %d out of range 6..%d", c.HelloLimit, MaxHelloLimit)
+	}
 	return nil
 }
 
 // String names the lab for test names and tables: "healthy",
-// "pmtud-ok-1400", "blackhole-upstream-1400", "reset-both-1400".
+// "pmtud-ok-1400", "blackhole-upstream-1400", "reset-both-1400",
+// "split-intolerant-drop", "size-intolerant-reset-1400" (the HelloLimit).
 func (c Config) String() string {
 	n := c.norm()
 	var b strings.Builder
 	b.WriteString(string(n.Scenario))
-	if n.Direction != "" {
-		b.WriteString("-" + string(n.Direction))
+	for _, s := range []string{string(n.Direction), string(n.Reject)} {
+		if s != "" {
+			b.WriteString("-" + s)
+		}
 	}
-	if n.Scenario != Healthy {
+	switch {
+	case n.Scenario == SizeIntolerant:
+		fmt.Fprintf(&b, "-%d", n.HelloLimit)
+	case n.Scenario != Healthy && !n.middlebox():
 		fmt.Fprintf(&b, "-%d", n.MTU)
 	}
 	return b.String()
@@ -146,7 +248,8 @@ func (c Config) ClearDF() bool { return c.norm().Scenario == FragmentsDropped }
 // retransmission of it ever arrives and the kernel gets no ICMP it could
 // act on. Packets the kernel recovers by path-MTU discovery are not lost.
 // A Reset loses its packets too, and their connection with them (see
-// Resets).
+// Resets). The middleboxes lose no packet for its size: they condemn
+// flows by content (see Refuses).
 func (c Config) Lost(f Family, d Direction, size int) bool {
 	n := c.norm()
 	if size <= n.MTU {
@@ -174,9 +277,27 @@ func (c Config) Lost(f Family, d Direction, size int) bool {
 // a black hole (Lost): the reply's tail arrives out of order, its head
 // never does, and Linux answers the client's SACK, a pure ACK that finds
 // only the listening socket, with no reset (measured on 6.18; the client's
-// FIN, at close, gets one).
+// FIN, at close, gets one). For the middleboxes, see Refuses and Reject.
 func (c Config) Resets(d Direction, size int) bool {
 	return c.norm().Scenario == Reset && d == Upstream && c.Lost(IPv4, d, size)
+}
+
+// Refuses reports whether a middlebox scenario condemns a flow whose first
+// client data segment carries segment bytes of TCP payload and starts a
+// TLS handshake record of record bytes (its 5-byte header included):
+// SplitIntolerant when the record is longer than the segment, whatever its
+// size; SizeIntolerant when the record is over HelloLimit, whatever the
+// segmentation. The client then sees silence (RejectDrop) or a reset
+// (RejectReset). Other scenarios refuse nothing by content (see Lost).
+func (c Config) Refuses(record, segment int) bool {
+	n := c.norm()
+	switch n.Scenario {
+	case SplitIntolerant:
+		return record > segment
+	case SizeIntolerant:
+		return record > n.HelloLimit
+	}
+	return false
 }
 
 // MaxMSS is the largest TCP_MAXSEG whose packets fit the lab's path:
@@ -193,9 +314,19 @@ func (c Config) MaxMSS(f Family) int {
 // links: TCP segments of at most 1448 (IPv4) or 1428 (IPv6) bytes plus 52
 // or 72 bytes of headers (timestamps on).
 func FirstPacket(f Family, payload int) int {
-	mss, hdr := 1448, 52
+	hdr := 52
 	if f == IPv6 {
-		mss, hdr = 1428, 72
+		hdr = 72
 	}
-	return min(payload, mss) + hdr
+	return min(payload, MaxSegment(f)) + hdr
+}
+
+// MaxSegment returns the TCP payload of a full-size segment on a fresh,
+// unclamped connection over 1500-byte links, timestamps on: 1448 bytes on
+// IPv4, 1428 on IPv6.
+func MaxSegment(f Family) int {
+	if f == IPv6 {
+		return 1428
+	}
+	return 1448
 }

@@ -3,8 +3,9 @@
 // misbehaves the way real networks do, real servers (nginx, openssl
 // s_server, a Go crypto/tls server) in the server namespace, and client code
 // run inside the client namespace. It is Linux-only and needs root and the
-// tools ip, nft, ethtool, nginx, openssl and curl; [Require] skips a test
-// without them, or fails it when CI=true.
+// tools ip, nft, ethtool, nginx, openssl, curl, apache2, haproxy,
+// gnutls-serv and lighttpd; [Require] skips a test without them, or fails
+// it when CI=true.
 //
 // go test -short means "no lab": [Require] (and so [New]) skips every lab
 // test under -short, CI=true or not, and the test binary does not start
@@ -22,8 +23,9 @@
 //	| clients:       |      | forwarding, nft rules  |      | nginx :443 :8443 |
 //	|  re-exec'd test|      | of the scenario        |      | go    :9443      |
 //	|  binary, curl, |      |                        |      | s_server :20000+ |
-//	|  openssl,      |      |                        |      | diagpage :8080   |
-//	|  chromium      |      |                        |      |  (plain HTTP)    |
+//	|  openssl,      |      |                        |      | interop servers: |
+//	|  chromium      |      |                        |      | :10443..:13443   |
+//	|                |      |                        |      | diagpage :8080   |
 //	+----------------+      +------------------------+      +------------------+
 //	     default route via the router on both ends; MTU 1500 on every veth
 //
@@ -46,7 +48,12 @@
 //
 // # Scenarios
 //
-// N is Config.MTU (1400 unless set; 1280..1500).
+// N is Config.MTU (1400 unless set): 576..1500 for blackhole and reset,
+// which only match packet lengths in nft, 1280..1500 for pmtud-ok,
+// mtu-icmp-blocked and fragments-dropped, which set real link and route
+// MTUs (IPv6 links carry at least 1280). Below 1280, an IPv6 black hole
+// is artificial: no conforming IPv6 link drops such packets, though a
+// broken box or tunnel may, and it tests the clamps all the way down.
 //
 //   - healthy: nothing is dropped.
 //   - pmtud-ok: the router's links have MTU N and the router sends ICMP
@@ -95,13 +102,62 @@
 //     arrives out of order, its head never does, and nothing resets the
 //     client (its SACK, a pure ACK that finds only the server's listening
 //     socket, draws no reset; its FIN, at close, does).
+//   - split-intolerant: an inline TLS inspector that judges a flow by its
+//     first client data segment and cannot wait for the rest of a
+//     ClientHello. It models AWS Network Firewall (Suricata 6) with an SNI
+//     allow-list, which logged "tls.version UNDETERMINED" for a hello in
+//     two segments and dropped the flow (hashicorp/terraform-provider-aws
+//     #39110, #39125; a rule fix was ssl_state:client_hello,
+//     aws/amazon-vpc-cni-k8s#3311; still reported after Suricata 7,
+//     aws/eks-pod-identity-agent#87, dadrian/tldr.fail#23), HAProxy
+//     evaluating req.ssl_sni before the whole hello arrived
+//     (haproxy/haproxy#3148), and the FortiGate boxes Chrome's CECPQ2
+//     experiment found. When a flow's first client data segment starts a
+//     TLS handshake record (0x16 0x03) longer than the segment carries, the
+//     segment is forwarded (the server gets it) and the flow is
+//     condemned: with Config.Reject RejectDrop (the default) every later
+//     packet, both ways, is dropped; with RejectReset the router answers
+//     the client's next packet (the hello's tail) with a TCP reset and
+//     drops the rest. A hello that fits one segment passes untouched,
+//     whatever its size, and so does every flow whose first data is not a
+//     split handshake record. It is the opposite of a black hole, where
+//     the full-size head is lost and the small tail arrives: here the head
+//     passes and the tail is lost, and a smaller MSS makes it worse; only
+//     a hello that fits one segment gets through. "Record longer than
+//     segment" compares two packet fields, which nft cannot do, so the
+//     comparison is tabulated in a set of concatenated ranges: for each
+//     TCP header length (tcp doff) and IP length the lab can carry, the
+//     record lengths (@ih,24,16) that do not fit the payload (ip length −
+//     20 − 4·doff on IPv4, ip6 length − 4·doff on IPv6). IPv4 packets with
+//     IP options and IPv6 packets with extension headers are not judged,
+//     nor a first segment of under 5 bytes (it shows no record length).
+//   - size-intolerant: a box that refuses a flow whose first client data
+//     segment starts a TLS handshake record of more than
+//     Config.HelloLimit bytes (its 5-byte header included; 1400 unless
+//     set), however the hello is segmented: the record's length field is
+//     in its first bytes. The segment is not forwarded; with RejectReset
+//     (the default) the client gets a TCP reset, with RejectDrop silence;
+//     later packets are dropped. It models intrusion-prevention signatures
+//     that reset on what a large hello carries, such as Palo Alto's threat
+//     signature 58033 on signature_algorithms_cert (golang/go#79626; F5
+//     and Kaseya named in golang/go#81199): the content that trips them
+//     grows with the hello, so the lab draws the line at a size. No MSS
+//     helps; only a smaller hello does.
+//
+// The middleboxes keep their verdict in the flow's conntrack mark (0
+// undecided, 1 passed, 2 condemned, 3 reset sent). Like reset, they leave
+// the server a connection waiting for the rest of a hello, and they refuse
+// flows by content, not packet size: they are not in [Scenarios], and
+// TestLabMiddleboxes runs them against nginx, after checking each box with
+// fake hello records of chosen sizes ([Lab.SendRecord]).
 //
 // [Config.Lost] tells which packet sizes a scenario loses for good, so a
 // test can assert only what is true: e.g. curl's ~570-byte ClientHello
 // crosses every lab at N=1400, and only a large server flight (the long
 // chain on :8443) breaks it. [Config.Resets] tells which of them reset
-// the client rather than leave it waiting. [Lab.Drops] reads the router's
-// counters of dropped and reset packets.
+// the client rather than leave it waiting. [Config.Refuses] tells which
+// hellos a middlebox condemns. [Lab.Drops] reads the router's counters of
+// dropped and reset packets and condemned flows.
 //
 // # Clients and servers
 //
@@ -110,8 +166,9 @@
 // with [RegisterClient] or [RegisterServer]; the test package's TestMain
 // must call [Main]. All of net/http's goroutines are then in the namespace
 // too. [Lab.RunClient] returns the client function's result as JSON;
-// [Lab.Dial] runs the package's own clients (stock crypto/tls, the fitshake
-// Dialer, TCPDialer under crypto/tls, net/http over TCPDialer), DialArgs.Runs
+// [Lab.Dial] runs the package's own clients (stock crypto/tls, also under
+// GODEBUG=tlsmlkem=0, the fitshake Dialer, TCPDialer under crypto/tls,
+// net/http over TCPDialer), DialArgs.Runs
 // times: cold each time (a new dialer and pmtu.Cache per run), or with
 // DialArgs.ShareCache one dialer and cache for all runs, as in a
 // long-lived process. To add one:
@@ -155,6 +212,21 @@
 // is several kilobytes: a downstream black hole would eat the response, not
 // the handshake); it serves one connection at a time (start one per
 // client). [Lab.StartGoServer] runs a Go crypto/tls + net/http server on
-// :9443. The certificates are generated once per test binary run and are
-// verified by every client against the lab's CA.
+// :9443. [Lab.StartRecordServer] runs, on :9444, a server that reads one
+// TLS record per connection and says how much arrived, for
+// [Lab.SendRecord]'s fake hellos. The certificates are generated once per
+// test binary run and are verified by every client against the lab's CA.
+//
+// # Real servers
+//
+// [RealServers] is the interop matrix: nginx, apache2 (:10443, mod_ssl and
+// mod_http2, apache2 -X with its own configuration), haproxy (:11443, TLS
+// termination answering with "http-request return"), gnutls-serv --http
+// (:12443), lighttpd (:13443, mod_openssl), openssl s_server held to TLS
+// 1.2 with ECDSA P-256, ECDSA P-384 and RSA-2048 certificates, held to TLS
+// 1.3 with P-256 or P-384 as its only group, and without ALPN, and the Go
+// server. [Lab.StartRealServers] starts the long-lived ones;
+// [Lab.Endpoint] gives a client its address (for an s_server variant, a
+// new s_server of its own). Each runs in the foreground with its
+// configuration, pid file and logs under Dir(), never the system's.
 package lab

@@ -487,6 +487,8 @@ func (l *Lab) nftRules() map[Side]string {
 	}
 }
 `, iif, n)}
+	case SplitIntolerant, SizeIntolerant:
+		return map[Side]string{Router: l.middleboxRules()}
 	case MTUICMPBlocked:
 		return map[Side]string{Router: `table inet fitlab {
 	chain output {
@@ -531,13 +533,19 @@ func (l *Lab) runNS(ns, name string, arg ...string) error {
 	return runCmd(cmd)
 }
 
-var counterRE = regexp.MustCompile(`counter packets (\d+) bytes \d+ (?:drop|reject[^"]*) comment "([^"]+)"`)
+// counterRE reads a counted rule's packets and comment. Only rules that
+// drop, reject or condemn packets carry counters and comments.
+var counterRE = regexp.MustCompile(`counter packets (\d+) bytes \d+ [^"\n]*comment "([^"]+)"`)
 
 // Drops returns how many packets each of the scenario's nft drop and
 // reject rules has refused so far, by the rule's comment ("blackhole",
 // "reset", "reset: not tcp", "frag-needed", "packet-too-big", "ipv4
-// fragment", "ipv6 fragment"). Scenarios without rules return an empty
-// map.
+// fragment", "ipv6 fragment"). The middleboxes count the first segments
+// by which they condemned a flow ("split hello", forwarded; "large
+// hello", dropped or reset), then the flow's later packets they reset
+// ("split-intolerant: reset") or dropped ("split-intolerant: flow
+// dropped", "size-intolerant: flow dropped"). Scenarios without rules
+// return an empty map.
 func (l *Lab) Drops() (map[string]int64, error) {
 	m := map[string]int64{}
 	for s := range l.nftRules() {

@@ -4,12 +4,17 @@ package lab_test
 
 import (
 	"context"
+	"crypto/tls"
 	"flag"
 	"fmt"
+	"net"
+	"runtime"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/fitshake/fitshake/internal/lab"
+	"github.com/fitshake/fitshake/tlsdial"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -34,10 +39,11 @@ const (
 	fitshakeBound = 8 * time.Second         // fitshake dials and requests
 )
 
-// Approximate first-flight sizes in bytes (TLS records), measured in the
-// healthy lab; FirstPacket turns them into the largest packet carrying them.
+// First-flight sizes in bytes (TLS records); FirstPacket turns them into
+// the largest packet carrying them. The Go clients' hellos are read, not
+// assumed (goHello, fitshakeHello): they change with the toolchain. The
+// others are approximate, measured in the healthy lab.
 const (
-	helloGo      = 1500 // Go 1.26 crypto/tls and fitshake: X25519MLKEM768 + X25519 key shares
 	helloOpenSSL = 520  // curl and s_client on OpenSSL 3.0: X25519 only, padded to 512
 	flightSmall  = 1100 // ServerHello … Finished with the small ECDSA certificate and X25519
 	flightPQ     = 1900 // the same from the Go server to a client offering X25519MLKEM768 (1088-byte share)
@@ -67,25 +73,63 @@ var servers = []serverSpec{
 
 type clientSpec struct {
 	name  string
-	hello int
-	pq    bool // offers X25519MLKEM768
+	hello func(testing.TB) int // its first flight, in bytes
+	pq    bool                 // offers X25519MLKEM768
 	// fitshake clients must complete everywhere; the others complete
 	// exactly where the path carries their flights.
 	fitshake bool
 }
 
 var clients = []clientSpec{
-	{lab.StockTLS, helloGo, true, false},
-	{"curl", helloOpenSSL, false, false},
-	{"s_client", helloOpenSSL, false, false},
-	{lab.FitshakeDialer, helloGo, true, true},
-	{lab.FitshakeHTTP, helloGo, true, true},
+	{lab.StockTLS, goHello, true, false},
+	{"curl", openSSLHello, false, false},
+	{"s_client", openSSLHello, false, false},
+	{lab.FitshakeDialer, fitshakeHello, true, true},
+	{lab.FitshakeHTTP, goHello, true, true}, // TCPDialer carries crypto/tls's hello
+}
+
+func openSSLHello(testing.TB) int { return helloOpenSSL }
+
+var (
+	goHelloOnce = sync.OnceValues(func() (int, error) {
+		return lab.GoHelloSize(&tls.Config{ServerName: lab.ServerName, NextProtos: []string{"h2", "http/1.1"}})
+	})
+	fitshakeHelloOnce = sync.OnceValues(func() (int, error) {
+		d := &tlsdial.Dialer{Config: &tls.Config{ServerName: lab.ServerName, NextProtos: []string{"h2", "http/1.1"}}}
+		steps, err := d.Ladder(net.JoinHostPort(lab.ServerName, "443"))
+		if err != nil {
+			return 0, err
+		}
+		return steps[0].HelloSize, nil
+	})
+)
+
+// goHello is the size of the ClientHello record crypto/tls sends with the
+// lab clients' Config (SNI lab.ServerName, ALPN h2 and http/1.1): the stock
+// client's, and the one TCPDialer carries under crypto/tls and net/http.
+// It is read from the crypto/tls of the toolchain that built this test
+// binary, which the lab re-executes for its clients: Go 1.27's is 12 bytes
+// larger than Go 1.26's (ML-DSA signature algorithms).
+func goHello(t testing.TB) int {
+	t.Helper()
+	n, err := goHelloOnce()
+	require.NoError(t, err)
+	return n
+}
+
+// fitshakeHello is the size of tlsdial.Dialer's first ClientHello with the
+// lab clients' Config, from its Ladder.
+func fitshakeHello(t testing.TB) int {
+	t.Helper()
+	n, err := fitshakeHelloOnce()
+	require.NoError(t, err)
+	return n
 }
 
 // broken reports whether the lab loses the client's or the server's first
 // flight for good.
-func broken(cfg lab.Config, f lab.Family, c clientSpec, s serverSpec) bool {
-	return cfg.Lost(f, lab.Upstream, lab.FirstPacket(f, c.hello)) ||
+func broken(t testing.TB, cfg lab.Config, f lab.Family, c clientSpec, s serverSpec) bool {
+	return cfg.Lost(f, lab.Upstream, lab.FirstPacket(f, c.hello(t))) ||
 		cfg.Lost(f, lab.Downstream, lab.FirstPacket(f, s.flight(c.pq)))
 }
 
@@ -143,7 +187,7 @@ func runScenario(t *testing.T, cfg lab.Config, servers []serverSpec, clients []c
 	for _, f := range lab.Families() {
 		for _, s := range servers {
 			for _, c := range clients {
-				want := !broken(cfg, f, c, s)
+				want := !broken(t, cfg, f, c, s)
 				anyBroken = anyBroken || !want
 				t.Run(fmt.Sprintf("%s/%s/%s", f, s.name, c.name), func(t *testing.T) {
 					t.Parallel()
@@ -187,6 +231,7 @@ func runScenario(t *testing.T, cfg lab.Config, servers []serverSpec, clients []c
 						require.True(t, r.OK, "%s failed: %s (%s)", c.name, r.Err, r.Report)
 						require.NotNil(t, r.Report)
 						checkReport(t, cfg, f, want, r.Report)
+						assert.Equal(t, c.hello(t), r.Report.HelloSize, "the %s ClientHello (%s): %s", c.name, runtime.Version(), r.Report)
 						if c.name == lab.FitshakeHTTP {
 							assert.Equal(t, 200, r.Status)
 							if s.http2 {
@@ -240,6 +285,16 @@ func TestConfig(t *testing.T) {
 		{lab.Config{Scenario: lab.Blackhole, Direction: lab.Downstream, MTU: 1280}, "blackhole-downstream-1280", false},
 		{lab.Config{Scenario: lab.PMTUDOK, Direction: lab.Upstream}, "pmtud-ok-1400", false},
 		{lab.Config{Scenario: lab.MTUICMPBlocked, MTU: 576}, "mtu-icmp-blocked-576", true},
+		{lab.Config{Scenario: lab.PMTUDOK, MTU: 1279}, "pmtud-ok-1279", true},
+		{lab.Config{Scenario: lab.Blackhole, MTU: 576}, "blackhole-both-576", false},
+		{lab.Config{Scenario: lab.Reset, MTU: 575}, "reset-both-575", true},
+		{lab.Config{Scenario: lab.SplitIntolerant, MTU: 1280}, "split-intolerant-drop", false},
+		{lab.Config{Scenario: lab.SplitIntolerant, Reject: lab.RejectReset}, "split-intolerant-reset", false},
+		{lab.Config{Scenario: lab.SplitIntolerant, Reject: "bounce"}, "split-intolerant-bounce", true},
+		{lab.Config{Scenario: lab.SizeIntolerant}, "size-intolerant-reset-1400", false},
+		{lab.Config{Scenario: lab.SizeIntolerant, Reject: lab.RejectDrop, HelloLimit: 1000}, "size-intolerant-drop-1000", false},
+		{lab.Config{Scenario: lab.SizeIntolerant, HelloLimit: 5}, "size-intolerant-reset-5", true},
+		{lab.Config{Scenario: lab.Blackhole, Reject: lab.RejectReset, HelloLimit: 9}, "blackhole-both-1400", false},
 		{lab.Config{Scenario: "nope"}, "nope-1400", true},
 	}
 	for _, tt := range tests {
@@ -271,4 +326,13 @@ func TestConfig(t *testing.T) {
 	assert.Equal(t, 1360, bh.MaxMSS(lab.IPv4))
 	assert.Equal(t, 1340, bh.MaxMSS(lab.IPv6))
 	assert.Equal(t, 1500, lab.Config{MTU: 1280}.N(), "healthy ignores MTU")
+	split := lab.Config{Scenario: lab.SplitIntolerant}
+	assert.Equal(t, 1500, split.N(), "a middlebox ignores MTU")
+	assert.True(t, split.Refuses(1473, 1448), "a record longer than its segment")
+	assert.False(t, split.Refuses(1420, 1448), "a record in one segment, however large")
+	assert.False(t, split.Lost(lab.IPv4, lab.Upstream, 1500), "no packet is lost for its size")
+	size := lab.Config{Scenario: lab.SizeIntolerant, HelloLimit: 1000}
+	assert.True(t, size.Refuses(1001, 1448))
+	assert.False(t, size.Refuses(1000, 536), "whatever the segmentation")
+	assert.False(t, bh.Refuses(5000, 100))
 }

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -234,6 +235,10 @@ func reexecParts(name string, args any) (exe string, env []string, err error) {
 		return "", nil, err
 	}
 	env = append(os.Environ(), envFunc+"="+name, envArgs+"="+string(raw))
+	if g := clientGODEBUG[name]; g != "" {
+		// Later settings win, and the last GODEBUG in env wins.
+		env = append(env, "GODEBUG="+strings.TrimPrefix(os.Getenv("GODEBUG")+","+g, ","))
+	}
 	return exe, env, nil
 }
 

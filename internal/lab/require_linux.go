@@ -9,12 +9,17 @@ import (
 )
 
 // Tools the lab runs.
-var tools = []string{"ip", "nft", "ethtool", "nginx", "openssl", "curl"}
+var tools = []string{"ip", "nft", "ethtool", "nginx", "openssl", "curl",
+	"apache2", "haproxy", "gnutls-serv", "lighttpd"}
+
+// debPackages are the Debian packages that bring the tools.
+const debPackages = "iproute2 nftables ethtool nginx-light openssl curl apache2 haproxy gnutls-bin lighttpd"
 
 // Require skips t unless the lab can run here: root, and the tools ip,
-// nft, ethtool, nginx, openssl and curl (Debian: iproute2 nftables ethtool
-// nginx-light openssl curl). When the environment has CI=true it fails t
-// instead, because in CI the lab must really run.
+// nft, ethtool, nginx, openssl, curl and the interop matrix's apache2,
+// haproxy, gnutls-serv and lighttpd (Debian: see debPackages). When the
+// environment has CI=true it fails t instead, because in CI the lab must
+// really run.
 //
 // Under go test -short it always skips, CI=true or not: -short means "no
 // lab" (no namespaces, no servers, no real-kernel timings), so that the
@@ -25,7 +30,7 @@ func Require(t testing.TB) {
 		t.Skip("lab: -short: the real-kernel lab tests do not run under go test -short")
 	}
 	if why := missing(true); why != "" {
-		msg := "lab: " + why + "; the real-kernel lab tests need root and: apt-get install iproute2 nftables ethtool nginx-light openssl curl (then: sudo go test ./internal/lab)"
+		msg := "lab: " + why + "; the real-kernel lab tests need root and: apt-get install " + debPackages + " (then: sudo go test ./internal/lab)"
 		if os.Getenv("CI") == "true" {
 			t.Fatalf("%s [CI=true: the lab must run in CI]", msg)
 		}

@@ -70,7 +70,7 @@ func TestLabReset(t *testing.T) {
 			pki, err := l.PKI()
 			require.NoError(t, err)
 			addr := l.Addr(f, tt.port)
-			upstream := l.Config().Resets(lab.Upstream, lab.FirstPacket(f, helloGo))
+			upstream := l.Config().Resets(lab.Upstream, lab.FirstPacket(f, goHello(t)))
 			require.Equal(t, tt.dir == lab.Upstream, upstream)
 			t.Run(prefix+lab.StockTLS, func(t *testing.T) {
 				t.Parallel()

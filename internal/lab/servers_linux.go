@@ -109,22 +109,8 @@ func (l *Lab) waitListening(p *Process, want []string, d time.Duration) error {
 			return fmt.Errorf("exited before listening: %v", err)
 		}
 		out, err := l.Command(context.Background(), Server, toolPath("ss"), "-Hltn").Output()
-		if err == nil {
-			have := map[string]bool{}
-			for _, line := range strings.Split(string(out), "\n") {
-				if f := strings.Fields(line); len(f) >= 4 {
-					have[f[3]] = true
-				}
-			}
-			all := true
-			for _, w := range want {
-				if !have[w] {
-					all = false
-				}
-			}
-			if all {
-				return nil
-			}
+		if err == nil && listensOnAll(string(out), want) {
+			return nil
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("not listening on %v after %v (ss: %s)", want, d, out)
@@ -133,17 +119,44 @@ func (l *Lab) waitListening(p *Process, want []string, d time.Duration) error {
 	}
 }
 
+// listensOnAll reports whether the output of "ss -Hltn" has a listening
+// socket for every host:port in want: on that address itself, or on the
+// wildcard of its family ("0.0.0.0:P", "[::]:P", "*:P").
+func listensOnAll(ss string, want []string) bool {
+	have := map[string]bool{}
+	for _, line := range strings.Split(ss, "\n") {
+		if f := strings.Fields(line); len(f) >= 4 {
+			have[f[3]] = true
+		}
+	}
+	for _, w := range want {
+		host, port, err := net.SplitHostPort(w)
+		if err != nil {
+			return false
+		}
+		wild := "0.0.0.0"
+		if strings.Contains(host, ":") {
+			wild = "::"
+		}
+		if !have[w] && !have[net.JoinHostPort(wild, port)] && !have["*:"+port] {
+			return false
+		}
+	}
+	return true
+}
+
 // OpenSSLPath is the file openssl s_server serves (an HTTP/1.0 200 with a
 // one-line body).
 const OpenSSLPath = "/ok.txt"
 
 // StartOpenSSL starts "openssl s_server -WWW" in the server namespace on
-// family f and the given port (use NextPort), with certificate chain c,
-// and returns once it accepts. It serves OpenSSLPath (and ALPN nothing, so
-// HTTP clients speak HTTP/1.1 to it). s_server serves one connection at a
-// time: a connection stuck in its handshake blocks the next one, so start
-// one per client.
-func (l *Lab) StartOpenSSL(f Family, port int, c Chain) (*Process, error) {
+// family f and the given port (use NextPort), with certificate chain c and
+// the extra s_server arguments (e.g. "-tls1_2", "-groups", "P-256"), and
+// returns once it accepts. It serves OpenSSLPath (and, unless extra has
+// -alpn, ALPN nothing, so HTTP clients speak HTTP/1.1 to it). s_server
+// serves one connection at a time: a connection stuck in its handshake
+// blocks the next one, so start one per client.
+func (l *Lab) StartOpenSSL(f Family, port int, c Chain, extra ...string) (*Process, error) {
 	pki, err := l.PKI()
 	if err != nil {
 		return nil, err
@@ -159,8 +172,10 @@ func (l *Lab) StartOpenSSL(f Family, port int, c Chain) (*Process, error) {
 	if c == Long {
 		args = append(args, "-cert", pki.LongLeafFile, "-key", pki.LongKeyFile, "-cert_chain", pki.LongInterFile)
 	} else {
-		args = append(args, "-cert", pki.SmallCertFile, "-key", pki.SmallKeyFile)
+		cert, key := pki.Files(c)
+		args = append(args, "-cert", cert, "-key", key)
 	}
+	args = append(args, extra...)
 	cmd := l.Command(context.Background(), Server, toolPath("openssl"), args...)
 	cmd.Dir = www
 	p := &Process{l: l, name: "openssl s_server", cmd: cmd, done: make(chan struct{})}

@@ -115,22 +115,87 @@ func fmtDur(d time.Duration) string {
 // A cell whose first dial hits the bound makes its other dials at once.
 func TestLabTable(t *testing.T) {
 	lab.Require(t)
-	type key struct {
-		row    int
-		fam    lab.Family
-		chain  lab.Chain
-		column int
-	}
+	runTable(t, tableRows, tableColumns)
+}
+
+// middleboxColumns are the clients of TestLabMiddleboxTable.
+var middleboxColumns = []tableColumn{
+	{"stock Go", lab.StockTLS, "0"},
+	{"stock Go, GODEBUG=tlsmlkem=0", lab.StockTLSNoMLKEM, "0"},
+	{"fitshake Dialer", lab.FitshakeDialer, "0"},
+	{"fitshake TCPDialer + crypto/tls", lab.FitshakeTCP, "0"},
+}
+
+// middleboxRows are the labs of TestLabMiddleboxes.
+var middleboxRows = []tableRow{
+	{lab.Config{Scenario: lab.SplitIntolerant, Reject: lab.RejectDrop}, []lab.Chain{lab.Small}, false},
+	{lab.Config{Scenario: lab.SplitIntolerant, Reject: lab.RejectReset}, []lab.Chain{lab.Small}, false},
+	{lab.Config{Scenario: lab.SizeIntolerant, HelloLimit: 1400}, []lab.Chain{lab.Small}, false},
+	{lab.Config{Scenario: lab.SizeIntolerant, HelloLimit: 1450}, []lab.Chain{lab.Small}, false},
+	{lab.Config{Scenario: lab.SizeIntolerant, HelloLimit: 1000}, []lab.Chain{lab.Small}, false},
+	{lab.Config{Scenario: lab.Blackhole, MTU: 1280}, []lab.Chain{lab.Small, lab.Long}, false},
+	{lab.Config{Scenario: lab.Blackhole, MTU: 576}, []lab.Chain{lab.Small, lab.Long}, false},
+}
+
+// TestLabMiddleboxTable is TestLabTable for the boxes that look like MTU
+// black holes (split- and size-intolerant) and for black holes at 1280
+// and 576, with stock crypto/tls also under GODEBUG=tlsmlkem=0 (a ~300-byte
+// hello) and without the kernel's remedies:
+//
+//	go test -tags labtable ./internal/lab -run TestLabMiddleboxTable -v -timeout 30m
+func TestLabMiddleboxTable(t *testing.T) {
+	lab.Require(t)
+	runTable(t, middleboxRows, middleboxColumns)
+}
+
+// tableKey names a cell.
+type tableKey struct {
+	row    int
+	fam    lab.Family
+	chain  lab.Chain
+	column int
+}
+
+// runTable measures every cell of rows × families × chains × cols, then
+// prints the table (and writes it to -labtable.out).
+func runTable(t *testing.T, rows []tableRow, cols []tableColumn) {
+	start := time.Now()
+	labs := openTableLabs(t, rows)
 	var (
 		mu      sync.Mutex
 		fitMu   sync.Mutex
-		results = map[key]cell{}
+		results = map[tableKey]cell{}
 	)
-	start := time.Now()
-	// Every lab is built and warmed up before any measures, so that no
-	// cell pays for another lab's start-up.
-	labs := make([]*lab.Lab, len(tableRows))
-	for ri, row := range tableRows {
+	t.Run("labs", func(t *testing.T) {
+		for ri, row := range rows {
+			t.Run(row.cfg.String(), func(t *testing.T) {
+				t.Parallel()
+				measureRow(t, labs[ri], row, cols, &fitMu, func(f lab.Family, ch lab.Chain, ci int, c cell) {
+					mu.Lock()
+					results[tableKey{ri, f, ch, ci}] = c
+					mu.Unlock()
+				})
+			})
+		}
+	})
+	if t.Failed() {
+		return
+	}
+	kernel, _ := exec.Command("uname", "-r").Output()
+	header := fmt.Sprintf("Median time to a completed TLS handshake, %d cold dials per cell, bound %v (\"never\": the median dial did not complete; (k/n): only k of n did).\nMachine: %s, Linux %s, %d CPUs, %s; nginx in the server namespace; run took %v.\n\n",
+		*flagTableRuns, *flagTableBound, cpuModel(), strings.TrimSpace(string(kernel)), runtime.NumCPU(), runtime.Version(), time.Since(start).Round(time.Second))
+	table := header + formatTable(rows, cols, results)
+	fmt.Print("\n" + table)
+	if *flagTableOut != "" {
+		require.NoError(t, os.WriteFile(*flagTableOut, []byte(table), 0o644))
+	}
+}
+
+// openTableLabs builds and warms up every row's lab before any measures,
+// so that no cell pays for another lab's start-up.
+func openTableLabs(t *testing.T, rows []tableRow) []*lab.Lab {
+	labs := make([]*lab.Lab, len(rows))
+	for ri, row := range rows {
 		l := lab.New(t, row.cfg)
 		_, err := l.StartNginx()
 		require.NoError(t, err)
@@ -145,76 +210,74 @@ func TestLabTable(t *testing.T) {
 		}
 		labs[ri] = l
 	}
-	t.Run("labs", func(t *testing.T) {
-		for ri, row := range tableRows {
-			t.Run(row.cfg.String(), func(t *testing.T) {
-				t.Parallel()
-				l := labs[ri]
-				pki, err := l.PKI()
+	return labs
+}
+
+func chainPort(ch lab.Chain) int {
+	if ch == lab.Long {
+		return lab.PortNginxLong
+	}
+	return lab.PortNginxSmall
+}
+
+// measureRow measures a row's cells one after another and hands each to
+// put. Cells of every client but stock crypto/tls hold fitMu, so that they
+// run one at a time across the labs and their milliseconds are not
+// measured against another lab's handshakes; stock cells mostly wait out
+// their bound and run freely.
+func measureRow(t *testing.T, l *lab.Lab, row tableRow, cols []tableColumn, fitMu *sync.Mutex, put func(lab.Family, lab.Chain, int, cell)) {
+	pki, err := l.PKI()
+	require.NoError(t, err)
+	for _, f := range lab.Families() {
+		for _, ch := range row.chains {
+			for ci, col := range cols {
+				require.NoError(t, l.Sysctl(lab.Client, "net.ipv4.tcp_mtu_probing", col.probing))
+				ctx, cancel := context.WithTimeout(context.Background(), time.Duration(*flagTableRuns+2)**flagTableBound)
+				args := lab.DialArgs{
+					Addr: l.Addr(f, chainPort(ch)), CAFile: pki.CAFile, Timeout: *flagTableBound,
+					ClearDF: l.Config().ClearDF(), Runs: *flagTableRuns, Parallel: true,
+				}
+				if row.oneSegment {
+					args.ServerName = l.IP(lab.Server, f).String()
+					args.MinVersion = tls.VersionTLS13
+				}
+				serial := col.client != lab.StockTLS
+				if serial {
+					fitMu.Lock()
+				}
+				res, err := l.Dial(ctx, col.client, args)
+				if serial {
+					fitMu.Unlock()
+				}
+				cancel()
 				require.NoError(t, err)
-				for _, f := range lab.Families() {
-					for _, ch := range row.chains {
-						port := lab.PortNginxSmall
-						if ch == lab.Long {
-							port = lab.PortNginxLong
-						}
-						for ci, col := range tableColumns {
-							require.NoError(t, l.Sysctl(lab.Client, "net.ipv4.tcp_mtu_probing", col.probing))
-							ctx, cancel := context.WithTimeout(context.Background(), time.Duration(*flagTableRuns+2)**flagTableBound)
-							args := lab.DialArgs{
-								Addr: l.Addr(f, port), CAFile: pki.CAFile, Timeout: *flagTableBound,
-								ClearDF: l.Config().ClearDF(), Runs: *flagTableRuns, Parallel: true,
-							}
-							if row.oneSegment {
-								args.ServerName = l.IP(lab.Server, f).String()
-								args.MinVersion = tls.VersionTLS13
-							}
-							// fitshake's cells run one at a time across the labs,
-							// so that its milliseconds are not measured against
-							// another lab's handshakes; stock cells mostly wait
-							// out their bound and run freely.
-							fitshake := col.client != lab.StockTLS
-							if fitshake {
-								fitMu.Lock()
-							}
-							res, err := l.Dial(ctx, col.client, args)
-							if fitshake {
-								fitMu.Unlock()
-							}
-							cancel()
-							require.NoError(t, err)
-							c := cell{runs: len(res.Runs)}
-							for _, r := range res.Runs {
-								if r.OK {
-									c.done++
-									c.times = append(c.times, r.Elapsed)
-								}
-							}
-							t.Logf("%s %s %s | %s: %s", row.cfg, f, ch, col.title, c)
-							mu.Lock()
-							results[key{ri, f, ch, ci}] = c
-							mu.Unlock()
-						}
+				c := cell{runs: len(res.Runs)}
+				for _, r := range res.Runs {
+					if r.OK {
+						c.done++
+						c.times = append(c.times, r.Elapsed)
 					}
 				}
-			})
+				t.Logf("%s %s %s | %s: %s", row.cfg, f, ch, col.title, c)
+				put(f, ch, ci, c)
+			}
 		}
-	})
-	if t.Failed() {
-		return
 	}
+}
 
+// formatTable renders the results as a Markdown table.
+func formatTable(rows []tableRow, cols []tableColumn, results map[tableKey]cell) string {
 	var b strings.Builder
 	b.WriteString("| scenario | family | server certificate |")
-	for _, col := range tableColumns {
+	for _, col := range cols {
 		b.WriteString(" " + col.title + " |")
 	}
 	b.WriteString("\n|---|---|---|")
-	for range tableColumns {
+	for range cols {
 		b.WriteString("---|")
 	}
 	b.WriteString("\n")
-	for ri, row := range tableRows {
+	for ri, row := range rows {
 		for _, f := range lab.Families() {
 			for _, ch := range row.chains {
 				certName := "small (ECDSA, :443)"
@@ -225,21 +288,14 @@ func TestLabTable(t *testing.T) {
 					certName = "long chain (RSA-4096 ×3, :8443)"
 				}
 				fmt.Fprintf(&b, "| %s | %s | %s |", row.cfg, map[lab.Family]string{lab.IPv4: "IPv4", lab.IPv6: "IPv6"}[f], certName)
-				for ci := range tableColumns {
-					fmt.Fprintf(&b, " %s |", results[key{ri, f, ch, ci}])
+				for ci := range cols {
+					fmt.Fprintf(&b, " %s |", results[tableKey{ri, f, ch, ci}])
 				}
 				b.WriteString("\n")
 			}
 		}
 	}
-	kernel, _ := exec.Command("uname", "-r").Output()
-	header := fmt.Sprintf("Median time to a completed TLS handshake, %d cold dials per cell, bound %v (\"never\": the median dial did not complete; (k/n): only k of n did).\nMachine: %s, Linux %s, %d CPUs, %s; nginx in the server namespace; run took %v.\n\n",
-		*flagTableRuns, *flagTableBound, cpuModel(), strings.TrimSpace(string(kernel)), runtime.NumCPU(), runtime.Version(), time.Since(start).Round(time.Second))
-	table := header + b.String()
-	fmt.Print("\n" + table)
-	if *flagTableOut != "" {
-		require.NoError(t, os.WriteFile(*flagTableOut, []byte(table), 0o644))
-	}
+	return b.String()
 }
 
 func cpuModel() string {

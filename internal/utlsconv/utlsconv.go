@@ -150,7 +150,9 @@ func CertificateRequestInfo(ri *utls.CertificateRequestInfo) *tls.CertificateReq
 // CurveID and HelloRetryRequest are filled from fields that utls keeps but
 // does not export; when a future utls drops them they read as zero, and
 // CurveID(uc) gives the group of a TLS 1.3 connection. ExportKeyingMaterial
-// on the result calls the utls connection's exporter.
+// on the result calls the utls connection's exporter. LocalCertificate
+// (Go 1.27 and later: the chain this side sent) stays nil: utls v1.8.2 does
+// not record which client certificate it sent.
 func ConnectionState(s utls.ConnectionState) tls.ConnectionState {
 	out := tls.ConnectionState{
 		Version:                     s.Version,

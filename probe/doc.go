@@ -1,0 +1,46 @@
+// Package probe measures a network path to a TLS server the way an
+// engineer with tcpdumps on both ends would, from the client alone and
+// without root: whether a normal handshake completes, the largest IP packet
+// that reaches the server (upstream) and the largest that comes back
+// (downstream), whether ICMP-based path MTU discovery works, and what to
+// change, for whom.
+//
+// # How
+//
+// Every measurement is one TCP connection that sends one ClientHello and
+// nothing else, with the MSS clamped (TCP_MAXSEG before connect), and reads
+// the kernel's view of it (TCP_INFO) every millisecond:
+//
+//   - upstream: a hello larger than a segment leaves as a full-size head
+//     and a tail. The head acknowledged means packets of that size reach the
+//     server; the tail SACKed while the head is not (or the head
+//     retransmitted and never acknowledged) means they vanish. The verdict
+//     comes in a round trip, not after a timeout. A kernel path MTU that
+//     falls means an ICMP "fragmentation needed" / "packet too big" arrived:
+//     discovery works.
+//   - downstream: a small hello (one segment at any clamp) makes the server
+//     send its handshake flight in segments no larger than the clamp. Bytes
+//     arriving in order mean packets of that size come back; segments
+//     arriving out of order with nothing in order (or nothing at all) mean
+//     they vanish. The largest segment received (tcpi_rcv_mss) gives the
+//     size exactly.
+//
+// Each limit is found by bisection between a size that got through and
+// one that did not, to 8 bytes, in about seven connections. A server whose
+// flight is smaller than a segment cannot show the downstream limit: the
+// result then says the limit is at least what arrived.
+//
+// Two handshakes complete the picture: crypto/tls's own (with Go's
+// ClientHello) and fitshake's Dialer (which recovers by itself and
+// reports how).
+//
+// Run makes at most Options.MaxConns connections, one at a time, paced,
+// and stops by itself: about two dozen connections and well under ten
+// seconds on a broken path, a handful and well under two seconds on a
+// healthy one. It sends nothing but TCP connections and ClientHellos (the
+// handshakes send what a handshake sends), and closes every connection
+// with a reset.
+//
+// Linux gives the whole measurement. Elsewhere, without TCP_INFO, Run
+// checks the handshakes only and says what it could not measure.
+package probe

@@ -1,0 +1,170 @@
+package probe
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/fitshake/fitshake/internal/verdict"
+	"github.com/fitshake/fitshake/pmtu"
+	"github.com/fitshake/fitshake/tlsdial"
+)
+
+// stockHandshake runs crypto/tls's own handshake, unclamped: the first
+// connection, which also measures the round trip, the server's time to
+// answer and its flight. It fails only when TCP cannot connect.
+func (r *run) stockHandshake(ctx context.Context) error {
+	if err := r.dialing(ctx, "crypto/tls handshake (Go's ClientHello), no clamp"); err != nil {
+		return err
+	}
+	c, err := r.nd.DialContext(ctx, r.network, r.addr)
+	if err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrUnreachable, r.res.Addr, err)
+	}
+	defer abort(c)
+	base, _ := pmtu.ReadTCPInfo(c)
+	hctx, cancel := context.WithTimeout(ctx, max(2*time.Second, 20*r.rtt))
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- tls.Client(c, r.cfg).HandshakeContext(hctx) }()
+	err = r.await(hctx, c, base, done, cancel)
+	r.res.Handshake = describe(err)
+	r.healthy = err == nil || isCertErr(err)
+	if cur, e := pmtu.ReadTCPInfo(c); e == nil && r.healthy {
+		r.res.Flight = int(cur.BytesReceived - base.BytesReceived)
+	}
+	return nil
+}
+
+// await waits for the handshake, reading TCP_INFO to end it early when
+// its packets are seen to vanish (a SACKed tail, a reply with a hole) and
+// to time the server's first byte.
+func (r *run) await(ctx context.Context, c net.Conn, base pmtu.TCPInfo, done chan error, cancel func()) error {
+	t0 := time.Now()
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	var holeAt time.Time
+	for {
+		select {
+		case err := <-done:
+			return err
+		case <-tick.C:
+		}
+		cur, err := pmtu.ReadTCPInfo(c)
+		if err != nil || !measures {
+			continue
+		}
+		got := cur.BytesReceived > base.BytesReceived
+		if got && r.ttfb == 0 {
+			r.ttfb = time.Since(t0)
+		}
+		if cur.RcvOOOPack > base.RcvOOOPack && !got && holeAt.IsZero() {
+			holeAt = time.Now()
+		}
+		if (cur.Sacked > 0 && !got) || (!holeAt.IsZero() && time.Since(holeAt) > confirm(cur.RTT) && !got) {
+			cancel()
+			<-done
+			return errStalled
+		}
+	}
+}
+
+var errStalled = errors.New("stalled: its packets vanish on the path")
+
+// fitshakeHandshake dials with fitshake's Dialer, which recovers by
+// itself, and says how.
+func (r *run) fitshakeHandshake(ctx context.Context) {
+	if err := r.dialing(ctx, "fitshake handshake (tlsdial.Dialer)"); err != nil {
+		r.res.Fitshake = "not tried: " + err.Error()
+		return
+	}
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	d := &tlsdial.Dialer{Config: r.cfg, NetDialer: r.nd, Cache: &pmtu.Cache{}}
+	c, err := d.DialContext(dctx, r.network, r.addr)
+	var rep tlsdial.Report
+	var de *tlsdial.DialError
+	switch {
+	case err == nil:
+		rep = c.(*tlsdial.Conn).Report()
+		abort(c.(*tlsdial.Conn).NetConn())
+	case errors.As(err, &de):
+		rep = de.Report
+	}
+	r.res.Conns += max(0, len(rep.Attempts)-1)
+	r.res.Fitshake = describeFitshake(err, rep)
+}
+
+func describeFitshake(err error, rep tlsdial.Report) string {
+	if err != nil && !isCertErr(err) {
+		return describe(err)
+	}
+	s := describe(err)
+	if len(rep.Attempts) > 1 || rep.MSS > 0 {
+		s += fmt.Sprintf(", recovered after %d attempts: MSS %d, %s hello of %d bytes", len(rep.Attempts), rep.MSS, rep.Rung, rep.HelloSize)
+		if rep.SecurityReduced {
+			s += " (no post-quantum key share)"
+		}
+	}
+	return s
+}
+
+func describe(err error) string {
+	switch {
+	case err == nil:
+		return "ok"
+	case isCertErr(err):
+		return "ok up to the certificate, which is not trusted here (" + err.Error() + ")"
+	case errors.Is(err, context.DeadlineExceeded):
+		return "no answer in time"
+	}
+	return "failed: " + err.Error()
+}
+
+// isCertErr reports whether err is a certificate verification failure:
+// the server's whole flight arrived.
+func isCertErr(err error) bool {
+	var (
+		ua x509.UnknownAuthorityError
+		hn x509.HostnameError
+		ci x509.CertificateInvalidError
+		ve *tls.CertificateVerificationError
+	)
+	return errors.As(err, &ua) || errors.As(err, &hn) || errors.As(err, &ci) || errors.As(err, &ve)
+}
+
+// helloClass tells a box that refuses the ClientHello itself from a black
+// hole: when crypto/tls's handshake failed though packets get through (or
+// every clamp was reset), it asks whether the server answers fitshake's
+// full, compact and classical hellos, unclamped.
+func (r *run) helloClass(ctx context.Context, up, down limit) (string, error) {
+	if r.healthy || !measures || down.broken || (up.broken && !(up.reset && up.mtu == 0)) {
+		return "", nil
+	}
+	full, err := r.answered(ctx, "full hello answered? no clamp", r.hellos.full)
+	if err != nil || full.outcome == passed {
+		return "", err
+	}
+	compact, err := r.answered(ctx, "compact hello answered? no clamp", r.hellos.compact)
+	switch {
+	case err != nil:
+		return "", err
+	case compact.outcome == passed && full.segments > 1:
+		return verdict.SplitIntolerant, nil
+	case compact.outcome == passed:
+		return verdict.HelloIntolerant, nil
+	}
+	small, err := r.answered(ctx, "classical hello answered? no clamp", r.hellos.small)
+	if err != nil || small.outcome != passed {
+		return "", err
+	}
+	return verdict.HelloIntolerant, nil
+}
+
+func (r *run) answered(ctx context.Context, what string, hello []byte) (obs, error) {
+	return r.probe(ctx, what, spec{dir: down, hello: hello, wait: r.waitDown()})
+}

@@ -1,0 +1,167 @@
+package probe
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/fitshake/fitshake/internal/verdict"
+	"github.com/fitshake/fitshake/pmtu"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+)
+
+// path is a model of a network path for the searches: packets over up or
+// down vanish (0: none do), icmp says senders learn the MTU instead.
+type path struct {
+	up, down int
+	icmp     bool
+	flight   int // the server's flight in bytes
+	calls    int
+}
+
+// prober answers probes as the modelled path would, on IPv4 over 1500-byte
+// links with timestamps.
+func (p *path) prober(_ context.Context, s spec) (obs, error) {
+	p.calls++
+	packet := s.packet
+	if packet == 0 {
+		packet = 1500
+	}
+	o := obs{allowed: 1500, ifMTU: 1500, rtt: time.Millisecond, segments: 2}
+	limit := p.up
+	if s.dir == down {
+		limit = p.down
+		packet = min(packet, p.flight+52)
+	}
+	o.packet = packet
+	switch {
+	case limit == 0 || packet <= limit:
+		o.outcome, o.received = passed, p.flight
+	case p.icmp && s.dir == down:
+		// The server learns the path MTU and resends smaller.
+		o.outcome, o.received, o.packet = passed, p.flight, limit
+	case p.icmp:
+		o.outcome, o.pmtuShrank, o.pmtu, o.packet = lost, true, limit, limit
+	default:
+		o.outcome = lost
+	}
+	return o, nil
+}
+
+func newTestRun(p *path) *run {
+	return &run{prober: p.prober, maxConns: DefaultMaxConns, ipv4: true, rtt: time.Millisecond,
+		hellos: hellos{full: make([]byte, 1479), small: make([]byte, 257), compact: make([]byte, 1418)}}
+}
+
+func TestSearches(t *testing.T) {
+	tests := []struct {
+		name           string
+		p              path
+		up, down       int
+		class          string
+		atLeastDown    bool
+		maxConns, want int // connections: at most
+	}{
+		{"healthy", path{flight: 5000}, 1500, 1500, verdict.Healthy, false, 0, 2},
+		{"black hole both ways at 1400", path{up: 1400, down: 1400, flight: 5000}, 1400, 1400, verdict.BlackHole, false, 0, 20},
+		{"upstream at 1280", path{up: 1280, flight: 5000}, 1280, 1500, verdict.BlackHoleUpstream, false, 0, 10},
+		{"downstream at 576", path{down: 576, flight: 5000}, 1500, 576, verdict.BlackHoleDownstream, false, 0, 10},
+		{"ICMP works at 1400", path{up: 1400, down: 1400, icmp: true, flight: 5000}, 1400, 1400, verdict.PMTUDWorks, false, 0, 2},
+		{"a small flight shows no downstream limit", path{flight: 900}, 1500, 952, verdict.Healthy, true, 0, 2},
+		{"below 576 upstream", path{up: 500, flight: 5000}, 0, 1500, verdict.BlackHoleUpstream, false, 0, 3},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := tt.p
+			r := newTestRun(&p)
+			r.healthy = p.up == 0 && p.down == 0 || p.icmp
+			ctx := context.Background()
+			down, err := r.searchDown(ctx)
+			require.NoError(t, err)
+			up, err := r.searchUp(ctx)
+			require.NoError(t, err)
+			assert.InDelta(t, tt.up, up.mtu, resolution, "upstream")
+			assert.LessOrEqual(t, up.mtu, max(tt.up, 0))
+			assert.InDelta(t, tt.down, down.mtu, resolution, "downstream")
+			assert.Equal(t, tt.atLeastDown, down.atLeast)
+			assert.Equal(t, tt.class, r.classify(up, down))
+			assert.LessOrEqual(t, p.calls, tt.want, "connections")
+			assert.Equal(t, p.calls, r.res.Conns)
+		})
+	}
+}
+
+func TestBudget(t *testing.T) {
+	p := path{up: 1400, down: 1400, flight: 5000}
+	r := newTestRun(&p)
+	r.maxConns = 5
+	up, err := r.searchUp(context.Background())
+	require.NoError(t, err)
+	assert.Equal(t, 5, p.calls, "never more than MaxConns")
+	assert.True(t, up.mtu < 1400 && up.mtu >= minPacket, "a coarser limit: %d", up.mtu)
+	assert.Contains(t, r.res.Unmeasured, "the rest of the search: MaxConns reached")
+}
+
+// snapshot is a TCP_INFO reading over a base where nothing was sent.
+func snapshot(f func(*pmtu.TCPInfo)) pmtu.TCPInfo {
+	ti := pmtu.TCPInfo{SndMSS: 1448, AdvMSS: 1448, PMTU: 1500, Options: 1, RTT: time.Millisecond}
+	f(&ti)
+	return ti
+}
+
+func TestJudge(t *testing.T) {
+	upSpec := spec{dir: up, hello: make([]byte, 1479), wait: 300 * time.Millisecond}
+	downSpec := spec{dir: down, hello: make([]byte, 257), wait: 300 * time.Millisecond}
+	tests := []struct {
+		name    string
+		s       spec
+		cur     pmtu.TCPInfo
+		at      time.Duration
+		cut     bool
+		done    bool
+		outcome outcome
+		packet  int
+	}{
+		{"head acked", upSpec, snapshot(func(i *pmtu.TCPInfo) { i.BytesAcked = 1448 }), 2 * time.Millisecond, false, true, passed, 1500},
+		{"tail SACKed, head not", upSpec, snapshot(func(i *pmtu.TCPInfo) { i.Sacked = 1 }), 2 * time.Millisecond, false, true, lost, 1500},
+		{"ICMP lowered the path MTU", upSpec, snapshot(func(i *pmtu.TCPInfo) { i.PMTU = 1400 }), 2 * time.Millisecond, false, true, lost, 1500},
+		{"a path MTU learned before, the head acked in its segments", upSpec, snapshot(func(i *pmtu.TCPInfo) { i.PMTU = 1400; i.SndMSS = 1348; i.BytesAcked = 1348 }), 2 * time.Millisecond, false, true, lost, 1400},
+		{"nothing yet", upSpec, snapshot(func(*pmtu.TCPInfo) {}), 2 * time.Millisecond, false, false, 0, 0},
+		{"nothing, too long", upSpec, snapshot(func(*pmtu.TCPInfo) {}), time.Second, false, true, timedOut, 1500},
+		{"reset", upSpec, snapshot(func(*pmtu.TCPInfo) {}), 2 * time.Millisecond, true, true, refused, 1500},
+		{"flight with a hole, not yet confirmed", downSpec, snapshot(func(i *pmtu.TCPInfo) { i.RcvOOOPack = 2 }), time.Millisecond, false, false, 0, 0},
+		{"downstream silent too long", downSpec, snapshot(func(*pmtu.TCPInfo) {}), time.Second, false, true, timedOut, 1500},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			j := judge{s: tt.s, ifMTU: 1500, base: pmtu.TCPInfo{PMTU: 1500}}
+			o, done := j.look(tt.cur, tt.at, tt.cut)
+			require.Equal(t, tt.done, done)
+			if done {
+				assert.Equal(t, tt.outcome, o.outcome)
+				assert.Equal(t, tt.packet, o.packet)
+			}
+		})
+	}
+	t.Run("a flight in order, once it has arrived", func(t *testing.T) {
+		j := judge{s: downSpec, ifMTU: 1500}
+		in := snapshot(func(i *pmtu.TCPInfo) { i.BytesReceived = 4000; i.RcvMSS = 1448 })
+		_, done := j.look(in, 2*time.Millisecond, false)
+		require.False(t, done, "the rest of the flight may still come")
+		o, done := j.look(in, 6*time.Millisecond, false)
+		require.True(t, done)
+		assert.Equal(t, passed, o.outcome)
+		assert.Equal(t, 1500, o.packet, "the largest segment plus headers")
+		assert.Equal(t, 2*time.Millisecond, o.firstByte)
+	})
+	t.Run("a downstream hole confirmed after 3 round trips", func(t *testing.T) {
+		j := judge{s: downSpec, ifMTU: 1500}
+		hole := snapshot(func(i *pmtu.TCPInfo) { i.RcvOOOPack = 2 })
+		_, done := j.look(hole, 5*time.Millisecond, false)
+		require.False(t, done)
+		o, done := j.look(hole, 9*time.Millisecond, false)
+		require.True(t, done)
+		assert.Equal(t, lost, o.outcome)
+	})
+}
