@@ -164,13 +164,14 @@ const (
 	probeBudget = 10 * time.Second
 )
 
-// errNoHijack is a ResponseWriter that cannot hand over its connection
-// (HTTP/2, or a wrapper without Hijack).
+// errNoHijack reports a ResponseWriter that cannot hand over its
+// connection (HTTP/2, or a wrapper without Hijack).
 var errNoHijack = errors.New("diagpage: the probes need an HTTP/1.1 connection to the browser (no HTTP/2, no proxy)")
 
 // hijack takes the connection over from net/http, with a deadline of d for
-// everything that follows. HEAD requests and TLS connections are refused
-// (the reply has been written then, and the returned error is non-nil).
+// everything that follows. A TLS connection is refused, the page too: TLS
+// records would skew every size (the refusal has been written then, and
+// the returned error is non-nil).
 func (ex *exchange) hijack(d time.Duration) (net.Conn, error) {
 	if ex.r.TLS != nil {
 		http.Error(ex.w, "diagpage: the probes need plain HTTP: TLS records would skew every size", http.StatusNotImplemented)

@@ -76,6 +76,8 @@ func TestLabDiagPage(t *testing.T) {
 			cfgs = append(cfgs, lab.Config{Scenario: lab.Blackhole, MTU: n, Direction: d})
 		}
 	}
+	// IPv4's floor; IPv4 only (see below).
+	cfgs = append(cfgs, lab.Config{Scenario: lab.Blackhole, MTU: lab.MinMTU})
 	for _, cfg := range cfgs {
 		t.Run(cfg.String(), func(t *testing.T) {
 			t.Parallel()
@@ -86,6 +88,14 @@ func TestLabDiagPage(t *testing.T) {
 			// the browser's, and a starved browser misjudges.
 			for _, f := range lab.Families() {
 				t.Run(string(f), func(t *testing.T) {
+					if f == lab.IPv6 && cfg.N() < 1280 {
+						// No IPv6 link is that small, and the page
+						// does not try: Chrome's smallest probe
+						// request and the page's 512-byte writes
+						// are IPv6 packets of about 500 and 584
+						// bytes.
+						t.Skipf("IPv6 paths carry at least 1280 bytes")
+					}
 					runDiagPage(t, l, srv, f)
 				})
 			}
