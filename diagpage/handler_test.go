@@ -227,7 +227,7 @@ func TestRefusals(t *testing.T) {
 	}{
 		{http.MethodPost, "/", http.StatusMethodNotAllowed},
 		{http.MethodHead, "/up", http.StatusMethodNotAllowed},
-		{http.MethodHead, "/", http.StatusNotImplemented}, // allowed; the recorder cannot be hijacked
+		{http.MethodHead, "/", http.StatusNotImplemented},  // allowed; the recorder cannot be hijacked
 		{http.MethodGet, "/up", http.StatusNotImplemented}, // a recorder cannot be hijacked
 		{http.MethodGet, "/down?s=1400", http.StatusNotImplemented},
 	} {
