@@ -23,8 +23,9 @@
 //	| clients:       |      | forwarding, nft rules  |      | nginx :443 :8443 |
 //	|  re-exec'd test|      | of the scenario        |      | go    :9443      |
 //	|  binary, curl, |      |                        |      | s_server :20000+ |
-//	|  openssl       |      |                        |      | interop servers: |
-//	|                |      |                        |      | :10443..:13443   |
+//	|  openssl,      |      |                        |      | interop servers: |
+//	|  chromium      |      |                        |      | :10443..:13443   |
+//	|                |      |                        |      | diagpage :8080   |
 //	+----------------+      +------------------------+      +------------------+
 //	     default route via the router on both ends; MTU 1500 on every veth
 //
