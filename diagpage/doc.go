@@ -61,12 +61,11 @@
 // and limits, and [verdict.Fixes]'s lines for the path.
 //
 // The pages, the summary and other replies larger than one small packet
-// are written 512 bytes at a time, each write only after the previous one
+// are written 480 bytes at a time, each write only after the previous one
 // has left (tcpi_notsent_bytes is 0): the kernel would otherwise append the
 // next write to an unsent segment and send full-size packets, which a
-// downstream black hole eats. 512 payload bytes make a packet of 564 bytes
-// on IPv4, under the 576 that every IPv4 path must carry, and of 584 on
-// IPv6, whose paths carry 1280.
+// downstream black hole eats. 480 payload bytes make a packet of 532 bytes
+// on IPv4 and 552 on IPv6, under the 576 that every IPv4 path must carry.
 //
 // Measured on Linux 6.18 (the fitshake lab, 2026-11): TCP_MAXSEG set on an
 // accepted, established socket is accepted without error but changes
