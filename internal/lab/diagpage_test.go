@@ -96,8 +96,25 @@ func TestLabDiagPage(t *testing.T) {
 }
 
 func runDiagPage(t *testing.T, l *lab.Lab, srv *lab.DiagPage, f lab.Family) {
-	cfg := l.Config()
-	want := wantDiag(cfg, f)
+	want := wantDiag(l.Config(), f)
+	got, conns, _ := pageIn(t, l, srv, f)
+	assert.Equal(t, want.class, got.Class)
+	assert.Equal(t, want.healthy, got.Healthy)
+	checkLimit(t, "upstream_mtu", want.up, got.UpstreamMTU)
+	checkLimit(t, "downstream_mtu", want.down, got.DownstreamMTU)
+	if want.class == verdict.Healthy {
+		assert.Empty(t, got.Fixes)
+	} else {
+		assert.NotEmpty(t, got.Fixes)
+	}
+	// The page keeps to its bounds: a handful of probes per direction.
+	assert.Less(t, conns, 60, "connections")
+}
+
+// pageIn loads the page in the client namespace's browser and returns its
+// #result, the connections it made and the seconds it took.
+func pageIn(t *testing.T, l *lab.Lab, srv *lab.DiagPage, f lab.Family) (verdict.Summary, int, float64) {
+	t.Helper()
 	browsers <- struct{}{}
 	defer func() { <-browsers }()
 	before := srv.Accepted(f)
@@ -110,26 +127,15 @@ func runDiagPage(t *testing.T, l *lab.Lab, srv *lab.DiagPage, f lab.Family) {
 	require.NoError(t, err)
 	conns := srv.Accepted(f) - before
 	t.Logf("%s %s: %q after %v (browser start %v), %d connections; stats %s; %s",
-		cfg, f, res.Title, res.Elapsed.Round(10*time.Millisecond), res.Startup.Round(10*time.Millisecond),
+		l.Config(), f, res.Title, res.Elapsed.Round(10*time.Millisecond), res.Startup.Round(10*time.Millisecond),
 		conns, res.Text["stats"], res.Text["status"])
 	require.False(t, res.TimedOut, "the page did not finish: %q", res.Text["status"])
 	require.Equal(t, "fitshake: done", res.Title, "status: %s", res.Text["status"])
-
 	var got verdict.Summary
 	require.NoError(t, json.Unmarshal([]byte(res.Text["result"]), &got), "#result: %q", res.Text["result"])
 	t.Logf("result %s", res.Text["result"])
 	t.Logf("headline: %s", res.Text["headline"])
-	assert.Equal(t, want.class, got.Class)
-	assert.Equal(t, want.healthy, got.Healthy)
-	checkLimit(t, "upstream_mtu", want.up, got.UpstreamMTU)
-	checkLimit(t, "downstream_mtu", want.down, got.DownstreamMTU)
-	if want.class == verdict.Healthy {
-		assert.Empty(t, got.Fixes)
-	} else {
-		assert.NotEmpty(t, got.Fixes)
-	}
-	// The page keeps to its bounds: a handful of probes per direction.
-	assert.Less(t, conns, 60, "connections")
+	return got, conns, res.Elapsed.Seconds()
 }
 
 // checkLimit asserts a limit: 1500 exactly on a full-size path, otherwise
