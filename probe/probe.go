@@ -17,6 +17,9 @@ import (
 // MaxConns zero.
 const DefaultMaxConns = 32
 
+// DefaultTimeout bounds a Run whose context has no deadline.
+const DefaultTimeout = 30 * time.Second
+
 // Options configure Run. The zero value probes over "tcp" with the system
 // roots and no progress reports.
 type Options struct {
@@ -100,9 +103,15 @@ type Probe struct {
 var ErrUnreachable = errors.New("probe: cannot connect")
 
 // Run measures the path to addr ("host:port"). It fails only when it
-// cannot start: bad input, or no TCP connection (ErrUnreachable); a broken
-// path is a Result.
+// cannot start or finish: bad input, no TCP connection (ErrUnreachable),
+// or ctx ending (DefaultTimeout when ctx has no deadline); a broken path
+// is a Result.
 func Run(ctx context.Context, addr string, o Options) (*Result, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultTimeout)
+		defer cancel()
+	}
 	r, err := newRun(ctx, addr, o)
 	if err != nil {
 		return nil, err
