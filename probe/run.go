@@ -257,7 +257,7 @@ func (r *run) connect(ctx context.Context) error {
 	}
 	c, err := r.nd.DialContext(ctx, r.network, r.addr)
 	if err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrUnreachable, r.res.Addr, err)
+		return fmt.Errorf("%w: %s: %w", ErrUnreachable, r.res.Addr, err)
 	}
 	defer abort(c)
 	if ti, err := pmtu.ReadTCPInfo(c); err == nil {
