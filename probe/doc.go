@@ -41,6 +41,12 @@
 // handshakes send what a handshake sends), and closes every connection
 // with a reset.
 //
+// One side effect: on a system that clears DF (net.ipv4.ip_no_pmtu_disc=1)
+// whose upstream probes are lost, a last probe sets DF to see whether ICMP
+// comes back (fragments were being dropped); by that sysctl's rule the
+// kernel then uses the 552-byte minimum path MTU towards the server for ten
+// minutes, which gets small packets through.
+//
 // Linux gives the whole measurement. Elsewhere, without TCP_INFO, Run
 // checks the handshakes only and says what it could not measure.
 package probe

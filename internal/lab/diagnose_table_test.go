@@ -65,8 +65,11 @@ func TestLabDiagnoseTable(t *testing.T) {
 func diagnoseRow(t *testing.T, l *lab.Lab, srv *lab.DiagPage, f lab.Family, caFile string) string {
 	cfg := l.Config()
 	truth := truthOf(cfg, f)
-	res := probeIn(t, l, f, caFile)
+	// The page first: with net.ipv4.ip_no_pmtu_disc=1 (fragments-dropped)
+	// the probe's last connection, DF set, makes the kernel take the
+	// 552-byte minimum path MTU to the server for ten minutes.
 	page, conns, secs := pageIn(t, l, srv, f)
+	res := probeIn(t, l, f, caFile)
 	return fmt.Sprintf("| %s | %s | %s, %d / %d | %s | %d / %d | %d | %.2f | %s | %d / %d | %d | %.1f |\n",
 		cfg, f, truth.class, truth.up, truth.down,
 		res.Class, res.UpstreamMTU, res.DownstreamMTU, res.Conns, res.Seconds,
