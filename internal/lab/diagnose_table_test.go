@@ -33,15 +33,18 @@ func TestLabDiagnoseTable(t *testing.T) {
 		}
 		t.Run(cfg.String(), func(t *testing.T) {
 			t.Parallel()
-			l := lab.New(t, cfg)
-			_, err := l.StartNginx()
+			// A lab each: what one tool teaches the client's kernel (a
+			// path MTU from ICMP, kept ten minutes) must not color the
+			// other's measurement.
+			lp, lb := lab.New(t, cfg), lab.New(t, cfg)
+			_, err := lp.StartNginx()
 			require.NoError(t, err)
-			srv, err := l.StartDiagPage()
+			srv, err := lb.StartDiagPage()
 			require.NoError(t, err)
-			pki, err := l.PKI()
+			pki, err := lp.PKI()
 			require.NoError(t, err)
 			for _, f := range lab.Families() {
-				row := diagnoseRow(t, l, srv, f, pki.CAFile)
+				row := diagnoseRow(t, lp, lb, srv, f, pki.CAFile)
 				mu.Lock()
 				rows[cfg.String()+"/"+string(f)] = row
 				mu.Unlock()
@@ -62,14 +65,11 @@ func TestLabDiagnoseTable(t *testing.T) {
 	})
 }
 
-func diagnoseRow(t *testing.T, l *lab.Lab, srv *lab.DiagPage, f lab.Family, caFile string) string {
-	cfg := l.Config()
+func diagnoseRow(t *testing.T, lp, lb *lab.Lab, srv *lab.DiagPage, f lab.Family, caFile string) string {
+	cfg := lp.Config()
 	truth := truthOf(cfg, f)
-	// The page first: with net.ipv4.ip_no_pmtu_disc=1 (fragments-dropped)
-	// the probe's last connection, DF set, makes the kernel take the
-	// 552-byte minimum path MTU to the server for ten minutes.
-	page, conns, secs := pageIn(t, l, srv, f)
-	res := probeIn(t, l, f, caFile)
+	res := probeIn(t, lp, f, caFile)
+	page, conns, secs := pageIn(t, lb, srv, f)
 	return fmt.Sprintf("| %s | %s | %s, %d / %d | %s | %d / %d | %d | %.2f | %s | %d / %d | %d | %.1f |\n",
 		cfg, f, truth.class, truth.up, truth.down,
 		res.Class, res.UpstreamMTU, res.DownstreamMTU, res.Conns, res.Seconds,
