@@ -332,14 +332,17 @@ func TestCancelStorm(t *testing.T) {
 			}
 			wg.Wait()
 			checkNoGroups(t)
-			// A later dial to the slow server is not delayed by anything the
-			// storm left: one attempt, the server's own 150 ms.
-			t0 := time.Now()
+			// A later dial to the slow server is not disturbed by anything
+			// the storm left: one attempt, no stall, no race. (Its time
+			// is the server's 150 ms plus whatever the machine is doing:
+			// not asserted, a loaded CI machine makes it anything.)
 			c, r, err := k.dial(context.Background(), slow.Addr(), srv.config(), options{cache: &pmtu.Cache{}})
 			require.NoError(t, err)
 			c.Close()
-			assert.Len(t, r.Attempts, 1, "%s", r)
-			assert.Less(t, time.Since(t0), 250*time.Millisecond)
+			require.Len(t, r.Attempts, 1, "%s", r)
+			assert.Equal(t, tlsdial.OutcomeOK, r.Attempts[0].Outcome)
+			assert.False(t, r.Attempts[0].Hedge)
+			assert.Zero(t, r.Stalls(), "%s", r)
 		})
 	}
 }
