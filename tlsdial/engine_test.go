@@ -383,7 +383,10 @@ func TestConcurrentDialsLearn(t *testing.T) {
 			for i, r := range reports {
 				conns += len(r.Attempts)
 				assert.Equal(t, 1360, r.MSS, "%s", r)
-				assert.Less(t, firstStart[i], 20*time.Millisecond, "no dial waits before its first attempt")
+				// A dial that waited for another would wait at least its
+				// stall window (250 ms); not waiting is a few ms, more on
+				// a loaded CI machine.
+				assert.Less(t, firstStart[i], 200*time.Millisecond, "no dial waits before its first attempt")
 			}
 			assert.LessOrEqual(t, conns, 2*n, "at most one extra connection per dial")
 			checkNoGroups(t)

@@ -186,10 +186,12 @@ func TestTransportConcurrent(t *testing.T) {
 		// maxDials: HTTP/2 shares a connection. On Go 1.26 x/net's pool
 		// makes one dial; from Go 1.27 x/net/http2 wraps net/http, which
 		// coalesces dials only until the first request returns and may
-		// then dial once more. HTTP/1.1 needs one per request in flight.
+		// then dial once more (a third time seen in CI, under load).
+		// Pooled means a handful, not one per request. HTTP/1.1 needs
+		// one per request in flight.
 		maxDials int32
 	}{
-		{name: "h2", alpn: []string{"h2", "http/1.1"}, wantMajor: 2, maxDials: 2},
+		{name: "h2", alpn: []string{"h2", "http/1.1"}, wantMajor: 2, maxDials: 4},
 		{name: "HTTP/1.1", h1Only: true, alpn: []string{"http/1.1"}, wantMajor: 1, maxDials: 50},
 	}
 	const n = 50
