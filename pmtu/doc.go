@@ -61,10 +61,14 @@
 //
 // [Classify] turns two TCP_INFO snapshots, one taken before a first flight
 // was written and one after, into a [Diagnosis]: an upstream black hole
-// (the head segment never acknowledged while the tail is SACKed, or
-// retransmissions with nothing acknowledged), a downstream one (the flight
-// acknowledged, segments of the reply received out of order and none in
-// order), a silent server, or no verdict yet. Its String explains the
+// (the head segment never acknowledged while the tail is SACKed, or a
+// one-segment flight retransmitted with nothing acknowledged), a
+// downstream one (the flight acknowledged, segments of the reply received
+// out of order and none in order), a split-intolerant middlebox (a flight
+// of several segments retransmitted with nothing SACKed: its small tail was
+// lost too, which no MTU does), a silent server, or no verdict yet.
+// Dialers add the classes TCP_INFO cannot see coming: a reset, and a
+// content-intolerant box (Class.HelloRejected). Its String explains the
 // evidence in one line and its Fix names the network-side remedy. The
 // rules are tested against timelines recorded in a namespace lab
 // (testdata/timelines).
