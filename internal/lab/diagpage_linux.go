@@ -3,7 +3,6 @@ package lab
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -38,25 +37,9 @@ func diagPageServe(ctx context.Context, raw json.RawMessage, ready func(any)) er
 		return err
 	}
 	srv := &http.Server{Handler: &diagpage.Handler{}, ReadHeaderTimeout: 10 * time.Second}
-	errc := make(chan error, len(a.Addrs))
-	for _, addr := range a.Addrs {
-		ln, err := net.Listen("tcp", addr)
-		if err != nil {
-			return err
-		}
-		go func() { errc <- srv.Serve(&countingListener{Listener: ln, addr: addr}) }()
-	}
-	ready(map[string]any{"addrs": a.Addrs, "pid": os.Getpid()})
-	select {
-	case <-ctx.Done():
-		srv.Close()
-		return nil
-	case err := <-errc:
-		if errors.Is(err, http.ErrServerClosed) {
-			return nil
-		}
-		return err
-	}
+	return serveHTTP(ctx, srv, a.Addrs, ready, func(ln net.Listener, addr string) error {
+		return srv.Serve(&countingListener{Listener: ln, addr: addr})
+	})
 }
 
 type countingListener struct {

@@ -258,15 +258,21 @@ func goServer(ctx context.Context, raw json.RawMessage, ready func(any)) error {
 		},
 		ReadHeaderTimeout: 30 * time.Second,
 	}
-	errc := make(chan error, len(a.Addrs))
-	for _, addr := range a.Addrs {
+	return serveHTTP(ctx, srv, a.Addrs, ready, func(ln net.Listener, _ string) error { return srv.ServeTLS(ln, "", "") })
+}
+
+// serveHTTP listens on every address, serves srv there with serve, says
+// it is ready, and runs until ctx ends (nil) or a listener fails.
+func serveHTTP(ctx context.Context, srv *http.Server, addrs []string, ready func(any), serve func(ln net.Listener, addr string) error) error {
+	errc := make(chan error, len(addrs))
+	for _, addr := range addrs {
 		ln, err := net.Listen("tcp", addr)
 		if err != nil {
 			return err
 		}
-		go func() { errc <- srv.ServeTLS(ln, "", "") }()
+		go func() { errc <- serve(ln, addr) }()
 	}
-	ready(map[string]any{"addrs": a.Addrs, "pid": os.Getpid()})
+	ready(map[string]any{"addrs": addrs, "pid": os.Getpid()})
 	select {
 	case <-ctx.Done():
 		srv.Close()
