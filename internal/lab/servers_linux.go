@@ -165,7 +165,10 @@ func (l *Lab) StartOpenSSL(f Family, port int, c Chain, extra ...string) (*Proce
 	if err := os.MkdirAll(www, 0o755); err != nil {
 		return nil, err
 	}
-	if err := os.WriteFile(filepath.Join(www, OpenSSLPath), []byte("ok openssl\n"), 0o644); err != nil {
+	// Replaced, never rewritten in place: the s_servers of parallel
+	// clients serve this file while another one starts (a truncating
+	// write let one serve an empty body).
+	if err := writeAtomic(filepath.Join(www, OpenSSLPath), []byte("ok openssl\n")); err != nil {
 		return nil, err
 	}
 	args := []string{"s_server", "-" + strings.TrimPrefix(string(f), "ipv"), "-accept", l.Addr(f, port), "-WWW"}
@@ -259,6 +262,30 @@ func goServer(ctx context.Context, raw json.RawMessage, ready func(any)) error {
 		ReadHeaderTimeout: 30 * time.Second,
 	}
 	return serveHTTP(ctx, srv, a.Addrs, ready, func(ln net.Listener, _ string) error { return srv.ServeTLS(ln, "", "") })
+}
+
+// writeAtomic writes b to a new file beside name and renames it over name,
+// so that a reader sees the old content or the new, never a partial one.
+func writeAtomic(name string, b []byte) error {
+	f, err := os.CreateTemp(filepath.Dir(name), ".tmp-*")
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return err
+	}
+	if err := f.Chmod(0o644); err != nil {
+		f.Close()
+		os.Remove(f.Name())
+		return err
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(f.Name())
+		return err
+	}
+	return os.Rename(f.Name(), name)
 }
 
 // serveHTTP listens on every address, serves srv there with serve, says
