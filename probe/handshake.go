@@ -14,16 +14,13 @@ import (
 	"github.com/fitshake/fitshake/tlsdial"
 )
 
-// stockHandshake runs crypto/tls's own handshake, unclamped: the first
-// connection, which also measures the round trip, the server's time to
-// answer and its flight. It fails only when TCP cannot connect.
+// stockHandshake runs crypto/tls's own handshake, unclamped, which also
+// measures the server's time to answer and its flight. It fails only when
+// TCP cannot connect.
 func (r *run) stockHandshake(ctx context.Context) error {
-	if err := r.dialing(ctx, "crypto/tls handshake (Go's ClientHello), no clamp"); err != nil {
-		return err
-	}
-	c, err := r.nd.DialContext(ctx, r.network, r.addr)
+	c, err := r.dialPlain(ctx, "crypto/tls handshake (Go's ClientHello), no clamp")
 	if err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrUnreachable, r.res.Addr, err)
+		return err
 	}
 	defer abort(c)
 	base, _ := pmtu.ReadTCPInfo(c)

@@ -252,18 +252,28 @@ func (r *run) measure(ctx context.Context) (*Result, error) {
 // connect makes a plain TCP connection: whether the server is reachable
 // at all, and the round trip.
 func (r *run) connect(ctx context.Context) error {
-	if err := r.dialing(ctx, "TCP connect"); err != nil {
-		return err
-	}
-	c, err := r.nd.DialContext(ctx, r.network, r.addr)
+	c, err := r.dialPlain(ctx, "TCP connect")
 	if err != nil {
-		return fmt.Errorf("%w: %s: %w", ErrUnreachable, r.res.Addr, err)
+		return err
 	}
 	defer abort(c)
 	if ti, err := pmtu.ReadTCPInfo(c); err == nil {
 		r.rtt = ti.RTT
 	}
 	return nil
+}
+
+// dialPlain accounts for a connection (dialing) and makes it, unclamped;
+// a failed connect is ErrUnreachable.
+func (r *run) dialPlain(ctx context.Context, what string) (net.Conn, error) {
+	if err := r.dialing(ctx, what); err != nil {
+		return nil, err
+	}
+	c, err := r.nd.DialContext(ctx, r.network, r.addr)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %s: %w", ErrUnreachable, r.res.Addr, err)
+	}
+	return c, nil
 }
 
 // conclude fills the verdict.
