@@ -47,10 +47,8 @@ type machine struct {
 	lastErr    error
 	committing bool // commit waits for an attempt to send its hello
 	// rejected is the diagnosis of the last attempt whose hello was
-	// refused on the path (Class.HelloRejected); smallReset says an
-	// attempt at the smallest clamp was reset: packets any path carries.
-	rejected   pmtu.Diagnosis
-	smallReset bool
+	// refused on the path (Class.HelloRejected).
+	rejected pmtu.Diagnosis
 
 	over   bool
 	winner int // ID of the attempt that completed; 0 if none
@@ -535,10 +533,6 @@ func (m *machine) stall(now time.Time, l *mleg, overtakenBy int) {
 // reset there (content-intolerant). A destination learned to refuse hellos
 // refuses this one too. Otherwise a clamp may still help: ClassReset.
 func (m *machine) rejection(l *mleg, ev pmtu.Evidence) pmtu.Class {
-	st := m.cfg.steps[l.idx]
-	if st.mtu > 0 && st.mtu == m.smallestMTU() {
-		m.smallReset = true
-	}
 	switch {
 	case ev.TCPInfo && ev.Segments() > 1 && ev.Acked > 0:
 		return pmtu.ClassSplitIntolerant
@@ -546,10 +540,26 @@ func (m *machine) rejection(l *mleg, ev pmtu.Evidence) pmtu.Class {
 		return pmtu.ClassContentIntolerant
 	case m.cfg.rejected.HelloRejected():
 		return m.cfg.rejected
-	case m.smallReset:
+	case m.resetInSmallPackets(l):
 		return pmtu.ClassContentIntolerant
 	}
 	return pmtu.ClassReset
+}
+
+// resetInSmallPackets reports whether l, being reset, or an attempt before
+// it was reset at the ladder's smallest clamp: in packets any path carries.
+func (m *machine) resetInSmallPackets(l *mleg) bool {
+	least := m.smallestMTU()
+	if least == 0 {
+		return false
+	}
+	for _, o := range m.legs {
+		reset := o == l || (o.ended && m.attempt(o.id).Outcome == OutcomeReset)
+		if reset && m.cfg.steps[o.idx].mtu == least {
+			return true
+		}
+	}
+	return false
 }
 
 // helloError wraps err, how attempt a ended after its hello was refused
