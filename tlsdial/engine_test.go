@@ -374,7 +374,11 @@ func TestConcurrentDialsLearn(t *testing.T) {
 					tr := &tlsdial.Trace{AttemptStart: func(tlsdial.AttemptStartInfo) {
 						once.Do(func() { firstStart[i] = time.Since(t0) })
 					}}
-					c, r, err := k.dial(context.Background(), addr, srv.config(), options{cache: cache, trace: tr})
+					// A 1 s window: the clamped attempts that learning
+					// starts complete well inside it even on CI's loaded
+					// machine (at the default 250 ms, -race and the lab's
+					// load made some race the next clamp too).
+					c, r, err := k.dial(context.Background(), addr, srv.config(), options{cache: cache, trace: tr, stallWindow: time.Second})
 					if assert.NoError(t, err) {
 						c.Close()
 					}
@@ -391,7 +395,7 @@ func TestConcurrentDialsLearn(t *testing.T) {
 				// a loaded CI machine.
 				assert.Less(t, firstStart[i], 200*time.Millisecond, "no dial waits before its first attempt")
 			}
-			assert.LessOrEqual(t, conns, 2*n, "at most one extra connection per dial")
+			assert.LessOrEqual(t, conns, 2*n, "at most one extra connection per dial: %v", reports)
 			checkNoGroups(t)
 		})
 	}
