@@ -62,7 +62,11 @@ func (r *run) await(ctx context.Context, c net.Conn, base pmtu.TCPInfo, done cha
 		if cur.RcvOOOPack > base.RcvOOOPack && !got && holeAt.IsZero() {
 			holeAt = time.Now()
 		}
-		if (cur.Sacked > 0 && !got) || (!holeAt.IsZero() && time.Since(holeAt) > confirm(cur.RTT) && !got) {
+		// A SACKed tail after ICMP lowered the path MTU is the kernel
+		// resending the head in smaller segments, not a loss: the
+		// router's ICMP overtakes the tail, the server's SACK follows.
+		shrank := base.PMTU != 0 && cur.PMTU != 0 && cur.PMTU < base.PMTU
+		if (cur.Sacked > 0 && !got && !shrank) || (!holeAt.IsZero() && time.Since(holeAt) > confirm(cur.RTT) && !got) {
 			cancel()
 			<-done
 			return errStalled
