@@ -13,7 +13,6 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -100,7 +99,7 @@ func TestTeardownOnSignal(t *testing.T) {
 			require.NoError(t, err)
 			stdout, err := cmd.StdoutPipe()
 			require.NoError(t, err)
-			var stderr syncBuffer
+			var stderr lab.SyncBuffer
 			cmd.Stderr = &stderr
 			require.NoError(t, cmd.Start())
 			var info holdInfo
@@ -123,24 +122,6 @@ func TestTeardownOnSignal(t *testing.T) {
 			gone(t, info.Prefix, info.PIDs)
 		})
 	}
-}
-
-// syncBuffer is a strings.Builder safe to read while a process writes it.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 var prefixRE = regexp.MustCompile(`PREFIX=(\w+)`)
