@@ -44,7 +44,7 @@ func (r *run) await(ctx context.Context, c net.Conn, base pmtu.TCPInfo, done cha
 	t0 := time.Now()
 	tick := time.NewTicker(time.Millisecond)
 	defer tick.Stop()
-	var holeAt time.Time
+	var tail, hole since // as the judge's: a SACKed tail, a hole in the reply
 	for {
 		select {
 		case err := <-done:
@@ -55,18 +55,17 @@ func (r *run) await(ctx context.Context, c net.Conn, base pmtu.TCPInfo, done cha
 		if err != nil || !measures {
 			continue
 		}
+		elapsed := time.Since(t0)
 		got := cur.BytesReceived > base.BytesReceived
 		if got && r.ttfb == 0 {
-			r.ttfb = time.Since(t0)
+			r.ttfb = elapsed
 		}
-		if cur.RcvOOOPack > base.RcvOOOPack && !got && holeAt.IsZero() {
-			holeAt = time.Now()
-		}
-		// A SACKed tail after ICMP lowered the path MTU is the kernel
-		// resending the head in smaller segments, not a loss: the
-		// router's ICMP overtakes the tail, the server's SACK follows.
+		// After ICMP lowered the path MTU, the kernel is resending the
+		// head in smaller segments: a SACKed tail is no loss then.
 		shrank := base.PMTU != 0 && cur.PMTU != 0 && cur.PMTU < base.PMTU
-		if (cur.Sacked > 0 && !got && !shrank) || (!holeAt.IsZero() && time.Since(holeAt) > confirm(cur.RTT) && !got) {
+		tailLost := tail.held(cur.Sacked > 0 && !got && !shrank, elapsed, confirmTail(cur.RTT))
+		holeLost := hole.held(cur.RcvOOOPack > base.RcvOOOPack && !got, elapsed, confirm(cur.RTT))
+		if tailLost || holeLost {
 			cancel()
 			<-done
 			return errStalled

@@ -14,14 +14,42 @@ type judge struct {
 	ipv6      bool
 	ifMTU     int           // the local interface's MTU; 0 if unknown
 	firstByte time.Duration // when the server's first bytes were seen
-	holeSince time.Duration // when a downstream hole was first seen; -1 none
-	seenHole  bool
+	hole      since         // a downstream hole: out-of-order bytes, none in order
+	tail      since         // an upstream loss: a SACKed tail, or a resend with nothing acked
 }
 
 // confirm is how long a downstream hole must last (at least) before it
 // counts: where PMTUD works, the server resends the head a round trip
 // after the router's ICMP.
 func confirm(rtt time.Duration) time.Duration { return max(3*rtt, 3*time.Millisecond) }
+
+// confirmTail is how long a SACKed tail must last before it counts: where
+// PMTUD works, the server's SACK can be read before the kernel has applied
+// the router's ICMP (seen in the lab: the tail SACKed, the path MTU still
+// 1500), and after it the head, resent in smaller segments, is a round
+// trip away. A black hole keeps the tail SACKed until the retransmission
+// timeout, 200 ms at least.
+func confirmTail(rtt time.Duration) time.Duration { return max(4*rtt, 25*time.Millisecond) }
+
+// since is when a condition began to hold, in time since the probe's
+// hello.
+type since struct {
+	at time.Duration
+	on bool
+}
+
+// held reports whether cond has held at every look since one at least d
+// before elapsed.
+func (s *since) held(cond bool, elapsed, d time.Duration) bool {
+	if !cond {
+		s.on = false
+		return false
+	}
+	if !s.on {
+		s.on, s.at = true, elapsed
+	}
+	return elapsed-s.at >= d
+}
 
 // look judges cur, taken at elapsed; cut says the connection was reset or
 // closed. done is false while the answer is not known.
@@ -61,7 +89,7 @@ func (j *judge) lookUp(o obs, ev pmtu.Evidence, hdr int, elapsed time.Duration, 
 		o.outcome = passed
 	case cut:
 		o.outcome = refused
-	case ev.SACKed > 0 || (ev.Retransmits > 0 && ev.Acked == 0):
+	case j.tail.held(ev.SACKed > 0 || (ev.Retransmits > 0 && ev.Acked == 0), elapsed, confirmTail(o.rtt)):
 		o.outcome = lost
 	case elapsed >= j.s.wait:
 		o.outcome = timedOut
@@ -83,11 +111,8 @@ func (j *judge) lookDown(o obs, cur pmtu.TCPInfo, ev pmtu.Evidence, hdr int, ela
 		o.outcome, o.packet = passed, int(cur.RcvMSS)+hdr
 		return o, true
 	}
-	if ev.OutOfOrder > 0 && !j.seenHole {
-		j.seenHole, j.holeSince = true, elapsed
-	}
 	switch {
-	case j.seenHole && elapsed-j.holeSince >= confirm(cur.RTT):
+	case j.hole.held(ev.OutOfOrder > 0, elapsed, confirm(cur.RTT)):
 		o.outcome = lost
 	case cut:
 		o.outcome = refused

@@ -124,7 +124,7 @@ func TestJudge(t *testing.T) {
 		packet  int
 	}{
 		{"head acked", upSpec, snapshot(func(i *pmtu.TCPInfo) { i.BytesAcked = 1448 }), 2 * time.Millisecond, false, true, passed, 1500},
-		{"tail SACKed, head not", upSpec, snapshot(func(i *pmtu.TCPInfo) { i.Sacked = 1 }), 2 * time.Millisecond, false, true, lost, 1500},
+		{"tail SACKed, head not, not yet confirmed", upSpec, snapshot(func(i *pmtu.TCPInfo) { i.Sacked = 1 }), 2 * time.Millisecond, false, false, 0, 0},
 		{"ICMP lowered the path MTU", upSpec, snapshot(func(i *pmtu.TCPInfo) { i.PMTU = 1400 }), 2 * time.Millisecond, false, true, lost, 1500},
 		{"a path MTU learned before, the head acked in its segments", upSpec, snapshot(func(i *pmtu.TCPInfo) { i.PMTU = 1400; i.SndMSS = 1348; i.BytesAcked = 1348 }), 2 * time.Millisecond, false, true, lost, 1400},
 		{"nothing yet", upSpec, snapshot(func(*pmtu.TCPInfo) {}), 2 * time.Millisecond, false, false, 0, 0},
@@ -154,6 +154,38 @@ func TestJudge(t *testing.T) {
 		assert.Equal(t, passed, o.outcome)
 		assert.Equal(t, 1500, o.packet, "the largest segment plus headers")
 		assert.Equal(t, 2*time.Millisecond, o.firstByte)
+	})
+	t.Run("a SACKed tail confirmed after 25 ms", func(t *testing.T) {
+		j := judge{s: upSpec, ifMTU: 1500, base: pmtu.TCPInfo{PMTU: 1500}}
+		tail := snapshot(func(i *pmtu.TCPInfo) { i.Sacked = 1 })
+		_, done := j.look(tail, 2*time.Millisecond, false)
+		require.False(t, done)
+		_, done = j.look(tail, 20*time.Millisecond, false)
+		require.False(t, done)
+		o, done := j.look(tail, 27*time.Millisecond, false)
+		require.True(t, done)
+		assert.Equal(t, lost, o.outcome)
+		assert.Equal(t, 1500, o.packet)
+	})
+	t.Run("a SACKed tail read before the kernel applied ICMP is no loss", func(t *testing.T) {
+		j := judge{s: upSpec, ifMTU: 1500, base: pmtu.TCPInfo{PMTU: 1500}}
+		_, done := j.look(snapshot(func(i *pmtu.TCPInfo) { i.Sacked = 1 }), 2*time.Millisecond, false)
+		require.False(t, done)
+		// The ICMP applied: the path MTU fell, the head is resent.
+		o, done := j.look(snapshot(func(i *pmtu.TCPInfo) { i.Sacked = 1; i.PMTU = 1400 }), 3*time.Millisecond, false)
+		require.True(t, done)
+		assert.Equal(t, lost, o.outcome, "a packet over the path MTU is lost, and ICMP said so")
+		assert.True(t, o.pmtuShrank, "PMTUD works")
+	})
+	t.Run("a SACKed tail that clears before it is confirmed starts over", func(t *testing.T) {
+		j := judge{s: upSpec, ifMTU: 1500, base: pmtu.TCPInfo{PMTU: 1500}}
+		tail := snapshot(func(i *pmtu.TCPInfo) { i.Sacked = 1 })
+		_, done := j.look(tail, 2*time.Millisecond, false)
+		require.False(t, done)
+		_, done = j.look(snapshot(func(*pmtu.TCPInfo) {}), 10*time.Millisecond, false)
+		require.False(t, done)
+		_, done = j.look(tail, 30*time.Millisecond, false)
+		require.False(t, done, "25 ms from 30, not from 2")
 	})
 	t.Run("a downstream hole confirmed after 3 round trips", func(t *testing.T) {
 		j := judge{s: downSpec, ifMTU: 1500}
