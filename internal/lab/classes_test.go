@@ -102,13 +102,28 @@ func TestLabStallClasses(t *testing.T) {
 						assert.Greater(t, rep.HelloSize, 1348, "an oversized single segment: %s", rep)
 						assert.LessOrEqual(t, rep.HelloSize, 1448, "one segment: %s", rep)
 					} else {
-						// Conclusive evidence: the clamp was dialed after
-						// the first attempt ended, not raced.
-						assert.False(t, second.Hedge, "%s", rep)
-						assert.Zero(t, rep.OvertakenBy, "%s", rep)
+						checkRedialed(t, first, second, rep)
 					}
 				})
 			}
 		}
 	}
+}
+
+// checkRedialed checks that conclusive evidence on first (a black hole, a
+// reset) made the machine dial second after first ended, not race it
+// beside. The machine races the next clamp when nothing is acknowledged
+// 20 ms (at least) after the hello: on CI's loaded machine the server's
+// acknowledgement or the router's reset has come later than that, and
+// the race was then right. So a raced second attempt passes only if
+// first took longer than those 20 ms; on a quiet machine both come within
+// a few ms and it is never raced.
+func checkRedialed(t *testing.T, first, second lab.Attempt, rep *lab.Report) {
+	t.Helper()
+	if !second.Hedge {
+		assert.Zero(t, rep.OvertakenBy, "%s", rep)
+		return
+	}
+	t.Logf("raced, not redialed: nothing acknowledged within 20 ms (a loaded machine): %s", rep)
+	assert.GreaterOrEqual(t, first.Duration, 20*time.Millisecond, "a conclusive end within 20 ms redials, it does not race: %s", rep)
 }

@@ -100,7 +100,7 @@ func TestLabReset(t *testing.T) {
 					first, last := rep.Attempts[0], rep.Attempts[1]
 					assert.Equal(t, tt.wantFirst, first.Outcome, "%s", rep)
 					assert.Zero(t, first.MSS, "the first attempt is unclamped: %s", rep)
-					assert.False(t, last.Hedge, "a conclusive end redials, it does not race: %s", rep)
+					checkRedialed(t, first, last, rep)
 					assert.Equal(t, "ok", last.Outcome, "%s", rep)
 					assert.Positive(t, rep.MSS, "%s", rep)
 					assert.LessOrEqual(t, rep.MSS, l.MaxMSS(f), "the clamp fits the path: %s", rep)
