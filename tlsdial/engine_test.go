@@ -83,8 +83,29 @@ func recoverThroughSimulator(t *testing.T, k kind, mtu int, dir pmtutest.Directi
 	require.NoError(t, err)
 	c2.Close()
 	assert.True(t, r2.FromCache)
-	assert.Len(t, r2.Attempts, 1, "%s", r2)
+	checkFirstWins(t, r2, tlsdial.MinHedgeAfter)
 	assert.Equal(t, wantMSS, r2.MSS)
+}
+
+// checkFirstWins checks that r needed one attempt: its first, which won.
+// A silent first attempt rightly races another once it has waited
+// earliest (the machine's rule): on a loaded machine (CI runs -race, the
+// kernel lab and a browser beside these tests) a server behind the
+// userspace simulator has answered that late. An extra attempt is
+// accepted only then, and only raced beside the first, never instead.
+func checkFirstWins(t *testing.T, r tlsdial.Report, earliest time.Duration) {
+	t.Helper()
+	require.NotEmpty(t, r.Attempts)
+	first := r.Attempts[0]
+	assert.Equal(t, tlsdial.OutcomeOK, first.Outcome, "the first attempt wins: %s", r)
+	if len(r.Attempts) == 1 {
+		return
+	}
+	t.Logf("an extra attempt raced beside a first that took %v: %s", first.Duration, r)
+	assert.GreaterOrEqual(t, first.Duration, earliest, "one attempt, unless the first was silent for %v: %s", earliest, r)
+	for _, a := range r.Attempts[1:] {
+		assert.True(t, a.Hedge, "raced, not redialed: %s", r)
+	}
 }
 
 func netConnOf(c net.Conn) net.Conn {
@@ -457,7 +478,11 @@ func TestSlowServerNeverDowngrades(t *testing.T) {
 					assert.Equal(t, tlsdial.OutcomeOK, r.Attempts[0].Outcome, "the first attempt wins: %s", r)
 					assert.Zero(t, r.MSS)
 					if run == 1 {
-						assert.Len(t, r.Attempts, 1, "learned: no extra connection: %s", r)
+						// Learned: the window covers the server's time
+						// (if the first run raced; if not, there was
+						// nothing to learn). Only a server slower still,
+						// on a loaded machine, may make it race.
+						checkFirstWins(t, r, r.Attempts[0].StallWindow)
 					}
 				}
 			})
