@@ -56,15 +56,17 @@ func (r *run) await(ctx context.Context, c net.Conn, base pmtu.TCPInfo, done cha
 			continue
 		}
 		elapsed := time.Since(t0)
-		got := cur.BytesReceived > base.BytesReceived
+		// The evidence as the judge reads it; not the class, which needs
+		// the size of crypto/tls's hello, unknown here.
+		ev := pmtu.Classify(0, base, cur, elapsed).Evidence
+		got := ev.Received > 0
 		if got && r.ttfb == 0 {
 			r.ttfb = elapsed
 		}
 		// After ICMP lowered the path MTU, the kernel is resending the
 		// head in smaller segments: a SACKed tail is no loss then.
-		shrank := base.PMTU != 0 && cur.PMTU != 0 && cur.PMTU < base.PMTU
-		tailLost := tail.held(cur.Sacked > 0 && !got && !shrank, elapsed, confirmTail(cur.RTT))
-		holeLost := hole.held(cur.RcvOOOPack > base.RcvOOOPack && !got, elapsed, confirm(cur.RTT))
+		tailLost := tail.held(ev.SACKed > 0 && !got && !ev.PathMTUShrank, elapsed, confirmTail(cur.RTT))
+		holeLost := hole.held(ev.OutOfOrder > 0 && !got, elapsed, confirm(cur.RTT))
 		if tailLost || holeLost {
 			cancel()
 			<-done
