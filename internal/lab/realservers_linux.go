@@ -147,15 +147,20 @@ func (l *Lab) Endpoint(s RealServer, f Family) (addr string, stop func(), err er
 	return l.Addr(f, port), func() { p.Stop() }, nil
 }
 
-// serverDir creates Dir()/name/sub for each sub and returns Dir()/name.
-func (l *Lab) serverDir(name string, sub ...string) (string, error) {
+// serverSetup returns what a real server's start needs: the lab's PKI,
+// and Dir()/name, created with Dir()/name/sub for each sub.
+func (l *Lab) serverSetup(name string, sub ...string) (*PKI, string, error) {
+	pki, err := l.PKI()
+	if err != nil {
+		return nil, "", err
+	}
 	dir := filepath.Join(l.dir, name)
 	for _, d := range append([]string{""}, sub...) {
 		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
-			return "", err
+			return nil, "", err
 		}
 	}
-	return dir, nil
+	return pki, dir, nil
 }
 
 // startListening starts argv in the server namespace and returns once it
@@ -184,11 +189,7 @@ func (l *Lab) startListening(port int, logFile string, argv ...string) (*Process
 // can read nothing in the lab's directory): mod_rewrite answers every path
 // with 200 and the ErrorDocument "ok apache2".
 func (l *Lab) StartApache() (*Process, error) {
-	pki, err := l.PKI()
-	if err != nil {
-		return nil, err
-	}
-	dir, err := l.serverDir("apache2", "run")
+	pki, dir, err := l.serverSetup("apache2", "run")
 	if err != nil {
 		return nil, err
 	}
@@ -240,11 +241,7 @@ ErrorDocument 200 "ok apache2"
 // 1.3, ALPN h2 and http/1.1) in front of no backend, every request
 // answered by "http-request return" with 200 and "ok haproxy".
 func (l *Lab) StartHAProxy() (*Process, error) {
-	pki, err := l.PKI()
-	if err != nil {
-		return nil, err
-	}
-	dir, err := l.serverDir("haproxy")
+	pki, dir, err := l.serverSetup("haproxy")
 	if err != nil {
 		return nil, err
 	}
@@ -281,11 +278,7 @@ frontend lab
 // families), GnuTLS's default priorities, no client certificate request,
 // ALPN http/1.1, serving a one-line page.
 func (l *Lab) StartGnuTLS() (*Process, error) {
-	pki, err := l.PKI()
-	if err != nil {
-		return nil, err
-	}
-	dir, err := l.serverDir("gnutls")
+	pki, dir, err := l.serverSetup("gnutls")
 	if err != nil {
 		return nil, err
 	}
@@ -302,11 +295,7 @@ func (l *Lab) StartGnuTLS() (*Process, error) {
 // namespace on PortLighttpd, both families, with mod_openssl (TLS 1.2 and
 // 1.3) and its default HTTP/2 support, serving "ok lighttpd" at /.
 func (l *Lab) StartLighttpd() (*Process, error) {
-	pki, err := l.PKI()
-	if err != nil {
-		return nil, err
-	}
-	dir, err := l.serverDir("lighttpd", "www")
+	pki, dir, err := l.serverSetup("lighttpd", "www")
 	if err != nil {
 		return nil, err
 	}
