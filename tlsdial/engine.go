@@ -129,7 +129,7 @@ func (e *engine) watch() {
 		e.m.peer(time.Now(), n)
 	}
 	e.stopCtx = context.AfterFunc(e.ctx, func() {
-		e.do(func(now time.Time) { e.m.cancel(now, context.Cause(e.ctx)) })
+		e.do(func(now time.Time) { e.m.cancel(now, ctxErr(e.ctx)) })
 	})
 	e.apply()
 	e.unlockAndRun()
@@ -321,9 +321,9 @@ func (e *engine) conclude() {
 		e.stopCtx()
 	}
 	for _, l := range e.legs {
-		if l.id != e.m.winner {
-			l.cancel() // ended already: frees the context
-		}
+		// The winner's too: its I/O is over, and a context left
+		// registered in the caller's would live as long as that one.
+		l.cancel()
 	}
 	if entry, ok := e.m.remember(time.Now()); ok {
 		e.dst.cache.Store(e.dst.key, entry)
@@ -482,18 +482,36 @@ func (l *leg) finished(res legResult, val any) (won bool) {
 	return won
 }
 
-// ended returns why ctx is over, or nil: its cause, or DeadlineExceeded
-// as soon as its deadline has passed (a connect bounded by it can fail a
+// ended returns why ctx is over, or nil: ctxErr, or DeadlineExceeded as
+// soon as its deadline has passed (a connect bounded by it can fail a
 // moment before ctx says so).
 func ended(ctx context.Context) error {
 	if ctx.Err() != nil {
-		return context.Cause(ctx)
+		return ctxErr(ctx)
 	}
 	if dl, ok := ctx.Deadline(); ok && !time.Now().Before(dl) {
 		return context.DeadlineExceeded
 	}
 	return nil
 }
+
+// ctxErr returns why ctx ended: ctx.Err(), wrapped with the context's
+// cause when it has a different one (WithCancelCause, WithTimeoutCause),
+// so that errors.Is sees both, as it sees ctx.Err() in net.Dialer's
+// errors.
+func ctxErr(ctx context.Context) error {
+	err := ctx.Err()
+	if cause := context.Cause(ctx); cause != nil && cause != err {
+		return &causeError{err: err, cause: cause}
+	}
+	return err
+}
+
+// causeError is a context's end with its cause.
+type causeError struct{ err, cause error }
+
+func (e *causeError) Error() string   { return e.err.Error() + ": " + e.cause.Error() }
+func (e *causeError) Unwrap() []error { return []error{e.err, e.cause} }
 
 // resultOf classifies how an attempt's I/O ended: err nil is a reply; a
 // reset or an end of stream before any reply (replied false) is what a
