@@ -49,6 +49,21 @@ const (
 	// path (a dialer sets it then). A smaller hello, or one without what
 	// the box rejects, gets through.
 	ClassContentIntolerant
+	// ClassRefused: every ClientHello tried was acknowledged whole and
+	// then the connection was cut before any reply, a smaller and
+	// different one too. Whoever read it refuses the connection, not its
+	// packets: a policy (an SNI blocklist, a TLS-inspecting proxy told to
+	// terminate), or a server that does not speak TLS on this port. A
+	// dialer sets it; no clamp gets through, and no hello it may send.
+	ClassRefused
+	// ClassProxy: every ClientHello was acknowledged, even in segments
+	// small enough for any path (the smallest clamp), and nothing came
+	// back. A reply lost for its size would have arrived at that clamp,
+	// so something acknowledges for the server — a proxy or
+	// TCP-terminating middlebox — and gets no answer beyond it: its far
+	// side drops large packets, or cannot reach the server (or the server
+	// never answers). A dialer sets it when it gives up.
+	ClassProxy
 )
 
 func (c Class) String() string {
@@ -69,6 +84,10 @@ func (c Class) String() string {
 		return "split-intolerant middlebox"
 	case ClassContentIntolerant:
 		return "hello-intolerant middlebox"
+	case ClassRefused:
+		return "hello refused after reading"
+	case ClassProxy:
+		return "box acknowledging for the server"
 	}
 	return fmt.Sprintf("Class(%d)", int(c))
 }
@@ -78,8 +97,17 @@ func (c Class) BlackHole() bool { return c == ClassUpstream || c == ClassDownstr
 
 // HelloRejected reports whether c says that the ClientHello itself, not
 // the size of packets, is what the path refuses: a split-intolerant or a
-// content-intolerant box. Only another ClientHello gets through.
+// content-intolerant box, where another ClientHello gets through, or a
+// refusal of any hello (ClassRefused), where none does. No MSS clamp
+// helps.
 func (c Class) HelloRejected() bool {
+	return c == ClassSplitIntolerant || c == ClassContentIntolerant || c == ClassRefused
+}
+
+// SmallerHelloHelps reports whether a smaller or different ClientHello
+// may get through where this one did not: the box refuses hellos split
+// across segments, or this hello's size or content.
+func (c Class) SmallerHelloHelps() bool {
 	return c == ClassSplitIntolerant || c == ClassContentIntolerant
 }
 
@@ -222,8 +250,11 @@ func (d Diagnosis) String() string {
 	case ClassReset:
 		return fmt.Sprintf("%d-byte ClientHello: the connection was reset before any reply (after %s) — a firewall or middlebox rejecting large packets or this ClientHello",
 			e.Sent, ms)
-	case ClassSplitIntolerant, ClassContentIntolerant:
+	case ClassSplitIntolerant, ClassContentIntolerant, ClassRefused:
 		return d.refusedString(ms)
+	case ClassProxy:
+		return fmt.Sprintf("%d-byte ClientHello acknowledged even in segments of MSS %d that any path carries, and nothing back for %s — not a reply lost for its size: a box acknowledges for the server (a proxy or TCP-terminating firewall) and gets no answer beyond it",
+			e.Sent, e.SegSize, ms)
 	}
 	switch {
 	case e.PathMTUShrank:
@@ -237,10 +268,9 @@ func (d Diagnosis) String() string {
 	return fmt.Sprintf("%d-byte ClientHello: nothing acknowledged or retransmitted yet after %s", e.Sent, ms)
 }
 
-// Fix suggests the network-side change that removes the need for
-// fitshake's fallback, or "" when d does not point at the path: a black
-// hole, a reset, or silence that a clamped attempt got past
-// (Evidence.OvertakenBy).
+// Fix suggests what to change, on the network or at the server, so that
+// the handshake no longer needs fitshake's fallback, or what to check when
+// nothing was seen to fix. It is never empty.
 func (d Diagnosis) Fix() string {
 	const clamp = "clamp the TCP MSS on the router or tunnel endpoint (nftables: `tcp flags syn tcp option maxseg size set rt mtu`; iptables: `-p tcp --tcp-flags SYN,RST SYN -j TCPMSS --clamp-mss-to-pmtu`), or let ICMP \"fragmentation needed\" and ICMPv6 \"packet too big\" through to the sender"
 	const smaller = "; or make the server's handshake flight smaller (an ECDSA certificate, no unneeded intermediates)"
@@ -252,13 +282,37 @@ func (d Diagnosis) Fix() string {
 	case ClassReset:
 		return clamp + "; or ask whoever runs the firewall why it resets this ClientHello"
 	case ClassSplitIntolerant:
-		return "update or exempt the TLS inspection of the firewall or IPS on the path so that it reassembles a ClientHello split across TCP segments (Suricata: match with ssl_state:client_hello; HAProxy: tcp-request inspect-delay before req.ssl_sni) — do not clamp the MSS for it, a smaller MSS splits the hello more; meanwhile a ClientHello that fits one segment gets through (fitshake's Dialer sends one)"
+		return "update or exempt the TLS inspection of the firewall or IPS on the path so that it reassembles a ClientHello split across TCP segments (Suricata: match with ssl_state:client_hello; HAProxy: tcp-request inspect-delay before req.ssl_sni) — do not clamp the MSS for it, a smaller MSS splits the hello more; meanwhile " + ClassSplitIntolerant.ClientFix()
 	case ClassContentIntolerant:
-		return "update or exempt the TLS inspection of the firewall or IPS on the path: it rejects this ClientHello (its size, or extensions such as post-quantum key shares or ML-DSA signature algorithms); meanwhile a smaller ClientHello gets through (fitshake's Dialer sends one; with crypto/tls, CurvePreferences without X25519MLKEM768)"
+		return "update or exempt the TLS inspection of the firewall or IPS on the path: it rejects this ClientHello (its size, or extensions such as post-quantum key shares or ML-DSA signature algorithms); meanwhile " + ClassContentIntolerant.ClientFix()
+	case ClassRefused:
+		return "ask whoever runs the box or server that read the ClientHello why it refuses this connection: it refused every ClientHello tried after reading it whole — a policy (an SNI blocklist; a TLS-inspecting proxy's terminate or deny rule) or a port that does not speak TLS; no MSS clamp gets past it"
+	case ClassProxy:
+		return "a proxy or TCP-terminating firewall acknowledges for the server and gets no answer beyond it: on its far side, " + clamp + "; and check that it can reach the server and the server answers"
 	case ClassSilent, ClassUnknown:
 		if d.Evidence.OvertakenBy > 0 {
 			return clamp + smaller
 		}
+		return "nothing on the path was seen to fail: if the server is slow, give it time (a longer stall window); if it persists, run fitshake's diagnose against it"
+	case ClassReplied:
+		return "nothing to fix: the server answered"
+	}
+	return "nothing was seen: run fitshake's diagnose against the server"
+}
+
+// ClientFix returns the change on the client's side that gets a
+// handshake past what c describes, "" where none does (or none is
+// needed): a ClientHello that fits one segment past a split-intolerant
+// box, a smaller one past a content-intolerant one, and an MSS clamp per
+// connection (fitshake) past a black hole or a reset.
+func (c Class) ClientFix() string {
+	switch c {
+	case ClassSplitIntolerant:
+		return "send a ClientHello that fits one segment: fitshake's tlsdial.Dialer does (its pq-compact hello keeps post-quantum); with crypto/tls, CurvePreferences without X25519MLKEM768 or GODEBUG=tlsmlkem=0 (no post-quantum)"
+	case ClassContentIntolerant:
+		return "send a smaller ClientHello: fitshake's tlsdial.Dialer tries its compact post-quantum hello, and a classical one with AllowClassical; with crypto/tls, CurvePreferences without X25519MLKEM768 or GODEBUG=tlsmlkem=0 (no post-quantum)"
+	case ClassUpstream, ClassDownstream, ClassReset:
+		return "until the network is fixed, dial with fitshake (tlsdial.Dialer, or tlsdial.TCPDialer under crypto/tls, net/http and gRPC): it clamps the MSS per connection when a handshake stalls"
 	}
 	return ""
 }
@@ -267,6 +321,12 @@ func (d Diagnosis) Fix() string {
 func (d Diagnosis) refusedString(ms time.Duration) string {
 	e := d.Evidence
 	switch {
+	case d.Class == ClassRefused:
+		return fmt.Sprintf("%d-byte ClientHello acknowledged whole, then the connection was cut before any reply (after %s), as a different, smaller ClientHello was — whoever read it refuses the connection, not its packets or its hello: a policy (an SNI filter, a proxy that terminates it) or a server that does not speak TLS on this port",
+			e.Sent, ms)
+	case d.Class == ClassContentIntolerant && e.TCPInfo && e.Acked >= e.Sent:
+		return fmt.Sprintf("%d-byte ClientHello acknowledged whole, then the connection was cut before any reply (after %s) — a box or server on the path read it and refused it: its size or an extension it does not know, or the connection itself",
+			e.Sent, ms)
 	case d.Class == ClassContentIntolerant:
 		return fmt.Sprintf("%d-byte ClientHello rejected before any reply (after %s), in segments any path carries — a box on the path rejects this ClientHello: its size or an extension it does not know",
 			e.Sent, ms)

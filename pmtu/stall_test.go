@@ -79,25 +79,38 @@ func TestClassifyRecordedTimelines(t *testing.T) {
 			if last.Class.BlackHole() {
 				assert.Contains(t, last.Fix(), "maxseg")
 			} else {
-				assert.Empty(t, last.Fix())
+				assert.NotContains(t, last.Fix(), "maxseg", "nothing points at the path")
+				assert.NotEmpty(t, last.Fix(), "every class says what to do")
 			}
 		})
 	}
 }
 
 func TestHelloRejectedClasses(t *testing.T) {
-	for c := pmtu.ClassUnknown; c <= pmtu.ClassContentIntolerant; c++ {
+	for c := pmtu.ClassUnknown; c <= pmtu.ClassProxy; c++ {
 		d := pmtu.Diagnosis{Class: c, Evidence: pmtu.Evidence{Sent: 1479, SegSize: 1448, Acked: 1448, TCPInfo: true}}
-		want := c == pmtu.ClassSplitIntolerant || c == pmtu.ClassContentIntolerant
+		want := c == pmtu.ClassSplitIntolerant || c == pmtu.ClassContentIntolerant || c == pmtu.ClassRefused
 		assert.Equal(t, want, c.HelloRejected(), "%v", c)
+		assert.Equal(t, want && c != pmtu.ClassRefused, c.SmallerHelloHelps(), "%v", c)
 		assert.NotContains(t, c.String(), "Class(")
+		assert.NotEmpty(t, d.Fix(), "every class has a fix: %v", c)
 		if want {
 			assert.False(t, c.BlackHole())
-			assert.Contains(t, d.Fix(), "TLS inspection", "%v", c)
 			assert.NotContains(t, d.Fix(), "maxseg", "a clamp does not help %v", c)
 			assert.Contains(t, d.String(), "1479-byte ClientHello")
 		}
+		if c.SmallerHelloHelps() {
+			assert.Contains(t, d.Fix(), "TLS inspection", "%v", c)
+			assert.Contains(t, d.Fix(), c.ClientFix())
+		}
 	}
+	refused := pmtu.Diagnosis{Class: pmtu.ClassRefused, Evidence: pmtu.Evidence{Sent: 1479, Acked: 1479, TCPInfo: true}}
+	assert.Contains(t, refused.String(), "acknowledged whole")
+	assert.NotContains(t, refused.Fix(), "AllowClassical", "no smaller hello is the remedy")
+	assert.Empty(t, pmtu.ClassRefused.ClientFix())
+	proxy := pmtu.Diagnosis{Class: pmtu.ClassProxy, Evidence: pmtu.Evidence{Sent: 1479, SegSize: 524, Acked: 1479, TCPInfo: true}}
+	assert.Contains(t, proxy.String(), "acknowledges for the server")
+	assert.Contains(t, proxy.Fix(), "far side")
 	split := pmtu.Diagnosis{Class: pmtu.ClassSplitIntolerant, Evidence: pmtu.Evidence{Sent: 1479, SegSize: 1448, Acked: 1448}}
 	assert.Contains(t, split.String(), "2 segments of up to 1448 bytes: the 1448-byte head was acknowledged")
 	assert.Equal(t, 2, split.Evidence.Segments())

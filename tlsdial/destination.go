@@ -39,6 +39,12 @@ func (d destination) recall(mc *machineConfig) {
 	}
 	if e.Class.HelloRejected() {
 		mc.rejected = e.Class
+		if e.Class == pmtu.ClassRefused && !mc.rungs[len(mc.rungs)-1].pq {
+			// Every hello was refused, maybe by a dial that could not
+			// send the classical one this dial may: skip the clamps,
+			// try the hellos.
+			mc.rejected = pmtu.ClassContentIntolerant
+		}
 	}
 }
 

@@ -125,6 +125,7 @@ func (e *engine) watch() {
 	}
 	var known []news
 	e.grp, known = joinGroup(groupKey{e.dst.cache, e.dst.key}, e)
+	e.m.budget = e.grp
 	for _, n := range known {
 		e.m.peer(time.Now(), n)
 	}
@@ -251,7 +252,7 @@ func (e *engine) apply() {
 			e.queueEnded(e.m.report.Attempts[ef.id-1])
 		case effShare:
 			if g := e.grp; g != nil {
-				n := news{step: ef.step, replied: ef.replied}
+				n := news{step: ef.step, replied: ef.replied, needed: ef.needed}
 				e.queue = append(e.queue, func() { g.tell(e, n) })
 			}
 		}
@@ -459,9 +460,11 @@ func (l *leg) sent(c net.Conn, took time.Duration, hello int, o outgoing, rx *at
 	return true
 }
 
-// finished reports the end of the attempt's I/O and whether the attempt
-// won the dial: if not, the caller closes what it opened.
-func (l *leg) finished(res legResult, val any) (won bool) {
+// finished reports the end of the attempt's I/O and whether the dial
+// keeps the attempt: it won, or its reply waits for older attempts (and
+// the engine closes it if they win). If not, the caller closes what it
+// opened.
+func (l *leg) finished(res legResult, val any) (kept bool) {
 	e := l.e
 	e.mu.Lock()
 	l.val = val
@@ -476,10 +479,10 @@ func (l *leg) finished(res legResult, val any) (won bool) {
 	} else {
 		e.m.finished(l.id, time.Now(), res)
 	}
-	won = e.m.winner == l.id
+	kept = e.m.winner == l.id || e.m.held == l.id
 	e.apply()
 	e.unlockAndRun()
-	return won
+	return kept
 }
 
 // ended returns why ctx is over, or nil: ctxErr, or DeadlineExceeded as

@@ -84,9 +84,9 @@ type HelloError struct {
 func (e *HelloError) Error() string {
 	msg := fmt.Sprintf("ClientHello rejected on the path (%s): %s", e.Diagnosis.Class, e.Diagnosis)
 	if e.Fix != "" {
-		msg += "; fix: " + e.Fix
+		return msg + "; fix: " + e.Fix
 	}
-	return msg
+	return msg + "; fix: " + e.Diagnosis.Fix()
 }
 
 // Is makes errors.Is(err, ErrHelloRejected) true.

@@ -50,6 +50,15 @@ type machine struct {
 	// refused on the path (Class.HelloRejected).
 	rejected pmtu.Diagnosis
 
+	// hedges counts the attempts raced beside silence (hedge.go); budget
+	// grants them, nil: freely.
+	hedges int
+	budget hedger
+	// held is the attempt whose reply waits until heldUntil for older,
+	// less reduced attempts that may still answer (belief.go); 0 if none.
+	held      int
+	heldUntil time.Time
+
 	over   bool
 	winner int // ID of the attempt that completed; 0 if none
 	err    error
@@ -102,6 +111,13 @@ type mleg struct {
 	mon     *monitor  // nil until sent, and when stall detection is off
 	spawned bool      // it started the next step beside itself
 	ended   bool
+	// held: its reply came and waits for older attempts (machine.held).
+	held bool
+	// budgeted: it is a hedge taken from the destination's budget,
+	// returned when it ends.
+	budgeted bool
+	// retryAt: a hedge it asked for was denied; it asks again then.
+	retryAt time.Time
 }
 
 type resultKind uint8
@@ -134,13 +150,15 @@ type effect struct {
 	id      int
 	step    step
 	replied bool
+	needed  bool
 	stall   StallInfo
 }
 
 // news is what one dial tells the others to the same destination.
 type news struct {
 	step    step
-	replied bool // the server's reply came at step; false: step stalled
+	replied bool // the server's reply came at step; false: step stalled conclusively
+	needed  bool // and no step before it could have worked (belief.go)
 }
 
 func newMachine(cfg machineConfig) *machine {
@@ -224,7 +242,7 @@ func (m *machine) sent(id int, now time.Time, hello int, base pmtu.TCPInfo, info
 	}
 	if m.cfg.window >= 0 {
 		a.StallWindow = m.windowFor(a.ConnectRTT)
-		l.mon = newMonitor(hello, now, a.ConnectRTT, a.StallWindow, base, info)
+		l.mon = newMonitor(hello, now, a.ConnectRTT, a.StallWindow, hedgeGap(a.StallWindow, m.hedges), base, info)
 	}
 	if m.committing {
 		m.commit(now)
@@ -245,7 +263,7 @@ func (m *machine) windowFor(rtt time.Duration) time.Duration {
 // reply: only then does observing it mean anything.
 func (m *machine) waiting(id int) bool {
 	l := m.leg(id)
-	return !m.over && !l.ended && l.mon != nil
+	return !m.over && !l.ended && !l.held && l.mon != nil
 }
 
 // observe feeds attempt id's TCP_INFO (used when the attempt reads it) or
@@ -266,6 +284,7 @@ func (m *machine) observe(id int, now time.Time, ti pmtu.TCPInfo, received uint6
 	case verdictHedge:
 		m.spawn(now, l)
 	}
+	m.checkHeld(now)
 	m.checkGiveUp(now)
 }
 
@@ -286,131 +305,8 @@ func (m *machine) tick(now time.Time, received func(id int) uint64) {
 			m.observe(l.id, now, pmtu.TCPInfo{}, received(l.id))
 		}
 	}
+	m.checkHeld(now)
 	m.checkGiveUp(now)
-}
-
-// spawn starts the step after l's beside it, if l is the furthest attempt
-// down the ladder and that step keeps the same hello.
-func (m *machine) spawn(now time.Time, l *mleg) {
-	if !m.canSpawn(l) || !m.canStart(now) {
-		return
-	}
-	l.spawned = true
-	m.emit(effect{kind: effShare, step: m.cfg.steps[l.idx]})
-	m.startAt(now, l.idx+1, true)
-}
-
-// canSpawn reports whether silence on l would start another attempt
-// (deadline aside): l is the furthest down the ladder, has not spawned,
-// the next step weakens nothing, and the server has not been seen to
-// answer at l's step or a larger one — then it is only slow.
-func (m *machine) canSpawn(l *mleg) bool {
-	next := l.idx + 1
-	return !l.ended && !l.spawned && l.idx == m.frontier && l.idx < m.good && next < len(m.cfg.steps) &&
-		!m.weakens(l.idx, next) && m.attempts < m.cfg.maxAttempts
-}
-
-// weakens reports whether step to sends a hello without the post-quantum
-// share that step from's hello carries.
-func (m *machine) weakens(from, to int) bool {
-	r := m.cfg.rungs
-	return r[m.cfg.steps[from].rung].pq && !r[m.cfg.steps[to].rung].pq
-}
-
-// replied records that the server's reply came at step idx, and tells the
-// other dials the first time.
-func (m *machine) replied(idx int) {
-	if idx < m.good {
-		m.good = idx
-		m.emit(effect{kind: effShare, step: m.cfg.steps[idx], replied: true})
-	}
-}
-
-// advance moves down the ladder after an attempt at step from ended
-// conclusively, unless an attempt further down is already running.
-func (m *machine) advance(now time.Time, from int) {
-	if m.over {
-		return
-	}
-	for _, l := range m.legs {
-		if !l.ended && l.idx > from {
-			return
-		}
-	}
-	next := m.frontier + 1
-	if next < len(m.cfg.steps) && m.canStart(now) && m.mayEnter(next) {
-		m.startAt(now, next, false)
-		return
-	}
-	if m.live() == 0 {
-		m.finish(now, m.lastErr)
-	}
-}
-
-// moveOn starts what follows attempt l's conclusive end: the next step,
-// and when l's hello looked refused, the next smaller hello at once.
-//
-// Refused-looking evidence from this dial still races the next clamp: a
-// box that terminates TCP (a proxy) acknowledges what it then resets for
-// its size, and then a clamp is the fix. A refusal the destination was
-// learned to make skips the clamps.
-func (m *machine) moveOn(now time.Time, l *mleg) {
-	if !m.attempt(l.id).Diagnosis.Class.HelloRejected() {
-		m.advance(now, l.idx)
-		return
-	}
-	next := l.idx + 1
-	if next < len(m.cfg.steps) && !m.begun(next) && m.cfg.steps[next].rung == m.cfg.steps[l.idx].rung &&
-		!m.cfg.rejected.HelloRejected() && m.canStart(now) {
-		m.startAt(now, next, false)
-	}
-	m.smaller(now, l.idx)
-}
-
-// begun reports whether an attempt at step idx has started.
-func (m *machine) begun(idx int) bool {
-	for _, l := range m.legs {
-		if l.idx == idx {
-			return true
-		}
-	}
-	return false
-}
-
-// smaller starts the first step with a smaller hello than step from's,
-// skipping the clamps in between, unless it has begun already; with none
-// left, the dial fails once nothing runs.
-func (m *machine) smaller(now time.Time, from int) {
-	if m.over {
-		return
-	}
-	j := from + 1
-	for j < len(m.cfg.steps) && m.cfg.steps[j].rung <= m.cfg.steps[from].rung {
-		j++
-	}
-	if j < len(m.cfg.steps) && !m.begun(j) && m.canStart(now) {
-		m.startAt(now, j, false)
-		return
-	}
-	if m.live() == 0 {
-		m.finish(now, m.lastErr)
-	}
-}
-
-// mayEnter reports whether step idx may start after the frontier: a hello
-// without the post-quantum share needs every step tried with the current
-// hello to have ended conclusively.
-func (m *machine) mayEnter(idx int) bool {
-	cur := m.cfg.steps[m.frontier].rung
-	if !m.weakens(m.frontier, idx) {
-		return true
-	}
-	for i := m.cfg.first; i <= m.frontier; i++ {
-		if m.cfg.steps[i].rung == cur && !m.conclusive[i] {
-			return false
-		}
-	}
-	return true
 }
 
 func (m *machine) live() int {
@@ -435,13 +331,17 @@ func (m *machine) checkGiveUp(now time.Time) {
 			m.stall(now, l, 0)
 		}
 	}
+	if d, l, ok := m.proxyVerdict(); ok {
+		m.report.Diagnosis = d
+		m.lastErr = m.stallError(now, l, d)
+	}
 	m.finish(now, m.lastErr)
 }
 
 // spentSince returns when the dial gives up if nothing changes: false while
 // it may still start an attempt or one is connecting.
 func (m *machine) spentSince() (time.Time, bool) {
-	if m.over || m.live() == 0 {
+	if m.over || m.live() == 0 || m.held != 0 {
 		return time.Time{}, false
 	}
 	var oldest time.Time
@@ -452,7 +352,7 @@ func (m *machine) spentSince() (time.Time, bool) {
 		if l.mon == nil {
 			return time.Time{}, false // connecting, or stall detection is off
 		}
-		if m.canSpawn(l) {
+		if m.canSpawn(l) && l.retryAt.IsZero() {
 			return time.Time{}, false // it will start the next step when silent
 		}
 		at := l.sentAt.Add(max(giveUpAfter, l.mon.window))
@@ -472,9 +372,8 @@ func (m *machine) finished(id int, now time.Time, res legResult) {
 	switch res.kind {
 	case resOK:
 		m.replied(l.idx)
-		m.endOthers(now, l)
-		m.end(now, l, OutcomeOK, nil)
-		m.win(now, l)
+		m.reply(now, l)
+		return
 	case resRejected:
 		m.end(now, l, OutcomeReset, res.err)
 		m.conclusive[l.idx] = true
@@ -489,6 +388,7 @@ func (m *machine) finished(id int, now time.Time, res legResult) {
 			m.finish(now, res.err)
 		}
 	}
+	m.checkHeld(now)
 }
 
 // endOthers ends every other running attempt because w got the server's
@@ -499,7 +399,7 @@ func (m *machine) endOthers(now time.Time, w *mleg) {
 		if l == w || l.ended {
 			continue
 		}
-		if !l.sentAt.IsZero() && l.sentAt.Before(w.sentAt) && l.mon != nil && !l.mon.replying(now) {
+		if !l.held && !l.sentAt.IsZero() && l.sentAt.Before(w.sentAt) && l.mon != nil && !l.mon.replying(now) {
 			m.stall(now, l, m.attempt(w.id).MSS)
 			continue
 		}
@@ -510,86 +410,27 @@ func (m *machine) endOthers(now time.Time, w *mleg) {
 // stall ends l as stalled. overtakenBy is the MSS of an attempt that got a
 // reply meanwhile (0 if none).
 func (m *machine) stall(now time.Time, l *mleg, overtakenBy int) {
-	a := m.attempt(l.id)
 	d := l.mon.diagnosis()
 	d.Evidence.OvertakenBy = overtakenBy
-	serr := &StallError{
-		Addr: m.cfg.addr, ID: l.id, MSS: a.MSS, HelloSize: a.HelloSize,
-		Elapsed: now.Sub(l.sentAt), Window: l.mon.window, Diagnosis: d,
-	}
+	serr := m.stallError(now, l, d)
 	m.emit(effect{kind: effStall, id: l.id, stall: StallInfo{
 		Addr: m.cfg.addr, ID: l.id, Elapsed: serr.Elapsed, Window: serr.Window, Diagnosis: d,
 	}})
-	m.conclusive[l.idx] = m.conclusive[l.idx] || d.Class.BlackHole() || d.Class.HelloRejected()
-	m.emit(effect{kind: effShare, step: m.cfg.steps[l.idx]})
+	if d.Class.BlackHole() || d.Class.HelloRejected() || overtakenBy > 0 {
+		// Only what shows the step cannot work is told.
+		m.conclusive[l.idx] = true
+		m.emit(effect{kind: effShare, step: m.cfg.steps[l.idx]})
+	}
 	m.endDiag(now, l, OutcomeStall, serr, d)
 }
 
-// rejection classifies attempt l, reset or closed before any reply, from
-// ev (its last TCP_INFO). The hello itself is refused when it spanned
-// several segments and its head was acknowledged (split-intolerant), when
-// it fit one segment and was acknowledged whole, or when it was reset in
-// segments any path carries: at the ladder's smallest clamp, or after a
-// reset there (content-intolerant). A destination learned to refuse hellos
-// refuses this one too. Otherwise a clamp may still help: ClassReset.
-func (m *machine) rejection(l *mleg, ev pmtu.Evidence) pmtu.Class {
-	switch {
-	case ev.TCPInfo && ev.Segments() > 1 && ev.Acked > 0:
-		return pmtu.ClassSplitIntolerant
-	case ev.TCPInfo && ev.Segments() == 1 && ev.Acked >= ev.Sent:
-		return pmtu.ClassContentIntolerant
-	case m.cfg.rejected.HelloRejected():
-		return m.cfg.rejected
-	case m.resetInSmallPackets(l):
-		return pmtu.ClassContentIntolerant
+// stallError is the error of attempt l, stalled as d says.
+func (m *machine) stallError(now time.Time, l *mleg, d pmtu.Diagnosis) *StallError {
+	a := m.attempt(l.id)
+	return &StallError{
+		Addr: m.cfg.addr, ID: l.id, MSS: a.MSS, HelloSize: a.HelloSize,
+		Elapsed: now.Sub(l.sentAt), Window: l.mon.window, Diagnosis: d,
 	}
-	return pmtu.ClassReset
-}
-
-// resetInSmallPackets reports whether l, being reset, or an attempt before
-// it was reset at the ladder's smallest clamp: in packets any path carries.
-func (m *machine) resetInSmallPackets(l *mleg) bool {
-	least := m.smallestMTU()
-	if least == 0 {
-		return false
-	}
-	for _, o := range m.legs {
-		reset := o == l || (o.ended && m.attempt(o.id).Outcome == OutcomeReset)
-		if reset && m.cfg.steps[o.idx].mtu == least {
-			return true
-		}
-	}
-	return false
-}
-
-// helloError wraps err, how attempt a ended after its hello was refused
-// as d says, with the change on the client's side that gets through.
-func (m *machine) helloError(a *Attempt, d pmtu.Diagnosis, err error) *HelloError {
-	return &HelloError{Addr: m.cfg.addr, ID: a.ID, HelloSize: a.HelloSize, Diagnosis: d, Fix: m.clientFix(), Err: err}
-}
-
-// clientFix names the client-side change that gets past a box refusing
-// the hello, given what this dial may still try.
-func (m *machine) clientFix() string {
-	r := m.cfg.rungs
-	switch {
-	case r[0].name == "":
-		return "TCPDialer cannot change crypto/tls's ClientHello: use tlsdial.Dialer, whose compact post-quantum hello fits one segment and carries no ML-DSA signature algorithms (Go 1.27's crypto/tls cannot leave them out); or give crypto/tls a smaller hello for this destination: tls.Config.CurvePreferences without X25519MLKEM768 (in Go 1.27 it overrides GODEBUG), or GODEBUG=tlsmlkem=0 (both drop post-quantum)"
-	case r[len(r)-1].pq:
-		return "set Dialer.AllowClassical to let a classical ClientHello (no post-quantum key share, about 250 bytes) through"
-	}
-	return ""
-}
-
-// smallestMTU returns the smallest clamp on the ladder, 0 if none.
-func (m *machine) smallestMTU() int {
-	least := 0
-	for _, st := range m.cfg.steps {
-		if st.mtu > 0 && (least == 0 || st.mtu < least) {
-			least = st.mtu
-		}
-	}
-	return least
 }
 
 // end ends attempt l with outcome o and its error.
@@ -618,6 +459,10 @@ func (m *machine) endDiag(now time.Time, l *mleg, o Outcome, err error, d pmtu.D
 		err = m.helloError(a, d, err)
 	}
 	l.ended = true
+	if l.budgeted {
+		l.budgeted = false
+		m.budget.release()
+	}
 	a.Outcome, a.Err, a.Diagnosis = o, err, d
 	a.Duration = now.Sub(l.start)
 	if err != nil {
@@ -625,7 +470,7 @@ func (m *machine) endDiag(now time.Time, l *mleg, o Outcome, err error, d pmtu.D
 	}
 	// The report explains the dial with its first stall or reset, unless
 	// a later one showed the hello itself refused: that is the cause.
-	if (o == OutcomeStall || o == OutcomeReset) && (!m.diagnosed || (d.Class.HelloRejected() && !m.report.Diagnosis.Class.HelloRejected())) {
+	if (o == OutcomeStall || o == OutcomeReset) && (!m.diagnosed || m.strongerRefusal(d.Class)) {
 		m.diagnosed = true
 		m.report.Diagnosis = d
 	}
@@ -646,15 +491,6 @@ func (m *machine) win(now time.Time, w *mleg) {
 	m.finish(now, nil)
 }
 
-func (m *machine) hedged() bool {
-	for _, l := range m.legs {
-		if l.spawned {
-			return true
-		}
-	}
-	return false
-}
-
 // finish ends the dial: with the winner when err is nil.
 func (m *machine) finish(now time.Time, err error) {
 	if err == nil && m.winner == 0 {
@@ -665,63 +501,6 @@ func (m *machine) finish(now time.Time, err error) {
 }
 
 var errNoAttempt = errors.New("tlsdial: no attempt could start")
-
-// remember returns what the cache should keep after the dial: the step
-// that worked when it was not the first tried, or the first step with the
-// server's learned silence when silence made the dial race another attempt,
-// and the class of a refused hello (also when the dial failed).
-func (m *machine) remember(now time.Time) (pmtu.Entry, bool) {
-	refused := m.rejected.Class
-	if m.winner == 0 {
-		// A refused hello is worth knowing: the next dial skips the
-		// clamps, which cannot help.
-		return pmtu.Entry{Class: refused}, refused.HelloRejected()
-	}
-	w := m.leg(m.winner)
-	st := m.cfg.steps[w.idx]
-	e := pmtu.Entry{MTU: st.mtu, Rung: m.cfg.rungs[st.rung].name, Class: refused}
-	if w.idx != m.cfg.first {
-		return e, true
-	}
-	if !m.hedged() || w.mon == nil {
-		return pmtu.Entry{}, false
-	}
-	e.Silence = w.mon.silence(now)
-	return e, e.Silence > 0
-}
-
-// peer applies what another dial to the destination found: a step where
-// the server replied starts here at once, beside what runs, if it is
-// further down the ladder, and silence at it or above is slowness from now
-// on; a step that stalled makes an attempt here at that step start the
-// next one.
-func (m *machine) peer(now time.Time, n news) {
-	if m.over || m.frontier < 0 {
-		return
-	}
-	idx := -1
-	for i, s := range m.cfg.steps {
-		if s == n.step {
-			idx = i
-		}
-	}
-	if idx < 0 {
-		return
-	}
-	if n.replied {
-		m.good = min(m.good, idx)
-		// Never a different hello on another dial's word.
-		if idx > m.frontier && m.cfg.steps[idx].rung == m.cfg.steps[m.frontier].rung && m.canStart(now) {
-			m.startAt(now, idx, true)
-		}
-		return
-	}
-	for _, l := range m.legs {
-		if !l.ended && l.idx == idx && l.mon != nil {
-			m.spawn(now, l)
-		}
-	}
-}
 
 // cancel ends the dial because its context ended or its connection was
 // closed.
@@ -778,8 +557,15 @@ func (m *machine) nextWake() time.Time {
 	}
 	for _, l := range m.legs {
 		if m.waiting(l.id) && !l.mon.info && m.canSpawn(l) {
-			earliest(l.mon.due())
+			due := l.mon.due()
+			if due.Before(l.retryAt) {
+				due = l.retryAt
+			}
+			earliest(due)
 		}
+	}
+	if m.held != 0 {
+		earliest(m.heldUntil)
 	}
 	if t, ok := m.spentSince(); ok {
 		earliest(t)

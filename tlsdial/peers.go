@@ -20,12 +20,14 @@ type groupKey struct {
 	key   pmtu.Key
 }
 
-// group is the set of running dials to one destination, and the steps at
-// which the server replied to one of them, told to every dial that joins.
+// group is the set of running dials to one destination, the replies one
+// of them got (news with replied set), told to every dial that joins, and
+// the destination's budget of hedged attempts.
 type group struct {
 	k       groupKey
 	subs    map[*engine]struct{} // guarded by groups.mu
-	replied map[step]bool        // guarded by groups.mu
+	replied map[news]bool        // guarded by groups.mu
+	budget  hedgeBudget          // guarded by groups.mu
 }
 
 var groups struct {
@@ -44,13 +46,13 @@ func joinGroup(k groupKey, e *engine) (*group, []news) {
 		if groups.m == nil {
 			groups.m = make(map[groupKey]*group)
 		}
-		g = &group{k: k, subs: make(map[*engine]struct{}), replied: make(map[step]bool)}
+		g = &group{k: k, subs: make(map[*engine]struct{}), replied: make(map[news]bool)}
 		groups.m[k] = g
 	}
 	g.subs[e] = struct{}{}
 	var known []news
-	for st := range g.replied {
-		known = append(known, news{step: st, replied: true})
+	for n := range g.replied {
+		known = append(known, n)
 	}
 	return g, known
 }
@@ -71,11 +73,11 @@ func (g *group) leave(e *engine) {
 func (g *group) tell(from *engine, n news) {
 	groups.mu.Lock()
 	if n.replied {
-		if g.replied[n.step] {
+		if g.replied[n] {
 			groups.mu.Unlock()
 			return
 		}
-		g.replied[n.step] = true
+		g.replied[n] = true
 	}
 	to := make([]*engine, 0, len(g.subs))
 	for e := range g.subs {
@@ -94,4 +96,19 @@ func groupCount() int {
 	groups.mu.Lock()
 	defer groups.mu.Unlock()
 	return len(groups.m)
+}
+
+// acquire takes a hedge from the destination's budget (hedger). The
+// caller holds its engine's lock: lock order engine, then groups.mu.
+func (g *group) acquire() bool {
+	groups.mu.Lock()
+	defer groups.mu.Unlock()
+	return g.budget.acquire(len(g.subs))
+}
+
+// release returns a hedge to the destination's budget.
+func (g *group) release() {
+	groups.mu.Lock()
+	defer groups.mu.Unlock()
+	g.budget.release()
 }

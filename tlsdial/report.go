@@ -173,8 +173,8 @@ func (r Report) String() string {
 		}
 		b.WriteByte('\n')
 	}
-	if fix := r.Diagnosis.Fix(); fix != "" {
-		fmt.Fprintf(&b, "why: %s\nfix: %s\n", r.Diagnosis, fix)
+	if r.Diagnosis != (pmtu.Diagnosis{}) {
+		fmt.Fprintf(&b, "why: %s\nfix: %s\n", r.Diagnosis, r.Diagnosis.Fix())
 	}
 	if r.FromCache {
 		b.WriteString("(sizes from memory)\n")

@@ -57,6 +57,7 @@ type monitor struct {
 	sent       int
 	start      time.Time // the first flight was written
 	window     time.Duration
+	gap        time.Duration // silence that races the next step (hedgeGap)
 	hedgeAfter time.Duration
 	info       bool // TCP_INFO is readable
 	base       pmtu.TCPInfo
@@ -68,11 +69,12 @@ type monitor struct {
 	diag       pmtu.Diagnosis
 }
 
-func newMonitor(sent int, start time.Time, rtt, window time.Duration, base pmtu.TCPInfo, info bool) *monitor {
+func newMonitor(sent int, start time.Time, rtt, window, gap time.Duration, base pmtu.TCPInfo, info bool) *monitor {
 	return &monitor{
 		sent:       sent,
 		start:      start,
 		window:     window,
+		gap:        max(gap, window),
 		hedgeAfter: min(max(minHedgeAfter, hedgeRTTs*rtt), window),
 		confirm:    max(minConfirm, confirmRTTs*rtt),
 		info:       info,
@@ -98,7 +100,7 @@ func (m *monitor) observe(now time.Time, cur pmtu.TCPInfo, received uint64) verd
 			m.replyAt = now
 		}
 	}
-	silent := now.Sub(m.progress) >= m.window
+	silent := now.Sub(m.progress) >= m.gap
 	if !m.info {
 		return hedgeIf(silent)
 	}
@@ -148,7 +150,24 @@ func (m *monitor) replying(now time.Time) bool {
 }
 
 // due returns when silence alone would change the verdict.
-func (m *monitor) due() time.Time { return m.progress.Add(m.window) }
+func (m *monitor) due() time.Time { return m.progress.Add(m.gap) }
+
+// answering reports whether the server may still answer this attempt, as
+// far as its evidence shows: its hello was acknowledged and nothing says
+// the reply is lost (a silent server, a reply arriving), path MTU
+// discovery is resending it, or there is no TCP_INFO to tell.
+func (m *monitor) answering() bool {
+	if !m.info {
+		return true
+	}
+	switch m.diag.Class {
+	case pmtu.ClassSilent, pmtu.ClassReplied:
+		return true
+	case pmtu.ClassUnknown:
+		return m.diag.Evidence.PathMTUShrank
+	}
+	return false
+}
 
 // silence returns how long the server took to start its reply, when that
 // was longer than the window; 0 otherwise. A reply not yet observed is

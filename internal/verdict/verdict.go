@@ -8,6 +8,8 @@ package verdict
 import (
 	"fmt"
 	"strings"
+
+	"github.com/fitshake/fitshake/pmtu"
 )
 
 // Classes of a path. They are stable: scripts and tests key on them.
@@ -85,16 +87,16 @@ func Fixes(p Path) []string {
 	case SplitIntolerant:
 		out = append(out,
 			"network: update or exempt the TLS inspection of the firewall or IPS on the path so that it reassembles a ClientHello split across TCP segments (Suricata: ssl_state:client_hello; HAProxy: tcp-request inspect-delay before req.ssl_sni); do not clamp the MSS for it",
-			"app: send a ClientHello that fits one segment: fitshake's tlsdial.Dialer does (its pq-compact hello keeps post-quantum); with crypto/tls, CurvePreferences without X25519MLKEM768 or GODEBUG=tlsmlkem=0 (no post-quantum)")
+			"app: "+pmtu.ClassSplitIntolerant.ClientFix())
 	case HelloIntolerant:
 		out = append(out,
 			"network: update or exempt the TLS inspection of the firewall or IPS on the path: it rejects this ClientHello (its size, or extensions such as post-quantum key shares or ML-DSA signature algorithms)",
-			"app: send a smaller ClientHello: fitshake's tlsdial.Dialer tries its compact post-quantum hello, and a classical one with AllowClassical; with crypto/tls, CurvePreferences without X25519MLKEM768 or GODEBUG=tlsmlkem=0 (no post-quantum)")
+			"app: "+pmtu.ClassContentIntolerant.ClientFix())
 	}
 	return out
 }
 
-const appClamp = "app: until the network is fixed, dial with fitshake (tlsdial.Dialer, or tlsdial.TCPDialer under crypto/tls, net/http and gRPC): it clamps the MSS per connection when a handshake stalls"
+var appClamp = "app: " + pmtu.ClassUpstream.ClientFix()
 
 // limitOf is the path MTU the fixes aim at: the smaller of the measured
 // limits, or 1280 when neither was measured (the IPv6 minimum, safe on
