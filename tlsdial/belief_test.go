@@ -218,7 +218,7 @@ func TestHedgeBudgetAgainstOracle(t *testing.T) {
 				inFlight--
 				continue
 			}
-			limit := max(4, dials/5)
+			limit := max(4, dials/10)
 			got := b.acquire(dials)
 			require.Equal(t, inFlight < limit, got, "in flight %d, dials %d", inFlight, dials)
 			if got {

@@ -18,8 +18,8 @@ import "time"
 // extra connection (the second hedge would come at 4W, 1 s).
 //
 // Across the dials to one destination, hedges in flight are bounded as
-// Envoy's retry budgets bound retries: at most hedgeBudgetPercent of the
-// dials running to it, and never fewer than minHedgesInFlight (so that a
+// Envoy's retry budgets bound retries: at most hedgeBudgetPercent (10%) of
+// the dials running to it, and never fewer than minHedgesInFlight (so that a
 // lone dial can walk the whole ladder: three clamps and the compact hello).
 // A dial denied a hedge asks again after hedgeRetry, and from then on the
 // give-up bound applies to it; the destination's first reply stops every
@@ -43,7 +43,7 @@ func hedgeGap(window time.Duration, hedges int) time.Duration {
 }
 
 const (
-	hedgeBudgetPercent = 20
+	hedgeBudgetPercent = 10
 	minHedgesInFlight  = 4
 	// hedgeRetry is how soon a dial denied a hedge asks again.
 	hedgeRetry = 20 * time.Millisecond

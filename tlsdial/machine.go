@@ -80,7 +80,8 @@ type machineConfig struct {
 	// window is StallWindow as configured: 0 derives it from the round
 	// trip, negative disables stall detection (one attempt).
 	window time.Duration
-	// silence is how long the server was learned to take to answer.
+	// silence is how long the server was learned to take to answer at
+	// step first: silence there is slowness, never raced (machine.good).
 	silence time.Duration
 	// deadline: no attempt starts at or after it; zero means none.
 	deadline time.Time
@@ -169,13 +170,17 @@ func newMachine(cfg machineConfig) *machine {
 		// More attempts than steps could only repeat a step.
 		cfg.maxAttempts = len(cfg.steps)
 	}
-	return &machine{
+	m := &machine{
 		cfg:        cfg,
 		conclusive: make([]bool, len(cfg.steps)),
 		frontier:   -1,
 		good:       len(cfg.steps),
 		report:     Report{FromCache: cfg.fromCache},
 	}
+	if cfg.silence > 0 {
+		m.good = cfg.first
+	}
+	return m
 }
 
 // drain returns the queued effects and empties the queue.
