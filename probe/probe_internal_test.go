@@ -2,6 +2,8 @@ package probe
 
 import (
 	"context"
+	"net"
+	"net/netip"
 	"testing"
 	"time"
 
@@ -196,4 +198,31 @@ func TestJudge(t *testing.T) {
 		require.True(t, done)
 		assert.Equal(t, lost, o.outcome)
 	})
+}
+
+func TestOnThisHost(t *testing.T) {
+	tcp := func(s string) net.Addr { return net.TCPAddrFromAddrPort(netip.MustParseAddrPort(s)) }
+	tests := []struct {
+		name          string
+		local, remote net.Addr
+		pmtu          int
+		want          string // "" or a part of the description
+	}{
+		{"loopback", tcp("127.0.0.1:40000"), tcp("127.0.0.1:443"), 65535, "127.0.0.1 is on this host: the connection goes over the loopback (path MTU 65535)"},
+		{"IPv6 loopback, no TCP_INFO", tcp("[::1]:40000"), tcp("[::1]:443"), 0, "::1 is on this host: the connection goes over the loopback, where"},
+		{"this host's own address", tcp("192.0.2.2:40000"), tcp("192.0.2.2:443"), 65535, "192.0.2.2 is on this host"},
+		{"another host", tcp("192.0.2.2:40000"), tcp("192.0.2.1:443"), 1500, ""},
+		{"another host over IPv6", tcp("[fd00::2]:40000"), tcp("[fd00::1]:443"), 1500, ""},
+		{"not TCP", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, 0, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := onThisHost(tt.local, tt.remote, tt.pmtu)
+			if tt.want == "" {
+				assert.Empty(t, got)
+				return
+			}
+			assert.Contains(t, got, tt.want)
+		})
+	}
 }

@@ -32,6 +32,10 @@ const (
 	HelloIntolerant = "hello-intolerant"
 	// Unknown: measured, but nothing above fits what was seen.
 	Unknown = "unknown"
+	// CannotMeasure: the measurement's evidence cannot apply to the path
+	// (its TCP peer is not the server: a program on this host relays the
+	// connection), so no limit is reported.
+	CannotMeasure = "cannot-measure"
 )
 
 // Summary is what a diagnosis found, as JSON.
