@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/fitshake/fitshake/internal/reset"
 	"github.com/fitshake/fitshake/pmtu"
 )
 
@@ -93,10 +94,7 @@ func sendProbe(c net.Conn, size int, ackTimeout time.Duration) int {
 			// reset's sequence number is past the hole; Linux answers
 			// it with a challenge ACK, which draws an exact reset from
 			// the server's kernel (measured).
-			if tc, ok := c.(*net.TCPConn); ok {
-				tc.SetLinger(0)
-			}
-			c.Close()
+			reset.Close(c)
 			return n
 		}
 		tail.Judged = true

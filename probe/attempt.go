@@ -8,6 +8,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fitshake/fitshake/internal/reset"
 	"github.com/fitshake/fitshake/pmtu"
 )
 
@@ -103,7 +104,7 @@ func dialProber(nd *net.Dialer, network, addr string, ipv6 bool) prober {
 		if err != nil {
 			return obs{}, err
 		}
-		defer abort(c)
+		defer reset.Close(c)
 		return watch(ctx, c, s, ipv6)
 	}
 }
@@ -128,15 +129,6 @@ func chain(a, b func(string, string, syscall.RawConn) error) func(string, string
 		}
 		return b(n, ad, c)
 	}
-}
-
-// abort closes c with a reset: the server need not wait for the rest of a
-// handshake that will never come.
-func abort(c net.Conn) {
-	if tc, ok := c.(*net.TCPConn); ok {
-		tc.SetLinger(0)
-	}
-	c.Close()
 }
 
 // watch writes s.hello on c and reads TCP_INFO every millisecond until the

@@ -9,6 +9,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/fitshake/fitshake/internal/reset"
 	"github.com/fitshake/fitshake/internal/verdict"
 	"github.com/fitshake/fitshake/pmtu"
 	"github.com/fitshake/fitshake/tlsdial"
@@ -22,7 +23,7 @@ func (r *run) stockHandshake(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer abort(c)
+	defer reset.Close(c)
 	base, _ := pmtu.ReadTCPInfo(c)
 	hctx, cancel := context.WithTimeout(ctx, max(2*time.Second, 20*r.rtt))
 	defer cancel()
@@ -93,7 +94,7 @@ func (r *run) fitshakeHandshake(ctx context.Context) {
 	switch {
 	case err == nil:
 		rep = c.(*tlsdial.Conn).Report()
-		abort(c.(*tlsdial.Conn).NetConn())
+		reset.Close(c.(*tlsdial.Conn).NetConn())
 	case errors.As(err, &de):
 		rep = de.Report
 	}

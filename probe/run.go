@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/fitshake/fitshake/fingerprint"
+	"github.com/fitshake/fitshake/internal/reset"
 	"github.com/fitshake/fitshake/internal/verdict"
 	"github.com/fitshake/fitshake/pmtu"
 	utls "github.com/refraction-networking/utls"
@@ -263,7 +264,7 @@ func (r *run) connect(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer abort(c)
+	defer reset.Close(c)
 	ti, err := pmtu.ReadTCPInfo(c)
 	if err == nil {
 		r.rtt = ti.RTT
