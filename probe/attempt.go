@@ -5,9 +5,9 @@ import (
 	"errors"
 	"io"
 	"net"
-	"syscall"
 	"time"
 
+	"github.com/fitshake/fitshake/internal/dialctl"
 	"github.com/fitshake/fitshake/internal/reset"
 	"github.com/fitshake/fitshake/pmtu"
 )
@@ -109,26 +109,18 @@ func dialProber(nd *net.Dialer, network, addr string, ipv6 bool) prober {
 	}
 }
 
+// dialSpec dials network/addr with nd, clamped to s.packet (pmtu's clamp,
+// composed with nd's own Control or ControlContext) and with DF forced on
+// if s asks.
 func dialSpec(ctx context.Context, nd *net.Dialer, network, addr string, s spec) (net.Conn, error) {
-	d := *nd
-	next := d.Control
+	d, err := pmtu.DialerWithMTU(nd, s.packet)
+	if err != nil {
+		return nil, err
+	}
 	if s.forceDF {
-		next = chain(forceDF, next)
+		d = dialctl.First(d, forceDF)
 	}
-	d.Control = pmtu.ClampMTU(s.packet, pmtu.ControlFunc(next))
 	return d.DialContext(ctx, network, addr)
-}
-
-func chain(a, b func(string, string, syscall.RawConn) error) func(string, string, syscall.RawConn) error {
-	if b == nil {
-		return a
-	}
-	return func(n, ad string, c syscall.RawConn) error {
-		if err := a(n, ad, c); err != nil {
-			return err
-		}
-		return b(n, ad, c)
-	}
 }
 
 // watch writes s.hello on c and reads TCP_INFO every millisecond until the

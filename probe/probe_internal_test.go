@@ -2,8 +2,11 @@ package probe
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net"
 	"net/netip"
+	"syscall"
 	"testing"
 	"time"
 
@@ -224,5 +227,43 @@ func TestOnThisHost(t *testing.T) {
 			}
 			assert.Contains(t, got, tt.want)
 		})
+	}
+}
+
+// TestDialSpecClampsWithControlContext dials loopback with a NetDialer
+// whose own function is ControlContext (or Control): the probe's clamp
+// still applies, and so does the dialer's own function.
+func TestDialSpecClampsWithControlContext(t *testing.T) {
+	if !pmtu.CanClamp() {
+		t.Skip("no MSS clamp on this platform")
+	}
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	var called int
+	own := func(string, string, syscall.RawConn) error { called++; return nil }
+	for _, tt := range []struct {
+		name string
+		nd   *net.Dialer
+	}{
+		{"ControlContext", &net.Dialer{ControlContext: func(_ context.Context, n, a string, c syscall.RawConn) error { return own(n, a, c) }}},
+		{"Control", &net.Dialer{Control: own}},
+	} {
+		for _, forceDF := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s, forceDF %v", tt.name, forceDF), func(t *testing.T) {
+				called = 0
+				c, err := dialSpec(context.Background(), tt.nd, "tcp4", ln.Addr().String(), spec{packet: 1000, forceDF: forceDF})
+				require.NoError(t, err)
+				defer c.Close()
+				mss, err := pmtu.EffectiveMSS(c)
+				if errors.Is(err, pmtu.ErrUnsupported) {
+					t.Skip(err)
+				}
+				require.NoError(t, err)
+				assert.Positive(t, mss)
+				assert.LessOrEqual(t, mss, pmtu.MSSForMTU(1000, false), "the clamp applies (loopback unclamped: 65483)")
+				assert.Equal(t, 1, called, "the dialer's own function runs too")
+			})
+		}
 	}
 }
