@@ -44,7 +44,7 @@ func timestamps(ti pmtu.TCPInfo, ok bool) bool {
 // segments are unknown.
 func measureRequest(c net.Conn, r *http.Request) upResult {
 	ti, ok := readInfo(c)
-	hdr := overhead(isIPv6(c), timestamps(ti, ok))
+	hdr := pmtu.HeaderBytes(isIPv6(c), timestamps(ti, ok))
 	if !ok {
 		n := requestLen(r) + hdr
 		return upResult{Size: n, Max: n}
@@ -71,7 +71,7 @@ func measureRequest(c net.Conn, r *http.Request) upResult {
 // package documentation).
 func sendProbe(c net.Conn, size int, ackTimeout time.Duration) int {
 	ti0, ok := readInfo(c)
-	hdr := overhead(isIPv6(c), timestamps(ti0, ok))
+	hdr := pmtu.HeaderBytes(isIPv6(c), timestamps(ti0, ok))
 	first, tailN := probeHead(size - hdr)
 	if first == nil {
 		c.Close()

@@ -79,24 +79,6 @@ type obs struct {
 // prober runs one probe. The real one dials; tests use a model of a path.
 type prober func(ctx context.Context, s spec) (obs, error)
 
-// hdrBytes is the IP and TCP header bytes of a data segment: 12 more when
-// TCP timestamps are in use (TCP_INFO's options say).
-func hdrBytes(ipv6 bool, ti pmtu.TCPInfo) int {
-	n := bareHdr(ipv6)
-	if ti.Options&1 != 0 {
-		n += 12
-	}
-	return n
-}
-
-// bareHdr is the IP and TCP header bytes without options.
-func bareHdr(ipv6 bool) int {
-	if ipv6 {
-		return 40 + 20
-	}
-	return 20 + 20
-}
-
 // dialProber returns the prober that dials network/addr with nd.
 func dialProber(nd *net.Dialer, network, addr string, ipv6 bool) prober {
 	return func(ctx context.Context, s spec) (obs, error) {

@@ -8,6 +8,8 @@ package verdict
 import (
 	"fmt"
 	"strings"
+
+	"github.com/fitshake/fitshake/pmtu"
 )
 
 // Classes of a path. They are stable: scripts and tests key on them.
@@ -116,16 +118,8 @@ func limitOf(p Path) int {
 	return l
 }
 
-// MSS returns the TCP MSS that fits a path MTU of mtu bytes.
-func MSS(mtu int, ipv6 bool) int {
-	if ipv6 {
-		return mtu - 60
-	}
-	return mtu - 40
-}
-
 func clampLines(mtu int, ipv6 bool) []string {
-	mss := MSS(mtu, ipv6)
+	mss := pmtu.MSSForMTU(mtu, ipv6)
 	ipt := "iptables"
 	if ipv6 {
 		ipt = "ip6tables"
@@ -152,7 +146,7 @@ func flightLine(flight, mtu int) string {
 		return "server: make the TLS handshake flight smaller (an ECDSA certificate, no unneeded intermediates): fewer full-size packets to lose on the way back"
 	}
 	return fmt.Sprintf("server: the TLS handshake flight is %d bytes (%d full-size packets over a %d-byte path): shorten the certificate chain (no unneeded intermediates) or use an ECDSA certificate",
-		flight, (flight+MSS(mtu, false)-1)/MSS(mtu, false), mtu)
+		flight, (flight+pmtu.MSSForMTU(mtu, false)-1)/pmtu.MSSForMTU(mtu, false), mtu)
 }
 
 // String renders s for people: the class, the limits, then the fixes, one
