@@ -232,7 +232,7 @@ func TestOnThisHost(t *testing.T) {
 
 // TestDialSpecClampsWithControlContext dials loopback with a NetDialer
 // whose own function is ControlContext (or Control): the probe's clamp
-// still applies, and so does the dialer's own function.
+// still applies, and so do forceDF and the dialer's own function.
 func TestDialSpecClampsWithControlContext(t *testing.T) {
 	if !pmtu.CanClamp() {
 		t.Skip("no MSS clamp on this platform")
@@ -263,6 +263,9 @@ func TestDialSpecClampsWithControlContext(t *testing.T) {
 				assert.Positive(t, mss)
 				assert.LessOrEqual(t, mss, pmtu.MSSForMTU(1000, false), "the clamp applies (loopback unclamped: 65483)")
 				assert.Equal(t, 1, called, "the dialer's own function runs too")
+				if forceDF {
+					assertDF(t, c)
+				}
 			})
 		}
 	}
