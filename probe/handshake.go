@@ -107,7 +107,9 @@ func describeFitshake(err error, rep tlsdial.Report) string {
 		return describe(err)
 	}
 	s := describe(err)
-	if len(rep.Attempts) > 1 || rep.MSS > 0 {
+	// A certificate error ends the dial before a hello completed: the
+	// Report names no winner (HelloSize 0), and the error its attempts.
+	if rep.HelloSize > 0 && (len(rep.Attempts) > 1 || rep.MSS > 0) {
 		s += fmt.Sprintf(", recovered after %d attempts: MSS %d, %s hello of %d bytes", len(rep.Attempts), rep.MSS, rep.Rung, rep.HelloSize)
 		if rep.SecurityReduced {
 			s += " (no post-quantum key share)"

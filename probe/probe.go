@@ -31,6 +31,8 @@ type Options struct {
 	// still shows that the path carries TLS, and the Result says so.
 	Config *tls.Config
 	// NetDialer dials every connection. Nil means the zero net.Dialer.
+	// Its Control or ControlContext runs on every socket, after the
+	// probe's MSS clamp.
 	NetDialer *net.Dialer
 	// Progress, if not nil, is called before each step with what it
 	// tries, from Run's goroutine.

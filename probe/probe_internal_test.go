@@ -2,16 +2,19 @@ package probe
 
 import (
 	"context"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/fitshake/fitshake/internal/verdict"
 	"github.com/fitshake/fitshake/pmtu"
+	"github.com/fitshake/fitshake/tlsdial"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -268,5 +271,31 @@ func TestDialSpecClampsWithControlContext(t *testing.T) {
 				}
 			})
 		}
+	}
+}
+
+func TestDescribeFitshake(t *testing.T) {
+	two := []tlsdial.Attempt{{ID: 1}, {ID: 2, MSS: 1360}}
+	certErr := x509.UnknownAuthorityError{}
+	tests := []struct {
+		name     string
+		err      error
+		rep      tlsdial.Report
+		want     string
+		wantNone string // a claim it must not make
+	}{
+		{"first attempt", nil, tlsdial.Report{Attempts: two[:1], HelloSize: 1500, Rung: "pq-full"}, "ok", "recovered"},
+		{"recovered", nil, tlsdial.Report{Attempts: two, MSS: 1360, HelloSize: 1500, Rung: "pq-full"}, "ok, recovered after 2 attempts: MSS 1360, pq-full hello of 1500 bytes", ""},
+		{"certificate after a clamp: no hello completed", certErr, tlsdial.Report{Attempts: two}, "ok up to the certificate", "recovered"},
+		{"failed", errors.New("boom"), tlsdial.Report{Attempts: two}, "failed: boom", "recovered"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := describeFitshake(tt.err, tt.rep)
+			assert.True(t, strings.HasPrefix(got, tt.want), "%q", got)
+			if tt.wantNone != "" {
+				assert.NotContains(t, got, tt.wantNone)
+			}
+		})
 	}
 }
