@@ -369,16 +369,6 @@ func isIPv6(c net.Conn) bool {
 }
 
 // overhead is the IP and TCP header bytes of a data segment.
-func overhead(ipv6, timestamps bool) int {
-	n := 20 + 20
-	if ipv6 {
-		n = 40 + 20
-	}
-	if timestamps {
-		n += 12
-	}
-	return n
-}
 
 // requestLen is the length of r's head as the browser sent it, rebuilt
 // from what net/http parsed (header names keep their length when

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/fitshake/fitshake/internal/reset"
 	"github.com/fitshake/fitshake/pmtu"
 )
 
@@ -43,7 +44,7 @@ func timestamps(ti pmtu.TCPInfo, ok bool) bool {
 // segments are unknown.
 func measureRequest(c net.Conn, r *http.Request) upResult {
 	ti, ok := readInfo(c)
-	hdr := overhead(isIPv6(c), timestamps(ti, ok))
+	hdr := pmtu.HeaderBytes(isIPv6(c), timestamps(ti, ok))
 	if !ok {
 		n := requestLen(r) + hdr
 		return upResult{Size: n, Max: n}
@@ -70,7 +71,7 @@ func measureRequest(c net.Conn, r *http.Request) upResult {
 // package documentation).
 func sendProbe(c net.Conn, size int, ackTimeout time.Duration) int {
 	ti0, ok := readInfo(c)
-	hdr := overhead(isIPv6(c), timestamps(ti0, ok))
+	hdr := pmtu.HeaderBytes(isIPv6(c), timestamps(ti0, ok))
 	first, tailN := probeHead(size - hdr)
 	if first == nil {
 		c.Close()
@@ -93,10 +94,7 @@ func sendProbe(c net.Conn, size int, ackTimeout time.Duration) int {
 			// reset's sequence number is past the hole; Linux answers
 			// it with a challenge ACK, which draws an exact reset from
 			// the server's kernel (measured).
-			if tc, ok := c.(*net.TCPConn); ok {
-				tc.SetLinger(0)
-			}
-			c.Close()
+			reset.Close(c)
 			return n
 		}
 		tail.Judged = true

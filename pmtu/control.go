@@ -1,10 +1,11 @@
 package pmtu
 
 import (
-	"context"
 	"net"
 	"strings"
 	"syscall"
+
+	"github.com/fitshake/fitshake/internal/dialctl"
 )
 
 // ControlFunc is the type of [net.Dialer.Control].
@@ -24,21 +25,7 @@ type ControlFunc = func(network, address string, c syscall.RawConn) error
 // and next is not called. The dialer wraps all these errors in a
 // [*net.OpError].
 func ClampMSS(mss int, next ControlFunc) ControlFunc {
-	if err := ValidateMSS(mss); err != nil {
-		return func(string, string, syscall.RawConn) error { return err }
-	}
-	if mss == 0 {
-		return orNop(next)
-	}
-	return func(network, address string, c syscall.RawConn) error {
-		if err := clamp(network, c, mss, mss); err != nil {
-			return err
-		}
-		if next != nil {
-			return next(network, address, c)
-		}
-		return nil
-	}
+	return clampControl(ValidateMSS(mss), mss, mss, next)
 }
 
 // ClampMTU is like [ClampMSS] with the MSS that fits mtu for the family of
@@ -49,22 +36,7 @@ func ClampMSS(mss int, next ControlFunc) ControlFunc {
 // An mtu of 0 means no clamp; an mtu that [ValidateMTU] rejects fails every
 // dial with an [*MTUError].
 func ClampMTU(mtu int, next ControlFunc) ControlFunc {
-	if err := ValidateMTU(mtu); err != nil {
-		return func(string, string, syscall.RawConn) error { return err }
-	}
-	if mtu == 0 {
-		return orNop(next)
-	}
-	v4, v6 := MSSForMTU(mtu, false), MSSForMTU(mtu, true)
-	return func(network, address string, c syscall.RawConn) error {
-		if err := clamp(network, c, v4, v6); err != nil {
-			return err
-		}
-		if next != nil {
-			return next(network, address, c)
-		}
-		return nil
-	}
+	return clampControl(ValidateMTU(mtu), MSSForMTU(mtu, false), MSSForMTU(mtu, true), next)
 }
 
 // DialerWithMTU returns a copy of d whose TCP dials clamp the MSS so that
@@ -79,16 +51,7 @@ func ClampMTU(mtu int, next ControlFunc) ControlFunc {
 // an mtu that [ValidateMTU] rejects, and [ErrUnsupported] for a non-zero mtu
 // where the platform cannot clamp the MSS. It never modifies d.
 func DialerWithMTU(d *net.Dialer, mtu int) (*net.Dialer, error) {
-	if err := ValidateMTU(mtu); err != nil {
-		return nil, err
-	}
-	if mtu == 0 {
-		return copyDialer(d), nil
-	}
-	if !clampSupported {
-		return nil, ErrUnsupported
-	}
-	return withClamp(d, MSSForMTU(mtu, false), MSSForMTU(mtu, true)), nil
+	return dialerWithClamp(d, ValidateMTU(mtu), MSSForMTU(mtu, false), MSSForMTU(mtu, true))
 }
 
 // CanClamp reports whether this platform can clamp the MSS before connect
@@ -100,68 +63,60 @@ func CanClamp() bool { return clampSupported }
 // both families, as [ClampMSS] sets. It returns an [*MSSError] for an mss
 // that [ValidateMSS] rejects.
 func DialerWithMSS(d *net.Dialer, mss int) (*net.Dialer, error) {
-	if err := ValidateMSS(mss); err != nil {
-		return nil, err
+	return dialerWithClamp(d, ValidateMSS(mss), mss, mss)
+}
+
+// clampControl is ClampMSS and ClampMTU: a Control function that fails
+// with invalid, if not nil; that clamps TCP sockets to v4 or v6 by family
+// and then calls next; or, when v4 and v6 are 0 (no clamp), only calls
+// next.
+func clampControl(invalid error, v4, v6 int, next ControlFunc) ControlFunc {
+	switch {
+	case invalid != nil:
+		return func(string, string, syscall.RawConn) error { return invalid }
+	case v4 == 0 && v6 == 0:
+		return orNop(next)
 	}
-	if mss == 0 {
-		return copyDialer(d), nil
-	}
-	if !clampSupported {
+	return dialctl.Chain(clampFunc(v4, v6), next)
+}
+
+// dialerWithClamp is DialerWithMTU and DialerWithMSS: invalid, if not nil;
+// a copy of d clamping TCP sockets to v4 or v6 by family; or, when v4 and
+// v6 are 0 (no clamp), a plain copy.
+func dialerWithClamp(d *net.Dialer, invalid error, v4, v6 int) (*net.Dialer, error) {
+	var f ControlFunc
+	switch {
+	case invalid != nil:
+		return nil, invalid
+	case v4 == 0 && v6 == 0:
+	case !clampSupported:
 		return nil, ErrUnsupported
+	default:
+		f = clampFunc(v4, v6)
 	}
-	return withClamp(d, mss, mss), nil
+	return dialctl.First(d, f), nil
 }
 
-func copyDialer(d *net.Dialer) *net.Dialer {
-	if d == nil {
-		return new(net.Dialer)
-	}
-	d2 := *d
-	return &d2
-}
-
-// withClamp returns a copy of d clamping TCP sockets to v4 or v6 by family.
-func withClamp(d *net.Dialer, v4, v6 int) *net.Dialer {
-	d2 := copyDialer(d)
-	if next := d2.ControlContext; next != nil {
-		d2.ControlContext = func(ctx context.Context, network, address string, c syscall.RawConn) error {
-			if err := clamp(network, c, v4, v6); err != nil {
-				return err
-			}
-			return next(ctx, network, address, c)
+// clampFunc returns the Control function that sets TCP_MAXSEG on a TCP
+// socket: v4 for "tcp4", v6 for "tcp6" and plain "tcp". It leaves sockets
+// of other networks alone.
+func clampFunc(v4, v6 int) ControlFunc {
+	return func(network, _ string, c syscall.RawConn) error {
+		if !strings.HasPrefix(network, "tcp") {
+			return nil
 		}
-		return d2
-	}
-	next := d2.Control
-	d2.Control = func(network, address string, c syscall.RawConn) error {
-		if err := clamp(network, c, v4, v6); err != nil {
-			return err
+		mss := v6
+		if network == "tcp4" {
+			mss = v4
 		}
-		if next != nil {
-			return next(network, address, c)
+		if mss == 0 {
+			return nil
 		}
-		return nil
+		if !clampSupported {
+			return ErrUnsupported
+		}
+		return setMSS(c, mss)
 	}
-	return d2
-}
-
-// clamp sets TCP_MAXSEG on a TCP socket: v4 for "tcp4", v6 for "tcp6" and
-// plain "tcp". It leaves sockets of other networks alone.
-func clamp(network string, c syscall.RawConn, v4, v6 int) error {
-	if !strings.HasPrefix(network, "tcp") {
-		return nil
-	}
-	mss := v6
-	if network == "tcp4" {
-		mss = v4
-	}
-	if mss == 0 {
-		return nil
-	}
-	if !clampSupported {
-		return ErrUnsupported
-	}
-	return setMSS(c, mss)
 }
 
 func orNop(f ControlFunc) ControlFunc {

@@ -51,7 +51,8 @@
 //
 // [MSSForMTU] turns a path MTU into the TCP_MAXSEG value that keeps every
 // packet within it (MTU − 40 for IPv4, MTU − 60 for IPv6: the kernel deducts
-// the options itself). [ClampMSS] and [ClampMTU] return functions for
+// the options itself); [HeaderBytes] is the headers a segment's packet
+// adds to its payload, options included. [ClampMSS] and [ClampMTU] return functions for
 // [net.Dialer.Control]; [DialerWithMTU] and [DialerWithMSS] return a dialer
 // with the clamp already composed with the dialer's own Control or
 // ControlContext. [EffectiveMSS] and [ReadTCPInfo] read back what the kernel

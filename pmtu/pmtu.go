@@ -33,7 +33,24 @@ const (
 const (
 	ipv4Overhead = 20 + 20 // IPv4 header + TCP header
 	ipv6Overhead = 40 + 20 // IPv6 header + TCP header
+	timestampLen = 12      // the TCP timestamps option, padded
 )
+
+// HeaderBytes returns the IP and TCP header bytes of a TCP data segment:
+// 40 on IPv4 and 60 on IPv6 (the headers without options), 12 more when
+// the connection uses TCP timestamps (as Linux does by default; TCPInfo
+// reports them in Options&1). A segment's IP packet is its payload plus
+// HeaderBytes: 1448 + 52 = 1500 on Ethernet.
+func HeaderBytes(ipv6, timestamps bool) int {
+	n := ipv4Overhead
+	if ipv6 {
+		n = ipv6Overhead
+	}
+	if timestamps {
+		n += timestampLen
+	}
+	return n
+}
 
 var (
 	// ErrUnsupported is returned where this platform cannot clamp the MSS
@@ -92,11 +109,7 @@ func MSSForMTU(mtu int, ipv6 bool) int {
 	if mtu <= 0 {
 		return 0
 	}
-	overhead := ipv4Overhead
-	if ipv6 {
-		overhead = ipv6Overhead
-	}
-	return min(mtu-overhead, MaxMSS)
+	return min(mtu-HeaderBytes(ipv6, false), MaxMSS)
 }
 
 // EffectiveMSS returns the kernel's current send MSS of a connected TCP

@@ -110,6 +110,25 @@ func TestMSSForMTU(t *testing.T) {
 }
 
 // Every MTU that ValidateMTU accepts gives an MSS that ValidateMSS accepts.
+func TestHeaderBytes(t *testing.T) {
+	tests := []struct {
+		name             string
+		ipv6, timestamps bool
+		want             int
+	}{
+		{"IPv4", false, false, 40},
+		{"IPv4, timestamps", false, true, 52},
+		{"IPv6", true, false, 60},
+		{"IPv6, timestamps", true, true, 72},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			assert.Equal(t, tt.want, pmtu.HeaderBytes(tt.ipv6, tt.timestamps))
+			assert.Equal(t, 1400, pmtu.MSSForMTU(1400, tt.ipv6)+pmtu.HeaderBytes(tt.ipv6, false), "an MSS for an MTU leaves room for the headers")
+		})
+	}
+}
+
 func TestMSSForMTUValid(t *testing.T) {
 	for mtu := pmtu.MinMTU - 1; mtu <= pmtu.MaxMTU+1; mtu++ {
 		mtuOK := pmtu.ValidateMTU(mtu) == nil

@@ -5,9 +5,10 @@ import (
 	"errors"
 	"io"
 	"net"
-	"syscall"
 	"time"
 
+	"github.com/fitshake/fitshake/internal/dialctl"
+	"github.com/fitshake/fitshake/internal/reset"
 	"github.com/fitshake/fitshake/pmtu"
 )
 
@@ -78,24 +79,6 @@ type obs struct {
 // prober runs one probe. The real one dials; tests use a model of a path.
 type prober func(ctx context.Context, s spec) (obs, error)
 
-// hdrBytes is the IP and TCP header bytes of a data segment: 12 more when
-// TCP timestamps are in use (TCP_INFO's options say).
-func hdrBytes(ipv6 bool, ti pmtu.TCPInfo) int {
-	n := bareHdr(ipv6)
-	if ti.Options&1 != 0 {
-		n += 12
-	}
-	return n
-}
-
-// bareHdr is the IP and TCP header bytes without options.
-func bareHdr(ipv6 bool) int {
-	if ipv6 {
-		return 40 + 20
-	}
-	return 20 + 20
-}
-
 // dialProber returns the prober that dials network/addr with nd.
 func dialProber(nd *net.Dialer, network, addr string, ipv6 bool) prober {
 	return func(ctx context.Context, s spec) (obs, error) {
@@ -103,40 +86,23 @@ func dialProber(nd *net.Dialer, network, addr string, ipv6 bool) prober {
 		if err != nil {
 			return obs{}, err
 		}
-		defer abort(c)
+		defer reset.Close(c)
 		return watch(ctx, c, s, ipv6)
 	}
 }
 
+// dialSpec dials network/addr with nd, clamped to s.packet (pmtu's clamp,
+// composed with nd's own Control or ControlContext) and with DF forced on
+// if s asks.
 func dialSpec(ctx context.Context, nd *net.Dialer, network, addr string, s spec) (net.Conn, error) {
-	d := *nd
-	next := d.Control
+	d, err := pmtu.DialerWithMTU(nd, s.packet)
+	if err != nil {
+		return nil, err
+	}
 	if s.forceDF {
-		next = chain(forceDF, next)
+		d = dialctl.First(d, forceDF)
 	}
-	d.Control = pmtu.ClampMTU(s.packet, pmtu.ControlFunc(next))
 	return d.DialContext(ctx, network, addr)
-}
-
-func chain(a, b func(string, string, syscall.RawConn) error) func(string, string, syscall.RawConn) error {
-	if b == nil {
-		return a
-	}
-	return func(n, ad string, c syscall.RawConn) error {
-		if err := a(n, ad, c); err != nil {
-			return err
-		}
-		return b(n, ad, c)
-	}
-}
-
-// abort closes c with a reset: the server need not wait for the rest of a
-// handshake that will never come.
-func abort(c net.Conn) {
-	if tc, ok := c.(*net.TCPConn); ok {
-		tc.SetLinger(0)
-	}
-	c.Close()
 }
 
 // watch writes s.hello on c and reads TCP_INFO every millisecond until the

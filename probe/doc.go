@@ -47,6 +47,18 @@
 // kernel then uses the 552-byte minimum path MTU towards the server for ten
 // minutes, which gets small packets through.
 //
+// # Where it cannot measure
+//
+// The kernel's evidence is about the TCP peer. A server whose address is
+// on this host is reached over the loopback, where no packet is too large
+// and nothing is lost: a handshake that fails there fails in a program
+// relaying the connection (a proxy that terminates TCP, such as package
+// pmtutest's simulator), beyond the kernel's sight. Run then makes only
+// the connect and crypto/tls's handshake: if the handshake completes, the
+// path is healthy; if not, the Result says "cannot measure" and why
+// (Result.CannotMeasure; Result.Err returns a *CannotMeasureError) instead
+// of limits it did not see.
+//
 // Linux gives the whole measurement. Elsewhere, without TCP_INFO, Run
 // checks the handshakes only and says what it could not measure.
 package probe

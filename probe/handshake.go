@@ -9,6 +9,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/fitshake/fitshake/internal/reset"
 	"github.com/fitshake/fitshake/internal/verdict"
 	"github.com/fitshake/fitshake/pmtu"
 	"github.com/fitshake/fitshake/tlsdial"
@@ -22,7 +23,7 @@ func (r *run) stockHandshake(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer abort(c)
+	defer reset.Close(c)
 	base, _ := pmtu.ReadTCPInfo(c)
 	hctx, cancel := context.WithTimeout(ctx, max(2*time.Second, 20*r.rtt))
 	defer cancel()
@@ -93,7 +94,7 @@ func (r *run) fitshakeHandshake(ctx context.Context) {
 	switch {
 	case err == nil:
 		rep = c.(*tlsdial.Conn).Report()
-		abort(c.(*tlsdial.Conn).NetConn())
+		reset.Close(c.(*tlsdial.Conn).NetConn())
 	case errors.As(err, &de):
 		rep = de.Report
 	}
@@ -106,7 +107,9 @@ func describeFitshake(err error, rep tlsdial.Report) string {
 		return describe(err)
 	}
 	s := describe(err)
-	if len(rep.Attempts) > 1 || rep.MSS > 0 {
+	// A certificate error ends the dial before a hello completed: the
+	// Report names no winner (HelloSize 0), and the error its attempts.
+	if rep.HelloSize > 0 && (len(rep.Attempts) > 1 || rep.MSS > 0) {
 		s += fmt.Sprintf(", recovered after %d attempts: MSS %d, %s hello of %d bytes", len(rep.Attempts), rep.MSS, rep.Rung, rep.HelloSize)
 		if rep.SecurityReduced {
 			s += " (no post-quantum key share)"

@@ -57,7 +57,7 @@ func (j *judge) look(cur pmtu.TCPInfo, elapsed time.Duration, cut bool) (obs, bo
 	sent := len(j.s.hello)
 	d := pmtu.Classify(sent, j.base, cur, elapsed)
 	ev := d.Evidence
-	hdr := hdrBytes(j.ipv6, cur)
+	hdr := pmtu.HeaderBytes(j.ipv6, cur.Options&1 != 0) // TCP_INFO says if timestamps are on
 	o := obs{rtt: cur.RTT, pmtu: int(cur.PMTU), received: ev.Received, segments: ev.Segments(),
 		allowed: int(cur.AdvMSS) + hdr, ifMTU: j.ifMTU}
 	// A path MTU below the local link's was learned from ICMP, during the

@@ -31,6 +31,8 @@ type Options struct {
 	// still shows that the path carries TLS, and the Result says so.
 	Config *tls.Config
 	// NetDialer dials every connection. Nil means the zero net.Dialer.
+	// Its Control or ControlContext runs on every socket, after the
+	// probe's MSS clamp.
 	NetDialer *net.Dialer
 	// Progress, if not nil, is called before each step with what it
 	// tries, from Run's goroutine.
@@ -60,7 +62,8 @@ type Result struct {
 	// Class names what is wrong; see the package verdict classes:
 	// "healthy", "pmtud-works", "blackhole", "blackhole-upstream",
 	// "blackhole-downstream", "fragments-dropped", "split-intolerant",
-	// "hello-intolerant", "unknown".
+	// "hello-intolerant", "unknown", and "cannot-measure" (see
+	// CannotMeasure).
 	Class string `json:"class"`
 	// Fixes are the changes to ask for, each starting with its audience:
 	// "network:", "server:" or "app:".
@@ -82,6 +85,11 @@ type Result struct {
 	// fitshake's Dialer fared: "ok", "certificate: …", or the failure.
 	Handshake string `json:"handshake"`
 	Fitshake  string `json:"fitshake"`
+	// CannotMeasure, when not empty, says why this host's kernel cannot
+	// see the path, and Class is "cannot-measure": the limits stay 0
+	// rather than describe a TCP peer that is not the server. Err returns
+	// it as a *CannotMeasureError.
+	CannotMeasure string `json:"cannot_measure,omitempty"`
 	// Unmeasured lists what this platform or path could not show.
 	Unmeasured []string `json:"unmeasured,omitempty"`
 	Conns      int      `json:"conns"`
@@ -101,6 +109,33 @@ type Probe struct {
 // ErrUnreachable is matched (errors.Is) by Run's error when no TCP
 // connection to the address could be made.
 var ErrUnreachable = errors.New("probe: cannot connect")
+
+// ErrCannotMeasure is matched (errors.Is) by a [Result]'s Err when the
+// path could not be measured: see [CannotMeasureError].
+var ErrCannotMeasure = errors.New("probe: cannot measure")
+
+// CannotMeasureError is a [Result]'s Err when the probe's evidence, this
+// host's TCP_INFO, cannot apply to the path: the server's address is on
+// this host (loopback), so the kernel sees no link that could drop a
+// packet, and a handshake that fails there fails in a program relaying the
+// connection (a proxy that terminates TCP, such as package pmtutest's),
+// whose far side is out of sight. It unwraps to [ErrCannotMeasure].
+type CannotMeasureError struct {
+	Reason string // why, as Result.CannotMeasure says it
+}
+
+func (e *CannotMeasureError) Error() string { return "probe: cannot measure: " + e.Reason }
+
+func (e *CannotMeasureError) Unwrap() error { return ErrCannotMeasure }
+
+// Err returns a [*CannotMeasureError] when the path could not be measured
+// (r.CannotMeasure is set), and nil when r is a measurement.
+func (r *Result) Err() error {
+	if r.CannotMeasure == "" {
+		return nil
+	}
+	return &CannotMeasureError{Reason: r.CannotMeasure}
+}
 
 // Run measures the path to addr ("host:port"). It fails only when it
 // cannot start or finish: bad input, no TCP connection (ErrUnreachable),
@@ -131,8 +166,12 @@ func (r *Result) String() string {
 	fmt.Fprintf(&b, "  TCP connects, round trip %.1f ms\n", r.RTTMs)
 	fmt.Fprintf(&b, "  crypto/tls handshake: %s\n", r.Handshake)
 	fmt.Fprintf(&b, "  fitshake handshake:   %s\n", r.Fitshake)
-	fmt.Fprintf(&b, "  largest packet to the server:   %s\n", limitText(r.UpstreamMTU, r.UpstreamAtLeast))
-	fmt.Fprintf(&b, "  largest packet from the server: %s\n", limitText(r.DownstreamMTU, r.DownstreamAtLeast))
+	if r.UpstreamMTU == 0 && r.DownstreamMTU == 0 && (r.Healthy || r.CannotMeasure != "") {
+		b.WriteString("  packet limits: not measured\n")
+	} else {
+		fmt.Fprintf(&b, "  largest packet to the server:   %s\n", limitText(r.UpstreamMTU, r.UpstreamAtLeast))
+		fmt.Fprintf(&b, "  largest packet from the server: %s\n", limitText(r.DownstreamMTU, r.DownstreamAtLeast))
+	}
 	if r.PMTUD {
 		b.WriteString("  ICMP \"fragmentation needed\" / \"packet too big\" reaches this host: path MTU discovery works\n")
 	}
@@ -167,6 +206,8 @@ func (r *Result) headline() string {
 		return "a box on the path fails on a ClientHello split across two segments"
 	case verdict.HelloIntolerant:
 		return "a box on the path rejects the ClientHello itself (its size or content)"
+	case verdict.CannotMeasure:
+		return "CANNOT MEASURE: " + r.CannotMeasure
 	}
 	return "no clear verdict: see the probes"
 }

@@ -2,11 +2,19 @@ package probe
 
 import (
 	"context"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"github.com/fitshake/fitshake/internal/verdict"
 	"github.com/fitshake/fitshake/pmtu"
+	"github.com/fitshake/fitshake/tlsdial"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -196,4 +204,98 @@ func TestJudge(t *testing.T) {
 		require.True(t, done)
 		assert.Equal(t, lost, o.outcome)
 	})
+}
+
+func TestOnThisHost(t *testing.T) {
+	tcp := func(s string) net.Addr { return net.TCPAddrFromAddrPort(netip.MustParseAddrPort(s)) }
+	tests := []struct {
+		name          string
+		local, remote net.Addr
+		pmtu          int
+		want          string // "" or a part of the description
+	}{
+		{"loopback", tcp("127.0.0.1:40000"), tcp("127.0.0.1:443"), 65535, "127.0.0.1 is on this host: the connection goes over the loopback (path MTU 65535)"},
+		{"IPv6 loopback, no TCP_INFO", tcp("[::1]:40000"), tcp("[::1]:443"), 0, "::1 is on this host: the connection goes over the loopback, where"},
+		{"this host's own address", tcp("192.0.2.2:40000"), tcp("192.0.2.2:443"), 65535, "192.0.2.2 is on this host"},
+		{"another host", tcp("192.0.2.2:40000"), tcp("192.0.2.1:443"), 1500, ""},
+		{"another host over IPv6", tcp("[fd00::2]:40000"), tcp("[fd00::1]:443"), 1500, ""},
+		{"not TCP", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)}, 0, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := onThisHost(tt.local, tt.remote, tt.pmtu)
+			if tt.want == "" {
+				assert.Empty(t, got)
+				return
+			}
+			assert.Contains(t, got, tt.want)
+		})
+	}
+}
+
+// TestDialSpecClampsWithControlContext dials loopback with a NetDialer
+// whose own function is ControlContext (or Control): the probe's clamp
+// still applies, and so do forceDF and the dialer's own function.
+func TestDialSpecClampsWithControlContext(t *testing.T) {
+	if !pmtu.CanClamp() {
+		t.Skip("no MSS clamp on this platform")
+	}
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer ln.Close()
+	var called int
+	own := func(string, string, syscall.RawConn) error { called++; return nil }
+	for _, tt := range []struct {
+		name string
+		nd   *net.Dialer
+	}{
+		{"ControlContext", &net.Dialer{ControlContext: func(_ context.Context, n, a string, c syscall.RawConn) error { return own(n, a, c) }}},
+		{"Control", &net.Dialer{Control: own}},
+	} {
+		for _, forceDF := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%s, forceDF %v", tt.name, forceDF), func(t *testing.T) {
+				called = 0
+				c, err := dialSpec(context.Background(), tt.nd, "tcp4", ln.Addr().String(), spec{packet: 1000, forceDF: forceDF})
+				require.NoError(t, err)
+				defer c.Close()
+				mss, err := pmtu.EffectiveMSS(c)
+				if errors.Is(err, pmtu.ErrUnsupported) {
+					t.Skip(err)
+				}
+				require.NoError(t, err)
+				assert.Positive(t, mss)
+				assert.LessOrEqual(t, mss, pmtu.MSSForMTU(1000, false), "the clamp applies (loopback unclamped: 65483)")
+				assert.Equal(t, 1, called, "the dialer's own function runs too")
+				if forceDF {
+					assertDF(t, c)
+				}
+			})
+		}
+	}
+}
+
+func TestDescribeFitshake(t *testing.T) {
+	two := []tlsdial.Attempt{{ID: 1}, {ID: 2, MSS: 1360}}
+	certErr := x509.UnknownAuthorityError{}
+	tests := []struct {
+		name     string
+		err      error
+		rep      tlsdial.Report
+		want     string
+		wantNone string // a claim it must not make
+	}{
+		{"first attempt", nil, tlsdial.Report{Attempts: two[:1], HelloSize: 1500, Rung: "pq-full"}, "ok", "recovered"},
+		{"recovered", nil, tlsdial.Report{Attempts: two, MSS: 1360, HelloSize: 1500, Rung: "pq-full"}, "ok, recovered after 2 attempts: MSS 1360, pq-full hello of 1500 bytes", ""},
+		{"certificate after a clamp: no hello completed", certErr, tlsdial.Report{Attempts: two}, "ok up to the certificate", "recovered"},
+		{"failed", errors.New("boom"), tlsdial.Report{Attempts: two}, "failed: boom", "recovered"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := describeFitshake(tt.err, tt.rep)
+			assert.True(t, strings.HasPrefix(got, tt.want), "%q", got)
+			if tt.wantNone != "" {
+				assert.NotContains(t, got, tt.wantNone)
+			}
+		})
+	}
 }

@@ -7,9 +7,11 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"strings"
 	"time"
 
 	"github.com/fitshake/fitshake/fingerprint"
+	"github.com/fitshake/fitshake/internal/reset"
 	"github.com/fitshake/fitshake/internal/verdict"
 	"github.com/fitshake/fitshake/pmtu"
 	utls "github.com/refraction-networking/utls"
@@ -34,6 +36,9 @@ type run struct {
 	flight    int           // the largest flight a probe received
 	fragments bool          // IPv4 fragments are dropped (DF clear by default)
 	healthy   bool
+	// local, when not empty, says that the connection stays on this host
+	// (see onThisHost): what the kernel sees is no path.
+	local string
 }
 
 // hellos are the ClientHello records the probes send.
@@ -220,6 +225,9 @@ func (r *run) measure(ctx context.Context) (*Result, error) {
 	if err := r.connect(ctx); err != nil {
 		return nil, err
 	}
+	if r.local != "" {
+		return r.measureLocal(ctx)
+	}
 	var up, down limit
 	var err error
 	if measures {
@@ -256,11 +264,53 @@ func (r *run) connect(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	defer abort(c)
-	if ti, err := pmtu.ReadTCPInfo(c); err == nil {
+	defer reset.Close(c)
+	ti, err := pmtu.ReadTCPInfo(c)
+	if err == nil {
 		r.rtt = ti.RTT
 	}
+	r.local = onThisHost(c.LocalAddr(), c.RemoteAddr(), int(ti.PMTU))
 	return nil
+}
+
+// measureLocal diagnoses a server reached over this host's loopback,
+// where the kernel carries packets of any size and sees no loss: the
+// probes would only measure the loopback. crypto/tls's handshake alone
+// tells: completed, the path is healthy; failed, something on this host
+// that relays the connection (a proxy that terminates TCP) failed it
+// beyond the kernel's sight, and the path cannot be measured from here.
+func (r *run) measureLocal(ctx context.Context) (*Result, error) {
+	if err := r.stockHandshake(ctx); err != nil {
+		return nil, err
+	}
+	if r.healthy {
+		r.unmeasured("the packet limits: " + r.local)
+		r.fitshakeHandshake(ctx)
+		r.conclude(limit{}, limit{}, "")
+		return &r.res, nil
+	}
+	r.res.Fitshake = "not tried: the path cannot be measured"
+	r.res.CannotMeasure = r.local + ", yet crypto/tls's handshake failed (" + strings.TrimPrefix(r.res.Handshake, "failed: ") +
+		"): what fails it is a program on this host that relays the connection (a proxy that terminates TCP), beyond the kernel's sight; probe the server's own address from a host on its path"
+	r.conclude(limit{}, limit{}, verdict.CannotMeasure)
+	return &r.res, nil
+}
+
+// onThisHost describes a connection from local to remote that stays on
+// this host (the remote address is a loopback one, or this host's own),
+// and returns "" for one that leaves it. pmtu is the kernel's path MTU
+// for it (TCP_INFO), 0 if unknown.
+func onThisHost(local, remote net.Addr, pmtu int) string {
+	l, ok := local.(*net.TCPAddr)
+	r, ok2 := remote.(*net.TCPAddr)
+	if !ok || !ok2 || !(r.IP.IsLoopback() || r.IP.Equal(l.IP)) {
+		return ""
+	}
+	s := r.IP.String() + " is on this host: the connection goes over the loopback"
+	if pmtu > 0 {
+		s += " (path MTU " + itoa(pmtu) + ")"
+	}
+	return s + ", where no packet is too large and the kernel sees no loss"
 }
 
 // dialPlain accounts for a connection (dialing) and makes it, unclamped;

@@ -11,6 +11,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/fitshake/fitshake/internal/reset"
 	"github.com/fitshake/fitshake/pmtu"
 )
 
@@ -411,12 +412,7 @@ func (e *engine) do(f func(now time.Time)) {
 // (and retransmitting) until it times out; a server that serves one
 // connection at a time (openssl s_server) would then stay stuck on it, and
 // every redial would stall behind it.
-func abortConn(c net.Conn) {
-	if tc, ok := c.(*net.TCPConn); ok {
-		tc.SetLinger(0)
-	}
-	c.Close()
-}
+func abortConn(c net.Conn) { reset.Close(c) }
 
 // outgoing is the moment a ClientHello goes out on a connection: TCP_INFO
 // just before it (base, when info) and the time.

@@ -9,7 +9,8 @@
 // It needs no root. It shows each probe on stderr while it runs, and a
 // summary on stdout at the end (one JSON object with -json). Exit status:
 // 0 healthy, 1 a problem found, 2 could not diagnose (bad input, name not
-// resolved, connection refused or unreachable).
+// resolved, connection refused or unreachable, or a path this host cannot
+// measure: the summary, class "cannot-measure", says why).
 package main
 
 import (
@@ -66,6 +67,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	if err := report(stdout, res, *asJSON); err != nil {
+		fmt.Fprintln(stderr, "diagnose:", err)
+		return 2
+	}
+	if err := res.Err(); err != nil {
 		fmt.Fprintln(stderr, "diagnose:", err)
 		return 2
 	}

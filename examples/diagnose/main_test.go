@@ -3,12 +3,16 @@ package main
 import (
 	"bytes"
 	"encoding/json"
+	"io"
+	"log"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/fitshake/fitshake/pmtu/pmtutest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -62,5 +66,44 @@ func TestTarget(t *testing.T) {
 		require.NoError(t, err)
 		assert.Equal(t, tt.want, addr)
 		assert.Equal(t, tt.network, network)
+	}
+}
+
+// TestCannotMeasure runs diagnose through pmtutest's simulator, a
+// userspace proxy on loopback that black-holes packets over 1400 bytes:
+// exit 2, a sentence saying why, in the JSON too, and no limit reported.
+func TestCannotMeasure(t *testing.T) {
+	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	srv.Config.ErrorLog = log.New(io.Discard, "", 0)
+	srv.StartTLS()
+	defer srv.Close()
+	p := pmtutest.NewProxy(t, srv.Listener.Addr().String(), 1400)
+	for _, tt := range []struct {
+		name string
+		args []string
+	}{
+		{"summary", []string{"-q", p.Addr()}},
+		{"json", []string{"-q", "-json", p.Addr()}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var out, errb bytes.Buffer
+			t0 := time.Now()
+			code := run(tt.args, &out, &errb)
+			assert.Equal(t, 2, code, "%s", out.String())
+			assert.Less(t, time.Since(t0), 10*time.Second, "the handshake's 2 s, not a search")
+			assert.Contains(t, errb.String(), "diagnose: probe: cannot measure: 127.0.0.1 is on this host")
+			if tt.name == "summary" {
+				assert.Contains(t, out.String(), "CANNOT MEASURE: 127.0.0.1 is on this host")
+				assert.Contains(t, out.String(), "packet limits: not measured")
+				return
+			}
+			var res map[string]any
+			require.NoError(t, json.Unmarshal(out.Bytes(), &res), "%s", out.String())
+			assert.Equal(t, "cannot-measure", res["class"])
+			assert.Contains(t, res["cannot_measure"], "a proxy that terminates TCP")
+			assert.EqualValues(t, 0, res["upstream_mtu"])
+			assert.EqualValues(t, 0, res["downstream_mtu"])
+			assert.EqualValues(t, 2, res["conns"])
+		})
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"cmp"
 	"fmt"
 	"strings"
+
+	"github.com/fitshake/fitshake/pmtu"
 )
 
 // Scenario names what the router does to the path.
@@ -301,24 +303,15 @@ func (c Config) Refuses(record, segment int) bool {
 }
 
 // MaxMSS is the largest TCP_MAXSEG whose packets fit the lab's path:
-// N − 40 on IPv4, N − 60 on IPv6.
-func (c Config) MaxMSS(f Family) int {
-	if f == IPv6 {
-		return c.N() - 60
-	}
-	return c.N() - 40
-}
+// N − 40 on IPv4, N − 60 on IPv6 (pmtu.MSSForMTU).
+func (c Config) MaxMSS(f Family) int { return pmtu.MSSForMTU(c.N(), f == IPv6) }
 
 // FirstPacket returns the size of the largest IP packet that carries a
 // flight of payload bytes on a fresh, unclamped connection over 1500-byte
 // links: TCP segments of at most 1448 (IPv4) or 1428 (IPv6) bytes plus 52
 // or 72 bytes of headers (timestamps on).
 func FirstPacket(f Family, payload int) int {
-	hdr := 52
-	if f == IPv6 {
-		hdr = 72
-	}
-	return min(payload, MaxSegment(f)) + hdr
+	return min(payload, MaxSegment(f)) + pmtu.HeaderBytes(f == IPv6, true)
 }
 
 // MaxSegment returns the TCP payload of a full-size segment on a fresh,

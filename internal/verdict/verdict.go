@@ -34,6 +34,10 @@ const (
 	HelloIntolerant = "hello-intolerant"
 	// Unknown: measured, but nothing above fits what was seen.
 	Unknown = "unknown"
+	// CannotMeasure: the measurement's evidence cannot apply to the path
+	// (its TCP peer is not the server: a program on this host relays the
+	// connection), so no limit is reported.
+	CannotMeasure = "cannot-measure"
 )
 
 // Summary is what a diagnosis found, as JSON.
@@ -114,16 +118,8 @@ func limitOf(p Path) int {
 	return l
 }
 
-// MSS returns the TCP MSS that fits a path MTU of mtu bytes.
-func MSS(mtu int, ipv6 bool) int {
-	if ipv6 {
-		return mtu - 60
-	}
-	return mtu - 40
-}
-
 func clampLines(mtu int, ipv6 bool) []string {
-	mss := MSS(mtu, ipv6)
+	mss := pmtu.MSSForMTU(mtu, ipv6)
 	ipt := "iptables"
 	if ipv6 {
 		ipt = "ip6tables"
@@ -150,7 +146,7 @@ func flightLine(flight, mtu int) string {
 		return "server: make the TLS handshake flight smaller (an ECDSA certificate, no unneeded intermediates): fewer full-size packets to lose on the way back"
 	}
 	return fmt.Sprintf("server: the TLS handshake flight is %d bytes (%d full-size packets over a %d-byte path): shorten the certificate chain (no unneeded intermediates) or use an ECDSA certificate",
-		flight, (flight+MSS(mtu, false)-1)/MSS(mtu, false), mtu)
+		flight, (flight+pmtu.MSSForMTU(mtu, false)-1)/pmtu.MSSForMTU(mtu, false), mtu)
 }
 
 // String renders s for people: the class, the limits, then the fixes, one

@@ -87,10 +87,8 @@ const DefaultMTU = 1400
 // Segment payloads and header overheads of the emulated path, with TCP
 // timestamps as Linux uses them.
 const (
-	ipv4MaxSeg   = 1460 - 12 // Ethernet MSS less timestamps
-	ipv6MaxSeg   = 1440 - 12
-	ipv4Overhead = 20 + 20 + 12 // IPv4, TCP, timestamps
-	ipv6Overhead = 40 + 20 + 12 // IPv6, TCP, timestamps
+	ipv4MaxSeg = 1460 - 12 // Ethernet MSS less timestamps
+	ipv6MaxSeg = 1440 - 12
 )
 
 // Config configures a [Proxy]. Only Target is required.
@@ -171,9 +169,9 @@ func Start(cfg Config) (*Proxy, error) {
 	switch cfg.Network {
 	case "", "tcp4":
 		cfg.Network = "tcp4"
-		addr, p.overhead, p.maxSeg = "127.0.0.1:0", ipv4Overhead, ipv4MaxSeg
+		addr, p.overhead, p.maxSeg = "127.0.0.1:0", pmtu.HeaderBytes(false, true), ipv4MaxSeg
 	case "tcp6":
-		addr, p.overhead, p.maxSeg = "[::1]:0", ipv6Overhead, ipv6MaxSeg
+		addr, p.overhead, p.maxSeg = "[::1]:0", pmtu.HeaderBytes(true, true), ipv6MaxSeg
 	default:
 		return nil, fmt.Errorf("pmtutest: Network %q: want tcp4 or tcp6", cfg.Network)
 	}
