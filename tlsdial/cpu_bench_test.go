@@ -48,20 +48,23 @@ func BenchmarkDialCPU(b *testing.B) {
 			return func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }
 		}},
 		{"TCPDialer", func() dialFunc { return tcpDialerDial(cfg, false) }},
+		{"DialerTimerOnly", func() dialFunc { return fitshakeDial(cfg, true) }},
 	}
 	for _, n := range []int{1, 100, 1000} {
 		b.Run(fmt.Sprintf("dials=%d", n), func(b *testing.B) {
 			rounds := max(1, 20/n)
 			cpu := make([]time.Duration, len(clients))
+			reads := make([]int64, len(clients))
 			lat := make([][]time.Duration, len(clients))
 			dials := 0
 			for b.Loop() {
 				for i, c := range clients {
 					for range rounds {
 						d := c.dial()
-						t0 := cpuTime(b)
+						t0, r0 := cpuTime(b), tlsdial.PollReads()
 						lat[i] = append(lat[i], round(b, d, addr, n)...)
 						cpu[i] += cpuTime(b) - t0
+						reads[i] += tlsdial.PollReads() - r0
 					}
 				}
 				dials += rounds * n
@@ -72,6 +75,9 @@ func BenchmarkDialCPU(b *testing.B) {
 				slices.Sort(s)
 				b.ReportMetric(per(i), c.name+"-cpu-us/dial")
 				b.ReportMetric(float64(s[min(len(s)-1, int(0.99*float64(len(s))))].Microseconds())/1000, c.name+"-p99-ms")
+				if i > 0 {
+					b.ReportMetric(float64(reads[i])/float64(dials), c.name+"-polls/dial")
+				}
 			}
 			b.ReportMetric(per(1)-per(0), "Dialer-extra-cpu-us/dial")
 			b.ReportMetric(per(2)-per(0), "TCPDialer-extra-cpu-us/dial")
