@@ -50,10 +50,16 @@ type engine struct {
 	queue     []func()
 	running   bool        // a goroutine is running the queue
 	grp       *group      // the destination's, once joined
-	timer     *time.Timer // the next poll or timer decision; nil until armed
+	timer     *time.Timer // the next timer decision; nil until armed
+	pollSet   time.Time   // when the poller was told to poll next (poll.go)
 	stopCtx   func() bool // stops the context's cancellation callback
 	concluded bool
 	final     error // the dial's error, built by failure
+
+	// The poller's, guarded by polls.mu: when the next poll is due, and
+	// the engine's place in polls.engines plus one (0: not there).
+	pollAt  time.Time
+	pollIdx int
 }
 
 // destination is what a dial is to: shared by its engine and its adapter.
@@ -142,8 +148,8 @@ func (e *engine) hear(n news) {
 	e.do(func(now time.Time) { e.m.peer(now, n) })
 }
 
-// arm sets the timer for the next TCP_INFO poll or timer decision, under
-// e.mu.
+// arm tells the poller when the next TCP_INFO poll is due (poll.go) and
+// sets the timer for the next timer decision, under e.mu.
 func (e *engine) arm(now time.Time) {
 	if e.grp == nil {
 		return // not watching yet
@@ -152,8 +158,10 @@ func (e *engine) arm(now time.Time) {
 		if e.timer != nil {
 			e.timer.Stop()
 		}
+		e.polled(time.Time{})
 		return
 	}
+	e.polled(e.pollDue())
 	d, ok := e.nextWake(now)
 	if !ok {
 		// Nothing is due: no timer (every change that could make
@@ -170,45 +178,20 @@ func (e *engine) arm(now time.Time) {
 	e.timer.Reset(d)
 }
 
-// nextWake returns how long until the next poll or timer decision; false
-// when none is due.
+// nextWake returns how long until the next timer decision; false when
+// none is due. TCP_INFO polls are the poller's (poll.go).
 func (e *engine) nextWake(now time.Time) (time.Duration, bool) {
 	at := e.m.nextWake()
-	for _, l := range e.legs {
-		if e.m.pollEvery(l.id) == 0 {
-			continue
-		}
-		next := l.nextPoll
-		if next.Before(now) {
-			next = now
-		}
-		if at.IsZero() || next.Before(at) {
-			at = next
-		}
-	}
 	if at.IsZero() {
 		return 0, false
 	}
 	return max(at.Sub(now), 0), true
 }
 
-// fire is the timer's: it reads TCP_INFO of the attempts whose turn it is
-// and lets the machine judge them all.
+// fire is the timer's: it lets the machine judge the attempts without
+// TCP_INFO, and the time spent.
 func (e *engine) fire() {
-	e.do(func(now time.Time) {
-		for _, l := range e.legs {
-			if e.m.pollEvery(l.id) == 0 || now.Before(l.nextPoll) {
-				continue
-			}
-			ti, err := pmtu.ReadTCPInfo(l.conn)
-			if err != nil {
-				continue // closed under us: its result is on its way
-			}
-			e.m.observe(l.id, now, ti, 0)
-			l.nextPoll = now.Add(e.m.pollEvery(l.id))
-		}
-		e.m.tick(now, e.received)
-	})
+	e.do(func(now time.Time) { e.m.tick(now, e.received) })
 }
 
 // pollFrom schedules the first TCP_INFO poll of l, whose hello was
@@ -357,6 +340,12 @@ func (e *engine) unlockAndRun() {
 		return
 	}
 	e.running = true
+	e.runQueue()
+}
+
+// runQueue runs the queue for the goroutine that set e.running: called
+// with e.mu held, it returns with e.mu released.
+func (e *engine) runQueue() {
 	for len(e.queue) > 0 {
 		q := e.queue
 		e.queue = nil
