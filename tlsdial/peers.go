@@ -20,14 +20,14 @@ type groupKey struct {
 	key   pmtu.Key
 }
 
-// group is the set of running dials to one destination, the replies one
-// of them got (news with replied set), told to every dial that joins, and
+// group is the set of running dials to one destination, the news its
+// members told (each piece told once, and to every dial that joins), and
 // the destination's budget of hedged attempts.
 type group struct {
-	k       groupKey
-	subs    map[*engine]struct{} // guarded by groups.mu
-	replied map[news]bool        // guarded by groups.mu
-	budget  hedgeBudget          // guarded by groups.mu
+	k      groupKey
+	subs   map[*engine]struct{} // guarded by groups.mu
+	known  map[news]bool        // guarded by groups.mu
+	budget hedgeBudget          // guarded by groups.mu
 }
 
 var groups struct {
@@ -46,12 +46,12 @@ func joinGroup(k groupKey, e *engine) (*group, []news) {
 		if groups.m == nil {
 			groups.m = make(map[groupKey]*group)
 		}
-		g = &group{k: k, subs: make(map[*engine]struct{}), replied: make(map[news]bool)}
+		g = &group{k: k, subs: make(map[*engine]struct{}), known: make(map[news]bool)}
 		groups.m[k] = g
 	}
 	g.subs[e] = struct{}{}
 	var known []news
-	for n := range g.replied {
+	for n := range g.known {
 		known = append(known, n)
 	}
 	return g, known
@@ -67,18 +67,18 @@ func (g *group) leave(e *engine) {
 	}
 }
 
-// tell gives n to every member but from, once for a reply at a step. It
-// is called with no lock held (from an engine's queue) and takes each
-// member's lock in turn, never two at once.
+// tell gives n to every member but from, the first time it is told: in a
+// herd of 500 dials through one black hole, every stall told by every dial
+// was 250 000 deliveries, 15% of the herd's CPU. It is called with no lock
+// held (from an engine's queue) and takes each member's lock in turn,
+// never two at once.
 func (g *group) tell(from *engine, n news) {
 	groups.mu.Lock()
-	if n.replied {
-		if g.replied[n] {
-			groups.mu.Unlock()
-			return
-		}
-		g.replied[n] = true
+	if g.known[n] {
+		groups.mu.Unlock()
+		return
 	}
+	g.known[n] = true
 	to := make([]*engine, 0, len(g.subs))
 	for e := range g.subs {
 		if e != from {
