@@ -5,7 +5,9 @@ package lab_test
 import (
 	"context"
 	"fmt"
+	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -64,6 +66,25 @@ func TestLabSquid(t *testing.T) {
 			c.run(t, l)
 		})
 	}
+}
+
+// TestLabSquidTeardown checks that a lab's Close ends its Squid and its
+// resolver, and removes the shared memory Squid keeps in the host's
+// /dev/shm under the lab's prefix.
+func TestLabSquidTeardown(t *testing.T) {
+	lab.Require(t)
+	l := lab.New(t, lab.Config{Scenario: lab.Squid})
+	pid, err := l.SquidPid()
+	require.NoError(t, err)
+	require.NoError(t, syscall.Kill(pid, 0), "squid should run")
+	shm, _ := filepath.Glob(filepath.Join("/dev/shm", l.Prefix()+"-*"))
+	assert.NotEmpty(t, shm, "squid's shared memory, named after the lab's prefix")
+	t0 := time.Now()
+	require.NoError(t, l.Close())
+	t.Logf("closed in %v", time.Since(t0).Round(time.Millisecond))
+	assert.ErrorIs(t, syscall.Kill(pid, 0), syscall.ESRCH, "squid outlived its lab")
+	shm, _ = filepath.Glob(filepath.Join("/dev/shm", l.Prefix()+"-*"))
+	assert.Empty(t, shm, "squid's shared memory outlived its lab")
 }
 
 // squidArgs are a dial's arguments through Squid to name (ServerName if
