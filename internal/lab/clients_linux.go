@@ -123,7 +123,12 @@ type DialRun struct {
 	// dial's error: a *tlsdial.HelloError's or *tlsdial.StallError's;
 	// empty for other errors.
 	ErrClass string `json:",omitempty"`
-	Report   *Report
+	// ErrFix is the client-side Fix of a *tlsdial.HelloError in the
+	// dial's error; ErrNetworkFix the Fix() of the error's diagnosis (a
+	// HelloError's or StallError's): the change to ask of the network.
+	ErrFix        string `json:",omitempty"`
+	ErrNetworkFix string `json:",omitempty"`
+	Report        *Report
 }
 
 // Report is a JSON-friendly tlsdial.Report.
@@ -402,23 +407,30 @@ func fail(r DialRun, err error) DialRun {
 	r.OK = false
 	r.Err = err.Error()
 	r.HelloRejected = errors.Is(err, tlsdial.ErrHelloRejected)
-	r.ErrClass = errClass(err)
+	if d, ok := errDiagnosis(err); ok {
+		r.ErrClass, r.ErrNetworkFix = d.Class.String(), d.Fix()
+	}
+	var he *tlsdial.HelloError
+	if errors.As(err, &he) {
+		r.ErrFix = he.Fix
+	}
 	return r
 }
 
-// errClass returns the class of the diagnosis err carries, or "".
-func errClass(err error) string {
+// errDiagnosis returns the diagnosis err carries: a *tlsdial.HelloError's
+// or *tlsdial.StallError's.
+func errDiagnosis(err error) (pmtu.Diagnosis, bool) {
 	var (
 		he *tlsdial.HelloError
 		se *tlsdial.StallError
 	)
 	switch {
 	case errors.As(err, &he):
-		return he.Diagnosis.Class.String()
+		return he.Diagnosis, true
 	case errors.As(err, &se):
-		return se.Diagnosis.Class.String()
+		return se.Diagnosis, true
 	}
-	return ""
+	return pmtu.Diagnosis{}, false
 }
 
 func newStock(a *DialArgs, cfg *tls.Config, nd *net.Dialer, _ *pmtu.Cache) runFunc {

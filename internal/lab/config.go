@@ -4,6 +4,7 @@ import (
 	"cmp"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/fitshake/fitshake/pmtu"
 )
@@ -21,6 +22,7 @@ const (
 	Reset            Scenario = "reset"
 	SplitIntolerant  Scenario = "split-intolerant"
 	SizeIntolerant   Scenario = "size-intolerant"
+	Squid            Scenario = "squid"
 )
 
 // Scenarios lists the scenarios of the main matrix: those where every
@@ -43,10 +45,10 @@ func Scenarios() []Scenario {
 // first client segment carries: SplitIntolerant and SizeIntolerant.
 func Middleboxes() []Scenario { return []Scenario{SplitIntolerant, SizeIntolerant} }
 
-// ParseScenario returns the scenario named s: one of Scenarios, Reset, or
-// one of Middleboxes.
+// ParseScenario returns the scenario named s: one of Scenarios, Reset,
+// one of Middleboxes, or Squid.
 func ParseScenario(s string) (Scenario, error) {
-	for _, sc := range append(append(Scenarios(), Reset), Middleboxes()...) {
+	for _, sc := range append(append(Scenarios(), Reset, Squid), Middleboxes()...) {
 		if string(sc) == s {
 			return sc, nil
 		}
@@ -139,6 +141,69 @@ type Config struct {
 	// Zero means DefaultHelloLimit; it must be in 6..MaxHelloLimit.
 	// Other scenarios ignore it.
 	HelloLimit int
+	// Squid configures the Squid scenario's proxy, resolver and far
+	// side; other scenarios ignore it.
+	Squid SquidConfig
+}
+
+// SquidConfig is what the Squid scenario's proxy does beyond peeking at
+// every intercepted hello and splicing it through (see the package
+// documentation). The zero value is a healthy Squid: no name refused,
+// answers at once, nothing dropped beyond it.
+type SquidConfig struct {
+	// Block lists server names (SNI) that Squid refuses after peeking at
+	// the whole ClientHello (acl ssl::server_name, ssl_bump terminate):
+	// it closes the client's connection, with no alert, as an SNI
+	// blocklist does. Names contain no white space.
+	Block []string
+	// ResolverDelay is how long the lab's DNS server in the router
+	// namespace holds its answer to each of Squid's A and AAAA queries
+	// for ServerName and the names under it. Squid looks up the server
+	// name of every intercepted hello before it connects to the server,
+	// and lets every connection waiting on the same name go when the
+	// answer comes: with a delay, Squid holds each new connection for it
+	// and releases them together. Squid caches an answer for at least a
+	// minute, so only a name's first connections wait: use a fresh name
+	// under ServerName (the lab's certificates cover *.ServerName) for
+	// each wait wanted. Zero answers at once; it must not be negative.
+	ResolverDelay time.Duration
+	// FarMTU, when not zero, makes the router silently drop every packet
+	// longer than FarMTU bytes on Squid's far side, between Squid and the
+	// server, both ways (nft output and input chains on the router's
+	// server-side interface), with no ICMP: a black hole beyond a box
+	// that acknowledges the client's data itself. MinMTU..MaxMTU.
+	FarMTU int
+}
+
+// String names the Squid configuration for Config.String: "", or
+// "-block", "-resolver-900ms", "-far-1400" in that order.
+func (s SquidConfig) String() string {
+	var b strings.Builder
+	if len(s.Block) > 0 {
+		b.WriteString("-block")
+	}
+	if s.ResolverDelay > 0 {
+		b.WriteString("-resolver-" + s.ResolverDelay.String())
+	}
+	if s.FarMTU > 0 {
+		fmt.Fprintf(&b, "-far-%d", s.FarMTU)
+	}
+	return b.String()
+}
+
+func (s SquidConfig) validate() error {
+	for _, n := range s.Block {
+		if n == "" || strings.ContainsAny(n, " \t\r\n#\"") {
+			return fmt.Errorf("lab: Squid.Block: bad server name %q", n)
+		}
+	}
+	if s.ResolverDelay < 0 {
+		return fmt.Errorf("lab: Squid.ResolverDelay %v is negative", s.ResolverDelay)
+	}
+	if s.FarMTU != 0 && (s.FarMTU < MinMTU || s.FarMTU > MaxMTU) {
+		return fmt.Errorf("lab: Squid.FarMTU %d out of range %d..%d", s.FarMTU, MinMTU, MaxMTU)
+	}
+	return nil
 }
 
 func (c Config) norm() Config {
@@ -154,8 +219,11 @@ func (c Config) norm() Config {
 		c.Direction = Both
 	}
 	c.Reject, c.HelloLimit = c.normMiddlebox()
-	if c.Scenario == Healthy || c.middlebox() {
+	if c.Scenario == Healthy || c.Scenario == Squid || c.middlebox() {
 		c.MTU = MaxMTU
+	}
+	if c.Scenario != Squid {
+		c.Squid = SquidConfig{}
 	}
 	return c
 }
@@ -213,12 +281,13 @@ func (c Config) Validate() error {
 	if n.Scenario == SizeIntolerant && (n.HelloLimit < 6 || n.HelloLimit > MaxHelloLimit) {
 		return fmt.Errorf("lab: HelloLimit %d out of range 6..%d", c.HelloLimit, MaxHelloLimit)
 	}
-	return nil
+	return n.Squid.validate()
 }
 
 // String names the lab for test names and tables: "healthy",
 // "pmtud-ok-1400", "blackhole-upstream-1400", "reset-both-1400",
-// "split-intolerant-drop", "size-intolerant-reset-1400" (the HelloLimit).
+// "split-intolerant-drop", "size-intolerant-reset-1400" (the HelloLimit),
+// "squid", "squid-resolver-900ms-far-1400".
 func (c Config) String() string {
 	n := c.norm()
 	var b strings.Builder
@@ -231,6 +300,8 @@ func (c Config) String() string {
 	switch {
 	case n.Scenario == SizeIntolerant:
 		fmt.Fprintf(&b, "-%d", n.HelloLimit)
+	case n.Scenario == Squid:
+		b.WriteString(n.Squid.String())
 	case n.Scenario != Healthy && !n.middlebox():
 		fmt.Fprintf(&b, "-%d", n.MTU)
 	}

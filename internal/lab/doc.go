@@ -4,8 +4,8 @@
 // s_server, a Go crypto/tls server) in the server namespace, and client code
 // run inside the client namespace. It is Linux-only and needs root and the
 // tools ip, nft, ethtool, nginx, openssl, curl, apache2, haproxy,
-// gnutls-serv and lighttpd; [Require] skips a test without them, or fails
-// it when CI=true.
+// gnutls-serv, lighttpd and squid; [Require] skips a test without them, or
+// fails it when CI=true.
 //
 // go test -short means "no lab": [Require] (and so [New]) skips every lab
 // test under -short, CI=true or not, and the test binary does not start
@@ -143,6 +143,40 @@
 //     and Kaseya named in golang/go#81199): the content that trips them
 //     grows with the hello, so the lab draws the line at a size. No MSS
 //     helps; only a smaller hello does.
+//   - squid: a real TLS-inspecting proxy, Squid's SslBump (Debian's
+//     squid-openssl, 5.7 measured) in the router namespace, as
+//     enterprises deploy it transparently: the router redirects the
+//     client's flows to TCP port 443 ([SquidInterceptedPort]) on any
+//     address, IPv4 and IPv6 (nft nat prerouting "redirect"), to Squid's
+//     "https_port ... intercept ssl-bump" ([SquidPort]) on its
+//     client-side addresses; Squid accepts the connection itself
+//     (its kernel acknowledges the client's hello), peeks at the whole
+//     ClientHello ("ssl_bump peek step1"), looks the hello's server name
+//     up, then opens its own connection from the router to the client's
+//     original destination and splices the two ("ssl_bump splice all":
+//     the client completes its handshake with the real server; access.log
+//     says TCP_TUNNEL, ORIGINAL_DST). Squid resolves through the lab's
+//     own DNS server on the router's loopback (a Go UDP responder:
+//     ServerName and every name under it have the server's addresses; PTR
+//     and other names get no record at once). Config.Squid adds what real
+//     deployments do: Block, an SNI blocklist ("acl ssl::server_name",
+//     "ssl_bump terminate": Squid closes the connection, a FIN with no
+//     alert, about 5 ms after the hello, and never reaches the server);
+//     ResolverDelay, a slow resolver: Squid looks each name up once, holds
+//     every connection for that name until the answer comes, and then
+//     opens all their server connections within a millisecond (measured
+//     with tcpdump: four connections of one dial, begun 0, 0.25, 0.5 and
+//     0.75 s into a 0.9 s wait, reached the server within 0.3 ms of each
+//     other), and caches the answer for at least a minute
+//     (negative_dns_ttl), so only a name's first connections wait; and
+//     FarMTU, a black hole beyond Squid (router↔server, both ways, no
+//     ICMP), which the client cannot see: Squid has acknowledged its
+//     hello. Squid runs as its own process under the lab (squid -N, its
+//     configuration, CA, logs and pid file under Dir()/squid, as user
+//     proxy, shared memory named after the lab's prefix), never as a
+//     system service; [Lab.SquidAccessLog], [Lab.SquidCacheLog] and
+//     [Lab.ResolverLog] tell what it saw. Not in [Scenarios]: the client
+//     talks to Squid, not to the path the matrix asserts.
 //
 // The middleboxes keep their verdict in the flow's conntrack mark (0
 // undecided, 1 passed, 2 condemned, 3 reset sent). Like reset, they leave

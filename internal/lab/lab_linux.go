@@ -68,6 +68,9 @@ type Lab struct {
 	created map[Side]bool // namespaces this lab added
 	procs   map[*Process]struct{}
 	closed  bool
+	atClose []func() // run by teardown once the processes are gone
+
+	squid *squidProc // the Squid scenario's proxy and resolver
 
 	closeOnce sync.Once
 	closeErr  error
@@ -457,6 +460,9 @@ func (l *Lab) build() error {
 			}
 		}
 	}
+	if l.cfg.Scenario == Squid {
+		return l.startSquid()
+	}
 	return nil
 }
 
@@ -489,6 +495,8 @@ func (l *Lab) nftRules() map[Side]string {
 `, iif, n)}
 	case SplitIntolerant, SizeIntolerant:
 		return map[Side]string{Router: l.middleboxRules()}
+	case Squid:
+		return map[Side]string{Router: l.squidRules()}
 	case MTUICMPBlocked:
 		return map[Side]string{Router: `table inet fitlab {
 	chain output {
@@ -544,8 +552,10 @@ var counterRE = regexp.MustCompile(`counter packets (\d+) bytes \d+ [^"\n]*comme
 // by which they condemned a flow ("split hello", forwarded; "large
 // hello", dropped or reset), then the flow's later packets they reset
 // ("split-intolerant: reset") or dropped ("split-intolerant: flow
-// dropped", "size-intolerant: flow dropped"). Scenarios without rules
-// return an empty map.
+// dropped", "size-intolerant: flow dropped"). Squid counts the
+// connections it intercepted ("squid: intercepted": a flow's first
+// packet, which the nat chain sees) and the packets its far side dropped
+// ("squid: far blackhole"). Scenarios without rules return an empty map.
 func (l *Lab) Drops() (map[string]int64, error) {
 	m := map[string]int64{}
 	for s := range l.nftRules() {
@@ -614,6 +624,13 @@ func (l *Lab) teardown() error {
 		l.mu.Lock()
 		delete(l.created, s)
 		l.mu.Unlock()
+	}
+	l.mu.Lock()
+	atClose := l.atClose
+	l.atClose = nil
+	l.mu.Unlock()
+	for _, f := range atClose {
+		f()
 	}
 	liveMu.Lock()
 	delete(live, l)

@@ -296,6 +296,13 @@ func TestConfig(t *testing.T) {
 		{lab.Config{Scenario: lab.SizeIntolerant, HelloLimit: 5}, "size-intolerant-reset-5", true},
 		{lab.Config{Scenario: lab.Blackhole, Reject: lab.RejectReset, HelloLimit: 9}, "blackhole-both-1400", false},
 		{lab.Config{Scenario: "nope"}, "nope-1400", true},
+		{lab.Config{Scenario: lab.Squid, MTU: 1280}, "squid", false},
+		{lab.Config{Scenario: lab.Squid, Squid: lab.SquidConfig{Block: []string{"a.b"}, ResolverDelay: 900 * time.Millisecond, FarMTU: 1400}},
+			"squid-block-resolver-900ms-far-1400", false},
+		{lab.Config{Scenario: lab.Squid, Squid: lab.SquidConfig{FarMTU: 500}}, "squid-far-500", true},
+		{lab.Config{Scenario: lab.Squid, Squid: lab.SquidConfig{ResolverDelay: -1}}, "squid", true},
+		{lab.Config{Scenario: lab.Squid, Squid: lab.SquidConfig{Block: []string{"a b"}}}, "squid-block", true},
+		{lab.Config{Scenario: lab.Healthy, Squid: lab.SquidConfig{FarMTU: 500}}, "healthy", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.wantName, func(t *testing.T) {
@@ -335,4 +342,10 @@ func TestConfig(t *testing.T) {
 	assert.True(t, size.Refuses(1001, 1448))
 	assert.False(t, size.Refuses(1000, 536), "whatever the segmentation")
 	assert.False(t, bh.Refuses(5000, 100))
+	sq := lab.Config{Scenario: lab.Squid, Squid: lab.SquidConfig{FarMTU: 1400}}
+	assert.Equal(t, 1500, sq.N(), "the client's side of Squid carries 1500")
+	assert.False(t, sq.Lost(lab.IPv4, lab.Upstream, 1500), "Squid acknowledges what the far side loses")
+	sqp, err := lab.ParseScenario("squid")
+	assert.NoError(t, err)
+	assert.Equal(t, lab.Squid, sqp)
 }

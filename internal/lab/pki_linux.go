@@ -19,8 +19,9 @@ import (
 	"time"
 )
 
-// ServerName is the name in every lab certificate (with the server's IPv4
-// and IPv6 addresses).
+// ServerName is the name in every lab certificate (with "*." + ServerName,
+// so that a test can use a fresh name under it, and the server's IPv4 and
+// IPv6 addresses).
 const ServerName = "lab.fitshake.test"
 
 // CertSet is the lab's PKI in PEM: an ECDSA P-256 root (never sent by a
@@ -100,7 +101,7 @@ func generate() (*CertSet, error) {
 		} else {
 			c.KeyUsage = x509.KeyUsageDigitalSignature
 			c.ExtKeyUsage = []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}
-			c.DNSNames = []string{ServerName}
+			c.DNSNames = []string{ServerName, "*." + ServerName}
 			c.IPAddresses = []net.IP{serverIPv4.AsSlice(), serverIPv6.AsSlice()}
 		}
 		return c

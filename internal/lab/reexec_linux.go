@@ -279,7 +279,12 @@ func runReexec(cmd *exec.Cmd, name string) (json.RawMessage, error) {
 // namespace and waits (bounded by ctx) until it calls ready; it returns the
 // running process and the info passed to ready.
 func (l *Lab) StartServer(ctx context.Context, name string, args any) (*Process, json.RawMessage, error) {
-	cmd, err := l.reexec(context.Background(), Server, name, args)
+	return l.startServerIn(ctx, Server, name, args)
+}
+
+// startServerIn is StartServer in the namespace of side s.
+func (l *Lab) startServerIn(ctx context.Context, s Side, name string, args any) (*Process, json.RawMessage, error) {
+	cmd, err := l.reexec(context.Background(), s, name, args)
 	if err != nil {
 		return nil, nil, err
 	}

@@ -10,14 +10,15 @@ import (
 
 // Tools the lab runs.
 var tools = []string{"ip", "nft", "ethtool", "nginx", "openssl", "curl",
-	"apache2", "haproxy", "gnutls-serv", "lighttpd"}
+	"apache2", "haproxy", "gnutls-serv", "lighttpd", "squid"}
 
 // debPackages are the Debian packages that bring the tools.
-const debPackages = "iproute2 nftables ethtool nginx-light openssl curl apache2 haproxy gnutls-bin lighttpd"
+const debPackages = "iproute2 nftables ethtool nginx-light openssl curl apache2 haproxy gnutls-bin lighttpd squid-openssl"
 
 // Require skips t unless the lab can run here: root, and the tools ip,
-// nft, ethtool, nginx, openssl, curl and the interop matrix's apache2,
-// haproxy, gnutls-serv and lighttpd (Debian: see debPackages). When the
+// nft, ethtool, nginx, openssl, curl, the interop matrix's apache2,
+// haproxy, gnutls-serv and lighttpd, and squid (Debian's squid-openssl,
+// for the Squid scenario; see debPackages). When the
 // environment has CI=true it fails t instead, because in CI the lab must
 // really run.
 //

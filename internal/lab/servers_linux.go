@@ -103,12 +103,17 @@ http {
 // waitListening polls ss in the server namespace until a TCP socket
 // listens on every address in want, or p exits, or d passes.
 func (l *Lab) waitListening(p *Process, want []string, d time.Duration) error {
+	return l.waitListeningIn(Server, p, want, d)
+}
+
+// waitListeningIn is waitListening in the namespace of side s.
+func (l *Lab) waitListeningIn(s Side, p *Process, want []string, d time.Duration) error {
 	deadline := time.Now().Add(d)
 	for {
 		if done, err := p.Exited(); done {
 			return fmt.Errorf("exited before listening: %v", err)
 		}
-		out, err := l.Command(context.Background(), Server, toolPath("ss"), "-Hltn").Output()
+		out, err := l.Command(context.Background(), s, toolPath("ss"), "-Hltn").Output()
 		if err == nil && listensOnAll(string(out), want) {
 			return nil
 		}
