@@ -322,7 +322,7 @@ func (d Diagnosis) refusedString(ms time.Duration) string {
 	e := d.Evidence
 	switch {
 	case d.Class == ClassRefused:
-		return fmt.Sprintf("%d-byte ClientHello acknowledged whole, then the connection was cut before any reply (after %s), as a different, smaller ClientHello was — whoever read it refuses the connection, not its packets or its hello: a policy (an SNI filter, a proxy that terminates it) or a server that does not speak TLS on this port",
+		return fmt.Sprintf("%d-byte ClientHello acknowledged whole, then the connection was cut before any reply (after %s), as a different ClientHello was — whoever read it refuses the connection, not its packets or its hello: a policy (an SNI filter, a proxy that terminates it) or a server that does not speak TLS on this port",
 			e.Sent, ms)
 	case d.Class == ClassContentIntolerant && e.TCPInfo && e.Acked >= e.Sent:
 		return fmt.Sprintf("%d-byte ClientHello acknowledged whole, then the connection was cut before any reply (after %s) — a box or server on the path read it and refused it: its size or an extension it does not know, or the connection itself",

@@ -298,6 +298,13 @@ func squidFarBlackhole(t *testing.T, l *lab.Lab) {
 				for _, a := range rep.Attempts {
 					assert.NotEqual(t, "ok", a.Outcome, "%s", rep)
 				}
+				// Every hello acknowledged, down to the smallest clamp, and
+				// nothing back: the dial names a box acknowledging for the
+				// server, and what to ask of it.
+				proxy := pmtu.ClassProxy.String()
+				assert.Equal(t, proxy, rep.Class, "report: %s", rep.Diagnosis)
+				assert.Contains(t, r.Err, "acknowledges for the server")
+				assert.Contains(t, r.ErrNetworkFix, "far side")
 			})
 			for _, c := range []struct{ name, client, rung string }{
 				{lab.StockTLS, lab.StockTLS, ""},
