@@ -9,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fitshake/fitshake/internal/testcert"
 	"github.com/fitshake/fitshake/pmtu"
 	"github.com/fitshake/fitshake/tlsdial"
 )
@@ -84,24 +83,6 @@ func round(b *testing.B, dial dialFunc, addr string, n int) []time.Duration {
 // slowHelloServer runs a TLS server that holds every ClientHello for
 // delay before answering, and returns its address and a client config.
 func slowHelloServer(b *testing.B, delay time.Duration) (string, *tls.Config) {
-	ca, err := testcert.NewCA()
-	if err != nil {
-		b.Fatal(err)
-	}
-	cert, err := ca.Issue([]string{serverName}, 0)
-	if err != nil {
-		b.Fatal(err)
-	}
-	scfg := &tls.Config{Certificates: []tls.Certificate{cert}}
-	scfg.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
-		time.Sleep(delay)
-		return nil, nil
-	}
-	ln := tls.NewListener(testcert.Listen(b), scfg)
-	testcert.Serve(b, ln, func(c net.Conn, _ func(net.Conn)) {
-		c.SetDeadline(time.Now().Add(10 * time.Second))
-		c.(*tls.Conn).Handshake()
-		c.Read(make([]byte, 1))
-	})
-	return ln.Addr().String(), &tls.Config{RootCAs: ca.Pool, ServerName: serverName}
+	addr, cfg, _ := countingSlowServer(b, delay)
+	return addr, cfg
 }

@@ -18,7 +18,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/fitshake/fitshake/internal/testcert"
 	"github.com/fitshake/fitshake/pmtu"
 	"github.com/fitshake/fitshake/tlsdial"
 )
@@ -153,19 +152,7 @@ func TestHelperSlowServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ca, err := testcert.NewCA()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cert, err := ca.Issue([]string{serverName}, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	scfg := &tls.Config{Certificates: []tls.Certificate{cert}}
-	scfg.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
-		time.Sleep(delay)
-		return nil, nil
-	}
+	scfg, ca := slowConfig(t, delay)
 	ln, err := net.Listen("tcp4", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

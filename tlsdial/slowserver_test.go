@@ -14,19 +14,28 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-// countingSlowServer runs a TLS server that holds every ClientHello for
-// delay and counts the connections it accepts.
-func countingSlowServer(t *testing.T, delay time.Duration) (string, *tls.Config, *atomic.Int32) {
-	t.Helper()
+// slowConfig returns the configuration of a TLS server that holds every
+// ClientHello for delay before answering, and the CA of its certificate.
+func slowConfig(tb testing.TB, delay time.Duration) (*tls.Config, *testcert.CA) {
+	tb.Helper()
 	ca, err := testcert.NewCA()
-	require.NoError(t, err)
+	require.NoError(tb, err)
 	cert, err := ca.Issue([]string{serverName}, 0)
-	require.NoError(t, err)
-	scfg := &tls.Config{Certificates: []tls.Certificate{cert}}
-	scfg.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
+	require.NoError(tb, err)
+	server := &tls.Config{Certificates: []tls.Certificate{cert}}
+	server.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
 		time.Sleep(delay)
 		return nil, nil
 	}
+	return server, ca
+}
+
+// countingSlowServer runs a TLS server that holds every ClientHello for
+// delay and counts the connections it accepts.
+func countingSlowServer(t testing.TB, delay time.Duration) (string, *tls.Config, *atomic.Int32) {
+	t.Helper()
+	scfg, ca := slowConfig(t, delay)
+	ccfg := &tls.Config{RootCAs: ca.Pool, ServerName: serverName}
 	conns := new(atomic.Int32)
 	ln := tls.NewListener(testcert.Listen(t), scfg)
 	testcert.Serve(t, ln, func(c net.Conn, _ func(net.Conn)) {
@@ -35,7 +44,7 @@ func countingSlowServer(t *testing.T, delay time.Duration) (string, *tls.Config,
 		c.(*tls.Conn).Handshake()
 		c.Read(make([]byte, 1))
 	})
-	return ln.Addr().String(), &tls.Config{RootCAs: ca.Pool, ServerName: serverName}, conns
+	return ln.Addr().String(), ccfg, conns
 }
 
 // A server that answers hellos after 0.8 s gets at most one extra
