@@ -56,6 +56,8 @@ func recoverThroughSimulator(t *testing.T, k kind, mtu int, dir pmtutest.Directi
 
 	rec.checkTrace(t, r)
 	t.Logf("recovered in %s: %s", r.Duration.Round(time.Millisecond), r)
+	// Silence is paced (W, 3W, 6W): MSS 536 is raced 2.5 s in.
+	assert.Less(t, r.Duration, 4*time.Second, "walked down in seconds: %s", r)
 	wantMSS := pmtu.MSSForMTU(mtu, false)
 	assert.Equal(t, wantMSS, r.MSS, "%s", r)
 	assert.Equal(t, mtu, r.MTU)
