@@ -23,6 +23,15 @@ type Hello struct {
 	// share (false when only TLS 1.2 is offered or CurvePreferences
 	// excludes it, even on a post-quantum rung).
 	PostQuantum bool
+
+	shares *keyShares // the post-quantum key shares, for Again; nil if none
+}
+
+// keyShares are the key shares Build generated: their wire data by group
+// and their private keys.
+type keyShares struct {
+	data map[utls.CurveID][]byte
+	keys *utls.KeySharePrivateKeys
 }
 
 var errECH = errors.New("fingerprint: Encrypted Client Hello is not supported (it changes the ClientHello size)")
@@ -46,6 +55,22 @@ var errECH = errors.New("fingerprint: Encrypted Client Hello is not supported (i
 // cache shared by successive connections is safe. Configs with
 // EncryptedClientHelloConfigList are refused.
 func Build(r Rung, cfg *utls.Config, o Options) (*Hello, error) {
+	return build(r, cfg, o, nil)
+}
+
+// Again builds h's rung again for another connection of the same dial
+// (one server, one Options), with h's post-quantum key shares instead of
+// new ones, as a ClientHello replayed on a new connection carries them:
+// the ML-KEM and X25519 keys are most of what a hello costs to build. The
+// random and everything else are fresh; cfg is used as Build uses it. The
+// keys are only read by the handshakes that use them, and may serve
+// several at once. Without post-quantum shares (a classical rung), Again
+// is Build.
+func (h *Hello) Again(cfg *utls.Config, o Options) (*Hello, error) {
+	return build(h.Rung, cfg, o, h.shares)
+}
+
+func build(r Rung, cfg *utls.Config, o Options, reuse *keyShares) (*Hello, error) {
 	if cfg == nil {
 		cfg = &utls.Config{}
 	}
@@ -69,43 +94,44 @@ func Build(r Rung, cfg *utls.Config, o Options) (*Hello, error) {
 		cfg.ServerName = o.ServerName
 	}
 
-	uc, err := newUConn(r, cfg, spec, p)
+	uc, shares, err := newUConn(r, cfg, spec, p, reuse)
 	if err != nil {
 		return nil, err
 	}
 	// Raw is what goes on the wire; the tests hold it equal to
 	// p.handshakeSize (RecordSize), which predicted it without keys.
 	n := len(uc.HandshakeState.Hello.Raw)
-	return &Hello{Conn: uc, RecordSize: n + recordHeaderLen, Rung: r, PostQuantum: p.postQuantum}, nil
+	return &Hello{Conn: uc, RecordSize: n + recordHeaderLen, Rung: r, PostQuantum: p.postQuantum, shares: shares}, nil
 }
 
-// newUConn applies spec to a new UConn over cfg, with the keys and the
-// legacy session ID p asks for, and builds its handshake state.
-func newUConn(r Rung, cfg *utls.Config, spec *utls.ClientHelloSpec, p plan) (*utls.UConn, error) {
+// newUConn applies spec to a new UConn over cfg, with the keys (reuse's,
+// or new ones) and the legacy session ID p asks for, and builds its
+// handshake state. It returns the post-quantum key shares it used.
+func newUConn(r Rung, cfg *utls.Config, spec *utls.ClientHelloSpec, p plan, reuse *keyShares) (*utls.UConn, *keyShares, error) {
 	// One X25519 key for the hybrid and the X25519 shares, as crypto/tls
 	// does (see keyshare.go); utls would generate one for each.
-	var keys *utls.KeySharePrivateKeys
+	var shares *keyShares
 	if ks := keyShareExtension(spec); ks != nil {
 		var err error
-		if keys, err = shareX25519(ks, configRand(cfg)); err != nil {
-			return nil, fmt.Errorf("fingerprint: generating %s key shares: %w", r.Name, err)
+		if shares, err = sharesFor(ks, configRand(cfg), reuse); err != nil {
+			return nil, nil, fmt.Errorf("fingerprint: generating %s key shares: %w", r.Name, err)
 		}
 	}
 	uc := utls.UClient(nil, cfg, utls.HelloCustom)
 	if err := uc.ApplyPreset(spec); err != nil {
-		return nil, fmt.Errorf("fingerprint: applying %s spec: %w", r.Name, err)
+		return nil, nil, fmt.Errorf("fingerprint: applying %s spec: %w", r.Name, err)
 	}
 	if !p.sessionID {
 		// ApplyPreset drew a random one, as crypto/tls does.
 		uc.HandshakeState.Hello.SessionId = nil
 	}
-	if keys != nil {
+	if shares != nil {
 		// ApplyPreset generated no key for shares that have data, and left
 		// KeyShareKeys empty.
-		uc.HandshakeState.State13.KeyShareKeys = keys
+		uc.HandshakeState.State13.KeyShareKeys = shares.keys
 	}
 	if err := uc.BuildHandshakeState(); err != nil {
-		return nil, fmt.Errorf("fingerprint: building %s hello: %w", r.Name, err)
+		return nil, nil, fmt.Errorf("fingerprint: building %s hello: %w", r.Name, err)
 	}
-	return uc, nil
+	return uc, shares, nil
 }

@@ -81,6 +81,37 @@ func shareX25519(ks *utls.KeyShareExtension, r io.Reader) (*utls.KeySharePrivate
 	return &utls.KeySharePrivateKeys{Ecdhe: x, Mlkem: m, MlkemEcdhe: x}, nil
 }
 
+// sharesFor fills the X25519MLKEM768 and X25519 shares of ks with reuse's
+// data when it has data for both, or with new keys (shareX25519), and
+// returns what it used; nil when ks does not hold both shares.
+func sharesFor(ks *utls.KeyShareExtension, r io.Reader, reuse *keyShares) (*keyShares, error) {
+	if reuse != nil && reuse.fits(ks) {
+		for i := range ks.KeyShares {
+			ks.KeyShares[i].Data = reuse.data[ks.KeyShares[i].Group]
+		}
+		return reuse, nil
+	}
+	keys, err := shareX25519(ks, r)
+	if keys == nil || err != nil {
+		return nil, err
+	}
+	data := make(map[utls.CurveID][]byte, len(ks.KeyShares))
+	for _, s := range ks.KeyShares {
+		data[s.Group] = s.Data
+	}
+	return &keyShares{data: data, keys: keys}, nil
+}
+
+// fits reports whether k has data for every share of ks.
+func (k *keyShares) fits(ks *utls.KeyShareExtension) bool {
+	for _, s := range ks.KeyShares {
+		if k.data[s.Group] == nil {
+			return false
+		}
+	}
+	return true
+}
+
 // keyShareExtension returns the key_share extension of spec, or nil.
 func keyShareExtension(spec *utls.ClientHelloSpec) *utls.KeyShareExtension {
 	for _, e := range spec.Extensions {

@@ -160,3 +160,34 @@ func TestBuildRandError(t *testing.T) {
 	require.ErrorIs(t, err, errNoEntropy)
 	assert.Contains(t, err.Error(), "fingerprint: ")
 }
+
+// TestAgainReusesTheKeyShares checks that Again builds the same rung for
+// another connection with the first hello's key shares — the same bytes on
+// the wire, the same private keys — and a fresh random, and that both
+// handshakes complete, the later hello's first, whichever group the server
+// picks; a rung without post-quantum shares gets new keys.
+func TestAgainReusesTheKeyShares(t *testing.T) {
+	p := pki()
+	o := Options{ServerName: testServerName, NextProtos: h2}
+	for _, curves := range [][]tls.CurveID{nil, {tls.X25519}} {
+		h1, err := Build(rungPostQuantum, clientConfig(p.roots), o)
+		require.NoError(t, err)
+		again, err := h1.Again(clientConfig(p.roots), o)
+		require.NoError(t, err)
+		assert.Equal(t, h1.RecordSize, again.RecordSize)
+		assert.Equal(t, wireShares(t, record(h1)), wireShares(t, record(again)), "the same key shares")
+		assert.Same(t, h1.Conn.HandshakeState.State13.KeyShareKeys, again.Conn.HandshakeState.State13.KeyShareKeys)
+		assert.NotEqual(t, h1.Conn.HandshakeState.Hello.Random, again.Conn.HandshakeState.Hello.Random, "a fresh random")
+		srv := &tls.Config{Certificates: []tls.Certificate{p.ecdsaLeaf}, NextProtos: h2, CurvePreferences: curves}
+		for _, h := range []*Hello{again, h1} {
+			res := handshake(t, h, srv)
+			require.NoError(t, res.clientErr)
+			require.NoError(t, res.serverErr)
+		}
+	}
+	c1, err := Build(rungClassical, &utls.Config{}, o)
+	require.NoError(t, err)
+	c2, err := c1.Again(&utls.Config{}, o)
+	require.NoError(t, err)
+	assert.NotEqual(t, wireShares(t, record(c1)), wireShares(t, record(c2)), "classical: new keys")
+}
