@@ -23,20 +23,30 @@
 //     before any reply, is conclusive: the attempt ends and the next clamp
 //     is dialed at once;
 //   - silence (nothing acknowledged after a few round trips, or no reply
-//     for the stall window) is not: the next clamp is raced beside it, and
-//     the first attempt to get the server's reply wins. An attempt still
-//     waiting that sent its hello earlier than the winner is reported as a
-//     stall, with the winner's MSS in its diagnosis (Evidence.OvertakenBy);
+//     for the stall window) is not: the next clamp is raced beside it,
+//     paced (after the window, then 3, 6, 12 times it, as TCP's
+//     retransmission timer backs off) and budgeted (the hedges in flight to
+//     a destination are at most a tenth of the dials running to it, at
+//     least 4), so that a slow server is not hit harder than crypto/tls
+//     would hit it. A reply on a clamped attempt waits a few round trips
+//     while an older, less reduced attempt may still answer: replies that
+//     arrive together (a box holding connections and releasing them at
+//     once) prefer the least reduced. An attempt still silent that sent its
+//     hello earlier than the winner is reported as a stall, with the
+//     winner's MSS in its diagnosis (Evidence.OvertakenBy);
 //   - a box that refuses the hello itself (pmtu.Class.HelloRejected): the
 //     hello's full-size head was acknowledged and then the flow was cut
 //     (split-intolerant), or a hello that fit one segment was acknowledged
 //     and reset, or hellos were reset even in 576-byte packets
 //     (content-intolerant). A clamp cannot help: Dialer tries its compact
 //     post-quantum hello at once, without a clamp, so that it travels in
-//     one segment (racing the next clamp, in case a proxy made a refused
-//     packet look like a refused hello); TCPDialer, which cannot change
-//     the TLS stack's hello, fails with a *HelloError naming the class and
-//     the setting that gets through, and remembers it;
+//     one segment (racing the next clamp once, in case a proxy made a
+//     refused packet look like a refused hello); TCPDialer, which cannot
+//     change the TLS stack's hello, fails with a *HelloError naming the
+//     class and the setting that gets through, and remembers it. Different
+//     hellos all read whole and refused are a refusal of the connection
+//     (pmtu.ClassRefused: a policy, or a port that does not speak TLS): the
+//     dial fails, offering no weaker hello as the remedy;
 //   - certificate and hostname failures, alerts and refused connects are
 //     final.
 //
@@ -46,15 +56,18 @@
 // compact hello weakens nothing; silence at the smallest clamp races it.) A dial
 // with no step left ends by itself, at once after conclusive evidence, or
 // once every attempt has been silent for 10 s (net/http's default
-// TLSHandshakeTimeout; a slower server fails there too).
+// TLSHandshakeTimeout; a slower server fails there too); when every hello
+// was acknowledged, even at the smallest clamp, the error names a box that
+// acknowledges for the server (pmtu.ClassProxy).
 //
 // What worked is remembered per destination (pmtu.Cache), so the next dial
-// starts there, and so is a server's slowness, so that its dials stop
-// racing. Dials never wait for each other: each starts at once, and dials
-// running to one destination tell each other what they see — a clamp that
-// got a reply starts at once in the others, a step that stalled makes
-// them race the next, and once the server answered at a step, silence
-// there is slowness.
+// starts there — a clamp or a smaller hello only when every less reduced
+// step tried ended conclusively — and so is a server's slowness, so that
+// its dials stop racing. Dials never wait for each other: each starts at
+// once, and dials running to one destination tell each other what they
+// saw, each piece once — a clamp shown to be needed starts at once in the
+// others, a step that stalled conclusively makes them race the next, and
+// once the server answered at a step, silence there is slowness.
 //
 // [Dialer] builds the ClientHello itself (with utls, see package
 // fingerprint), so its exact size is known before it is sent; [Transport]

@@ -18,11 +18,13 @@ import (
 //
 //	conclusive: upstream or downstream black hole,   ─► ends as a stall (or reset);
 //	  or a reset or EOF before any reply                 step i+1 starts now
-//	silent: nothing acked after hedgeAfter,           ─► step i+1 starts beside it
-//	  or no reply for the stall window                   (same hello; a clamp weakens nothing)
-//	a reply: handshake done (Dialer),                 ─► wins. Attempts still waiting that sent
-//	  first byte (TCPConn)                               their hello earlier were overtaken: stalls.
-//	                                                     The others are superseded.
+//	silent: nothing acked after hedgeAfter,           ─► step i+1 starts beside it, paced and
+//	  or no reply for the stall window                   budgeted (hedge.go; same hello)
+//	a reply: handshake done (Dialer),                 ─► wins, after a grace while an older, less
+//	  first byte (TCPConn)                               reduced attempt may still answer (belief.go).
+//	                                                     Attempts still silent that sent their hello
+//	                                                     earlier were overtaken: stalls. The others
+//	                                                     are superseded.
 //	an alert, a certificate error, a refused connect  ─► the dial fails with it
 //
 // Evidence that the hello itself is refused (a split- or content-intolerant
