@@ -83,3 +83,19 @@ func ExampleReadTCPInfo() {
 		fmt.Println("head segment lost, tail SACKed: a black hole")
 	}
 }
+
+// What to ask for, and of whom: Fix for the network or the server,
+// ClientFix for the client, per class.
+func ExampleDiagnosis_Fix() {
+	for _, c := range []pmtu.Class{pmtu.ClassRefused, pmtu.ClassSplitIntolerant} {
+		d := pmtu.Diagnosis{Class: c}
+		fmt.Printf("%s:\n  network: %.60s…\n  client: %q\n", c, d.Fix(), c.ClientFix())
+	}
+	// Output:
+	// hello refused after reading:
+	//   network: ask whoever runs the box or server that read the ClientHello…
+	//   client: ""
+	// split-intolerant middlebox:
+	//   network: update or exempt the TLS inspection of the firewall or IPS o…
+	//   client: "send a ClientHello that fits one segment: fitshake's tlsdial.Dialer does (its pq-compact hello keeps post-quantum); with crypto/tls, CurvePreferences without X25519MLKEM768 or GODEBUG=tlsmlkem=0 (no post-quantum)"
+}
