@@ -19,10 +19,11 @@ const (
 
 // Key identifies a path whose working sizes are remembered.
 type Key struct {
-	// Local names the local network the path starts from. "" means
-	// unknown: every local network shares the entry. It exists so that
-	// learning can later be kept per network (the same laptop works at a
-	// café and fails at the office).
+	// Local names the local network the path starts from, as
+	// LocalNetwork does (KeyFor, which dialers use, sets it). "" means
+	// unknown: every local network shares the entry. It keeps learning
+	// per network: the same laptop works at a café and fails at the
+	// office.
 	Local string
 	// Remote names the destination, conventionally network and address as
 	// passed to a dial, such as "tcp|example.com:443".

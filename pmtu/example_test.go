@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log"
+	"log/slog"
 	"net"
 	"syscall"
 	"time"
@@ -81,5 +82,26 @@ func ExampleReadTCPInfo() {
 		fmt.Println("delivered; the server is just slow")
 	case ti.Sacked > 0 && ti.BytesAcked <= 1:
 		fmt.Println("head segment lost, tail SACKed: a black hole")
+	}
+}
+
+// A command-line tool keeps what it learns for its next run, per network.
+func ExampleOpenFileCache() {
+	path, err := pmtu.DefaultFilePath() // os.UserCacheDir()/fitshake/paths.json
+	if err != nil {
+		log.Fatal(err)
+	}
+	cache, err := pmtu.OpenFileCache(path, &pmtu.FileOptions{Logger: slog.Default()})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer cache.Close()       // writes what is pending before the process exits
+	pmtu.DefaultCache = cache // every dialer without a Cache of its own uses it
+
+	// Dialers key entries with KeyFor: the destination, and the local
+	// network (the route to it) the dial leaves from.
+	k := pmtu.KeyFor("tcp", "example.com:443")
+	if e, ok := cache.Load(k); ok {
+		fmt.Printf("on %q, %s starts clamped to MTU %d\n", k.Local, k.Remote, e.MTU)
 	}
 }
