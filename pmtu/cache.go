@@ -19,10 +19,11 @@ const (
 
 // Key identifies a path whose working sizes are remembered.
 type Key struct {
-	// Local names the local network the path starts from. "" means
-	// unknown: every local network shares the entry. It exists so that
-	// learning can later be kept per network (the same laptop works at a
-	// café and fails at the office).
+	// Local names the local network the path starts from, as
+	// LocalNetwork does (KeyFor, which dialers use, sets it). "" means
+	// unknown: every local network shares the entry. It keeps learning
+	// per network: the same laptop works at a café and fails at the
+	// office.
 	Local string
 	// Remote names the destination, conventionally network and address as
 	// passed to a dial, such as "tcp|example.com:443".
@@ -53,7 +54,9 @@ type Entry struct {
 
 // Cache remembers working sizes per path, bounded in size and age.
 //
-// The zero value is ready to use. It is safe for concurrent use.
+// The zero value is ready to use, in memory only; OpenFileCache returns
+// one that also keeps its entries in a file, for the next process. It is
+// safe for concurrent use.
 type Cache struct {
 	// TTL is how long an entry stays valid. Zero means DefaultCacheTTL;
 	// negative means entries never expire.
@@ -66,6 +69,7 @@ type Cache struct {
 	clock      func() time.Time // nil means time.Now; set by tests (export_test.go)
 	ll         *list.List       // of *cacheItem, most recently used first
 	idx        map[Key]*list.Element
+	file       *fileBacking // nil: memory only (store.go)
 }
 
 type cacheItem struct {
@@ -117,17 +121,32 @@ func (c *Cache) Load(k Key) (Entry, bool) {
 }
 
 // Store records e for k, replacing any earlier entry, and evicts the least
-// recently used entries beyond MaxEntries.
+// recently used entries beyond MaxEntries. A file-backed cache writes the
+// entry later, asynchronously (see OpenFileCache).
 func (c *Cache) Store(k Key, e Entry) {
 	if e.Learned.IsZero() {
 		e.Learned = c.now()
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.init()
+	c.insert(k, e)
+	if c.file != nil {
+		c.file.note(c, k, change{entry: e})
+	}
+}
+
+// init makes the zero Cache's list and index. Called with c.mu held.
+func (c *Cache) init() {
 	if c.idx == nil {
 		c.idx = make(map[Key]*list.Element)
 		c.ll = list.New()
 	}
+}
+
+// insert stores e for k as the most recently used, and evicts beyond
+// MaxEntries. Called with c.mu held, after init.
+func (c *Cache) insert(k Key, e Entry) {
 	if el, ok := c.idx[k]; ok {
 		el.Value.(*cacheItem).entry = e
 		c.ll.MoveToFront(el)
@@ -142,13 +161,18 @@ func (c *Cache) Store(k Key, e Entry) {
 	}
 }
 
-// Delete forgets k.
+// Delete forgets k. A file-backed cache also removes it from the file,
+// unless another process learned it again since.
 func (c *Cache) Delete(k Key) {
+	now := c.now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if el, ok := c.idx[k]; ok {
 		c.ll.Remove(el)
 		delete(c.idx, k)
+	}
+	if c.file != nil {
+		c.file.note(c, k, change{deleted: true, at: now})
 	}
 }
 

@@ -75,7 +75,10 @@
 // (testdata/timelines).
 //
 // [Cache] remembers the sizes that worked per path, keyed by local network
-// and destination.
+// and destination ([KeyFor]; [LocalNetwork] names the route a dial takes,
+// from the kernel on Linux). [OpenFileCache] keeps a Cache in a file as
+// well, for the next process: asynchronous merged writes, safe with several
+// processes at once.
 //
 // # Platforms
 //

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"log"
+	"log/slog"
 	"net"
 	"syscall"
 	"time"
@@ -98,4 +99,25 @@ func ExampleDiagnosis_Fix() {
 	// split-intolerant middlebox:
 	//   network: update or exempt the TLS inspection of the firewall or IPS o…
 	//   client: "send a ClientHello that fits one segment: fitshake's tlsdial.Dialer does (its pq-compact hello keeps post-quantum); with crypto/tls, CurvePreferences without X25519MLKEM768 or GODEBUG=tlsmlkem=0 (no post-quantum)"
+}
+
+// A command-line tool keeps what it learns for its next run, per network.
+func ExampleOpenFileCache() {
+	path, err := pmtu.DefaultFilePath() // os.UserCacheDir()/fitshake/paths.json
+	if err != nil {
+		log.Fatal(err)
+	}
+	cache, err := pmtu.OpenFileCache(path, &pmtu.FileOptions{Logger: slog.Default()})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer cache.Close()       // writes what is pending before the process exits
+	pmtu.DefaultCache = cache // every dialer without a Cache of its own uses it
+
+	// Dialers key entries with KeyFor: the destination, and the local
+	// network (the route to it) the dial leaves from.
+	k := pmtu.KeyFor("tcp", "example.com:443")
+	if e, ok := cache.Load(k); ok {
+		fmt.Printf("on %q, %s starts clamped to MTU %d\n", k.Local, k.Remote, e.MTU)
+	}
 }

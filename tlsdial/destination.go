@@ -22,11 +22,16 @@ func newDestination(ctx context.Context, network, addr string, cache *pmtu.Cache
 		network: network,
 		addr:    addr,
 		cache:   cache,
-		key:     pmtu.Key{Remote: network + "|" + addr},
+		key:     keyFor(network, addr),
 		traces:  collectTraces(t, ctx),
 		log:     l,
 	}
 }
+
+// keyFor names the destination in the cache: its address, and the local
+// network the dial leaves from (pmtu.LocalNetwork), so that what is
+// learned on one network is not used on another. Tests replace it.
+var keyFor = pmtu.KeyFor
 
 // recall starts mc where the cache remembers the destination, if it does.
 func (d destination) recall(mc *machineConfig) {

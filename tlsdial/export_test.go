@@ -1,5 +1,7 @@
 package tlsdial
 
+import "github.com/fitshake/fitshake/pmtu"
+
 // GroupCount is the number of destinations with a dial running.
 var GroupCount = groupCount
 
@@ -9,3 +11,11 @@ const MinHedgeAfter = minHedgeAfter
 
 // PollReads is how many TCP_INFO reads the poller has made.
 func PollReads() int64 { return polls.reads.Load() }
+
+// SetKeyFor makes dials name their destination in the cache with f until
+// the returned function restores pmtu.KeyFor.
+func SetKeyFor(f func(network, addr string) pmtu.Key) (restore func()) {
+	old := keyFor
+	keyFor = f
+	return func() { keyFor = old }
+}

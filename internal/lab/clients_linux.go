@@ -74,6 +74,12 @@ type DialArgs struct {
 	// http.Transport per run, so that every run dials. No run resumes a
 	// TLS session (the client keeps no session cache).
 	ShareCache bool
+	// StoreFile, if set, makes every run use one file-backed cache
+	// (pmtu.OpenFileCache of that path, closed before the client process
+	// exits) instead of a fresh pmtu.Cache each: the client starts from
+	// what earlier processes learned and leaves what it learns for later
+	// ones, as a short-lived command with a persisted store does.
+	StoreFile string
 	// Parallel, once a run has hit Timeout, makes the remaining runs at
 	// once rather than one after another (for benchmarks: a client that
 	// never completes costs two timeouts, not Runs of them).
@@ -336,12 +342,23 @@ func dialClient(build newRun) ClientFunc {
 			return nil, fmt.Errorf("no certificate in %s", a.CAFile)
 		}
 		cfg := &tls.Config{RootCAs: pool, ServerName: a.ServerName, NextProtos: a.NextProtos, MinVersion: a.MinVersion}
+		var stored *pmtu.Cache
+		if a.StoreFile != "" {
+			if stored, err = pmtu.OpenFileCache(a.StoreFile, nil); err != nil {
+				return nil, err
+			}
+			defer stored.Close()
+		}
 		dialer := func() runFunc {
 			nd := &net.Dialer{}
 			if a.ClearDF {
 				nd.Control = ClearDF
 			}
-			return build(&a, cfg, nd, &pmtu.Cache{})
+			cache := stored
+			if cache == nil {
+				cache = &pmtu.Cache{}
+			}
+			return build(&a, cfg, nd, cache)
 		}
 		var shared runFunc
 		if a.ShareCache {
