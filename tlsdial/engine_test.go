@@ -145,7 +145,10 @@ func TestRecoverFromReset(t *testing.T) {
 			assert.False(t, r.SecurityReduced)
 			wantConns := map[string]int{"Dialer": 3, "TCPDialer": 2}[k.name] // the Dialer's compact hello
 			require.Len(t, r.Attempts, wantConns, "%s", r)
-			assert.EqualValues(t, wantConns, conns.Load())
+			// The compact hello's connect may be cancelled before the box
+			// accepts it, once the clamp won.
+			assert.LessOrEqual(t, conns.Load(), int32(wantConns))
+			assert.GreaterOrEqual(t, conns.Load(), int32(2))
 			assert.Contains(t, r.String(), "fix:")
 		})
 	}
