@@ -25,7 +25,10 @@ import (
 // ClientHello bytes, invisibly to the TLS stack above, within the deadlines
 // that stack set. Nothing that is not a ClientHello is ever replayed, nor
 // anything after the first byte from the server; from then on the
-// connection is a plain pass-through.
+// connection is a plain pass-through. A protocol that talks in plaintext
+// before its TLS (PostgreSQL's SSLRequest, STARTTLS, a server that speaks
+// first) is therefore not protected: its connections keep the remembered
+// clamp, if any, and nothing more.
 //
 // With net/http:
 //
