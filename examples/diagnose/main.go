@@ -85,19 +85,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		usage()
 		return code
 	}
-	tc, err := c.tlsConfig()
-	if err != nil {
-		return fail(stdout, stderr, c.asJSON, nil, err)
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, c.timeout)
-	defer cancel()
-	o := probe.Options{Network: c.network, Config: tc}
-	if !c.quiet {
-		o.Progress = func(s probe.Step) { fmt.Fprintf(stderr, "[%2d] %s\n", s.N, s.What) }
-	}
-	res, err := probe.Run(ctx, c.addr, o)
+	res, err := diagnose(c, stderr)
 	if err != nil {
 		return fail(stdout, stderr, c.asJSON, nil, err)
 	}
@@ -109,7 +97,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitError
 	}
 	if res.Certificate != "" {
-		fmt.Fprintln(stderr, "diagnose: the server's certificate does not verify:", res.Certificate+certHint(c))
+		// The probe's last fix is the certificate's.
+		fmt.Fprintf(stderr, "diagnose: the server's certificate does not verify (%s): %s\n", res.Certificate, res.Fixes[len(res.Fixes)-1])
 	}
 	if res.Healthy && res.Certificate == "" {
 		return exitHealthy
@@ -117,12 +106,21 @@ func run(args []string, stdout, stderr io.Writer) int {
 	return exitProblem
 }
 
-// certHint says which flag would make the certificate verify.
-func certHint(c *config) string {
-	if c.caFile == "" {
-		return " (a private CA? give its certificate: -cafile FILE)"
+// diagnose runs the probe as c says, with progress on stderr unless quiet.
+func diagnose(c *config, stderr io.Writer) (*probe.Result, error) {
+	tc, err := c.tlsConfig()
+	if err != nil {
+		return nil, err
 	}
-	return ""
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	o := probe.Options{Network: c.network, Config: tc}
+	if !c.quiet {
+		o.Progress = func(s probe.Step) { fmt.Fprintf(stderr, "[%2d] %s\n", s.N, s.What) }
+	}
+	return probe.Run(ctx, c.addr, o)
 }
 
 // fail reports err, with res if the probe got that far, and returns exit

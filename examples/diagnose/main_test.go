@@ -126,6 +126,7 @@ func TestParseArgs(t *testing.T) {
 		{"unknown flag", []string{"-nosuchflag", "x"}, config{}, "flag provided but not defined"},
 		{"no timeout", []string{"-timeout", "0s", "x"}, config{}, "-timeout must be positive"},
 		{"bad scheme", []string{"http://example.com"}, config{}, "not supported"},
+		{"help", []string{"-h"}, config{}, "help requested"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
