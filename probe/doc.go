@@ -32,7 +32,13 @@
 //
 // Two handshakes complete the picture: crypto/tls's own (with Go's
 // ClientHello) and fitshake's Dialer (which recovers by itself and
-// reports how).
+// reports how). They verify the server's certificate with Options.Config
+// (the system's roots and the host of the address by default; a private
+// CA in RootCAs, another name in ServerName). The probes need no
+// verification, and a handshake that fails only on the certificate still
+// shows that the path carried it: the Result then measures the path all
+// the same and says why the certificate does not verify
+// (Result.Certificate), with its fix.
 //
 // Run makes at most Options.MaxConns connections, one at a time, paced,
 // and stops by itself: about two dozen connections and well under ten

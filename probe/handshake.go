@@ -31,6 +31,7 @@ func (r *run) stockHandshake(ctx context.Context) error {
 	go func() { done <- tls.Client(c, r.cfg).HandshakeContext(hctx) }()
 	err = r.await(hctx, c, base, done, cancel)
 	r.res.Handshake = describe(err)
+	r.noteCertificate(err)
 	r.healthy = err == nil || isCertErr(err)
 	if cur, e := pmtu.ReadTCPInfo(c); e == nil && r.healthy {
 		r.res.Flight = int(cur.BytesReceived - base.BytesReceived)
@@ -100,22 +101,54 @@ func (r *run) fitshakeHandshake(ctx context.Context) {
 	}
 	r.res.Conns += max(0, len(rep.Attempts)-1)
 	r.res.Fitshake = describeFitshake(err, rep)
+	r.noteCertificate(err)
 }
 
 func describeFitshake(err error, rep tlsdial.Report) string {
-	if err != nil && !isCertErr(err) {
-		return describe(err)
-	}
 	s := describe(err)
-	// A certificate error ends the dial before a hello completed: the
-	// Report names no winner (HelloSize 0), and the error its attempts.
-	if rep.HelloSize > 0 && (len(rep.Attempts) > 1 || rep.MSS > 0) {
-		s += fmt.Sprintf(", recovered after %d attempts: MSS %d, %s hello of %d bytes", len(rep.Attempts), rep.MSS, rep.Rung, rep.HelloSize)
-		if rep.SecurityReduced {
-			s += " (no post-quantum key share)"
+	switch {
+	case err == nil:
+		// The hello that completed, when it took more than a plain dial.
+		if len(rep.Attempts) > 1 || rep.MSS > 0 {
+			s += ", recovered " + how(len(rep.Attempts), rep.MSS, rep.Rung, rep.HelloSize, rep.SecurityReduced)
+		}
+	case isCertErr(err):
+		// A certificate error ends the dial before a hello completed: the
+		// Report names no winner (HelloSize 0); the attempt that got the
+		// server's certificate says how far the path carried it.
+		if a, ok := certAttempt(rep); ok && (len(rep.Attempts) > 1 || a.MSS > 0) {
+			s += ", reached " + how(len(rep.Attempts), a.MSS, a.Rung, a.HelloSize, false)
 		}
 	}
 	return s
+}
+
+// how says which attempt got through: "after 3 attempts: MSS 1300,
+// compact hello of 900 bytes".
+func how(attempts, mss int, rung string, helloSize int, reduced bool) string {
+	clamp := "no clamp"
+	if mss > 0 {
+		clamp = "MSS " + itoa(mss)
+	}
+	plural := "s"
+	if attempts == 1 {
+		plural = ""
+	}
+	s := fmt.Sprintf("after %d attempt%s: %s, %s hello of %d bytes", attempts, plural, clamp, rung, helloSize)
+	if reduced {
+		s += " (no post-quantum key share)"
+	}
+	return s
+}
+
+// certAttempt returns the attempt that failed on the certificate.
+func certAttempt(rep tlsdial.Report) (tlsdial.Attempt, bool) {
+	for _, a := range rep.Attempts {
+		if a.HelloSize > 0 && isCertErr(a.Err) {
+			return a, true
+		}
+	}
+	return tlsdial.Attempt{}, false
 }
 
 func describe(err error) string {
@@ -123,11 +156,63 @@ func describe(err error) string {
 	case err == nil:
 		return "ok"
 	case isCertErr(err):
-		return "ok up to the certificate, which is not trusted here (" + err.Error() + ")"
+		return "ok up to the certificate, which is not trusted here (" + certReason(err) + ")"
 	case errors.Is(err, context.DeadlineExceeded):
 		return "no answer in time"
 	}
 	return "failed: " + err.Error()
+}
+
+// noteCertificate records the first certificate verification failure of
+// a handshake: the Result's Certificate and its fix.
+func (r *run) noteCertificate(err error) {
+	if r.certErr == nil && isCertErr(err) {
+		r.certErr = err
+		r.res.Certificate = certReason(err)
+	}
+}
+
+// certReason is a certificate verification failure without what wraps it
+// ("tlsdial: dial …: tls: failed to verify certificate: "): x509's own
+// sentence.
+func certReason(err error) string {
+	var ve *tls.CertificateVerificationError
+	if errors.As(err, &ve) && ve.Err != nil {
+		return ve.Err.Error()
+	}
+	var (
+		ua x509.UnknownAuthorityError
+		hn x509.HostnameError
+		ci x509.CertificateInvalidError
+	)
+	switch {
+	case errors.As(err, &ua):
+		return ua.Error()
+	case errors.As(err, &hn):
+		return hn.Error()
+	case errors.As(err, &ci):
+		return ci.Error()
+	}
+	return err.Error()
+}
+
+// certFix is the change that makes the server's certificate verify, for
+// whom: the client's roots, the name it verifies, or the certificate.
+func certFix(err error) string {
+	var (
+		ua x509.UnknownAuthorityError
+		hn x509.HostnameError
+		ci x509.CertificateInvalidError
+	)
+	switch {
+	case errors.As(err, &ua):
+		return "app: trust the authority that issued the server's certificate (a private CA?): its PEM in tls.Config.RootCAs; diagnose -cafile FILE"
+	case errors.As(err, &hn):
+		return "app: verify the name the server's certificate was issued for (" + hn.Error() + "): tls.Config.ServerName; diagnose -servername NAME"
+	case errors.As(err, &ci):
+		return "server: replace its certificate (" + ci.Error() + ")"
+	}
+	return "app: make the server's certificate verify (" + certReason(err) + "): tls.Config.RootCAs and ServerName; diagnose -cafile FILE -servername NAME"
 }
 
 // isCertErr reports whether err is a certificate verification failure:

@@ -28,7 +28,8 @@ type Options struct {
 	// Config is the TLS configuration of the handshakes (RootCAs,
 	// ServerName, NextProtos). Nil means the zero Config with the host of
 	// addr as ServerName. A handshake that fails only on the certificate
-	// still shows that the path carries TLS, and the Result says so.
+	// still shows that the path carries TLS: the Result says so in its
+	// Certificate field, and measures the path all the same.
 	Config *tls.Config
 	// NetDialer dials every connection. Nil means the zero net.Dialer.
 	// Its Control or ControlContext runs on every socket, after the
@@ -82,9 +83,17 @@ type Result struct {
 	// Flight is the server's handshake flight in bytes; 0 if unknown.
 	Flight int `json:"flight"`
 	// Handshake and Fitshake say how crypto/tls's handshake and
-	// fitshake's Dialer fared: "ok", "certificate: …", or the failure.
+	// fitshake's Dialer fared: "ok", "ok up to the certificate, …", or
+	// the failure.
 	Handshake string `json:"handshake"`
 	Fitshake  string `json:"fitshake"`
+	// Certificate, when not empty, says that the server's certificate
+	// failed verification with Options.Config (its roots, its ServerName)
+	// in crypto/tls's handshake or fitshake's: x509's reason, such as
+	// "x509: certificate signed by unknown authority". The path carried
+	// the handshake up to the certificate, so Class, Healthy and the
+	// limits stand; Fixes ends with the change that makes it verify.
+	Certificate string `json:"certificate,omitempty"`
 	// CannotMeasure, when not empty, says why this host's kernel cannot
 	// see the path, and Class is "cannot-measure": the limits stay 0
 	// rather than describe a TCP peer that is not the server. Err returns
@@ -163,6 +172,9 @@ func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }
 func (r *Result) String() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "%s (%s): %s\n", r.Addr, r.Family, r.headline())
+	if r.Certificate != "" {
+		fmt.Fprintf(&b, "  CERTIFICATE NOT TRUSTED: %s\n", r.Certificate)
+	}
 	fmt.Fprintf(&b, "  TCP connects, round trip %.1f ms\n", r.RTTMs)
 	fmt.Fprintf(&b, "  crypto/tls handshake: %s\n", r.Handshake)
 	fmt.Fprintf(&b, "  fitshake handshake:   %s\n", r.Fitshake)

@@ -2,6 +2,7 @@ package probe
 
 import (
 	"context"
+	"crypto/tls"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -276,7 +277,16 @@ func TestDialSpecClampsWithControlContext(t *testing.T) {
 
 func TestDescribeFitshake(t *testing.T) {
 	two := []tlsdial.Attempt{{ID: 1}, {ID: 2, MSS: 1360}}
-	certErr := x509.UnknownAuthorityError{}
+	certErr := &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}
+	dialCertErr := &tlsdial.DialError{Addr: "192.0.2.1:443", Err: certErr}
+	reached := []tlsdial.Attempt{
+		{ID: 1, HelloSize: 1500, Rung: "pq-full", Outcome: tlsdial.OutcomeStall},
+		{ID: 2, MSS: 1360, HelloSize: 1500, Rung: "pq-full", Outcome: tlsdial.OutcomeError, Err: certErr},
+	}
+	unclamped := []tlsdial.Attempt{
+		{ID: 1, HelloSize: 1500, Rung: "pq-full", Outcome: tlsdial.OutcomeReset},
+		{ID: 2, HelloSize: 600, Rung: "classical", Outcome: tlsdial.OutcomeError, Err: certErr},
+	}
 	tests := []struct {
 		name     string
 		err      error
@@ -286,7 +296,11 @@ func TestDescribeFitshake(t *testing.T) {
 	}{
 		{"first attempt", nil, tlsdial.Report{Attempts: two[:1], HelloSize: 1500, Rung: "pq-full"}, "ok", "recovered"},
 		{"recovered", nil, tlsdial.Report{Attempts: two, MSS: 1360, HelloSize: 1500, Rung: "pq-full"}, "ok, recovered after 2 attempts: MSS 1360, pq-full hello of 1500 bytes", ""},
+		{"recovered, no clamp", nil, tlsdial.Report{Attempts: two, HelloSize: 600, Rung: "classical"}, "ok, recovered after 2 attempts: no clamp, classical hello of 600 bytes", "MSS 0"},
 		{"certificate after a clamp: no hello completed", certErr, tlsdial.Report{Attempts: two}, "ok up to the certificate", "recovered"},
+		{"certificate, first attempt", dialCertErr, tlsdial.Report{Attempts: reached[1:]}, "ok up to the certificate, which is not trusted here (x509: certificate signed by unknown authority), reached after 1 attempt: MSS 1360", "tlsdial: dial"},
+		{"certificate after a stall", dialCertErr, tlsdial.Report{Attempts: reached}, "ok up to the certificate, which is not trusted here (x509: certificate signed by unknown authority), reached after 2 attempts: MSS 1360, pq-full hello of 1500 bytes", "MSS 0"},
+		{"certificate after a reset, no clamp", dialCertErr, tlsdial.Report{Attempts: unclamped}, "ok up to the certificate, which is not trusted here (x509: certificate signed by unknown authority), reached after 2 attempts: no clamp, classical hello of 600 bytes", "MSS 0"},
 		{"failed", errors.New("boom"), tlsdial.Report{Attempts: two}, "failed: boom", "recovered"},
 	}
 	for _, tt := range tests {
@@ -298,4 +312,28 @@ func TestDescribeFitshake(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestCertFix(t *testing.T) {
+	tests := []struct {
+		name       string
+		err        error
+		wantReason string
+		wantFix    string
+	}{
+		{"unknown authority", &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}},
+			"x509: certificate signed by unknown authority", "app: trust the authority that issued the server's certificate (a private CA?): its PEM in tls.Config.RootCAs; diagnose -cafile FILE"},
+		{"wrong name", &tlsdial.DialError{Err: &tls.CertificateVerificationError{Err: x509.HostnameError{Certificate: &x509.Certificate{DNSNames: []string{"a.test"}}, Host: "b.test"}}},
+			"x509: certificate is valid for a.test, not b.test", "tls.Config.ServerName; diagnose -servername NAME"},
+		{"expired", x509.CertificateInvalidError{Reason: x509.Expired, Detail: "it is late"},
+			"x509: certificate has expired or is not yet valid: it is late", "server: replace its certificate"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			require.True(t, isCertErr(tt.err))
+			assert.Equal(t, tt.wantReason, certReason(tt.err))
+			assert.Contains(t, certFix(tt.err), tt.wantFix)
+		})
+	}
+	assert.False(t, isCertErr(errors.New("tls: handshake failure")))
 }

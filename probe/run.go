@@ -36,6 +36,7 @@ type run struct {
 	flight    int           // the largest flight a probe received
 	fragments bool          // IPv4 fragments are dropped (DF clear by default)
 	healthy   bool
+	certErr   error // the first handshake's certificate verification failure
 	// local, when not empty, says that the connection stays on this host
 	// (see onThisHost): what the kernel sees is no path.
 	local string
@@ -342,6 +343,9 @@ func (r *run) conclude(up, down limit, class string) {
 	}
 	res.Class = class
 	res.Fixes = verdict.Fixes(verdict.Path{Class: class, UpstreamMTU: up.mtu, DownstreamMTU: down.mtu, IPv6: !r.ipv4, Flight: res.Flight})
+	if r.certErr != nil {
+		res.Fixes = append(res.Fixes, certFix(r.certErr))
+	}
 	if res.Fixes == nil {
 		res.Fixes = []string{}
 	}
