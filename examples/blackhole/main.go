@@ -67,7 +67,7 @@ func run(w io.Writer, mtu int, stockWait time.Duration) error {
 	fmt.Fprintf(w, "A TLS server behind a path that silently drops packets over %d bytes (no ICMP).\n", mtu)
 	fmt.Fprintf(w, "(The simulator is a userspace proxy: it acknowledges what it swallows, so the client's kernel\n"+
 		"sees a silent server and fitshake races a clamped attempt after its %s window, then the next\n"+
-		"clamp after another window if needed. Through a real black hole TCP_INFO shows the loss within\n"+
+		"clamp after three more windows if needed. Through a real black hole TCP_INFO shows the loss within\n"+
 		"a round trip: see BENCHMARKS.md.)\n\n", 250*time.Millisecond)
 
 	// 1. Stock crypto/tls.
