@@ -368,8 +368,6 @@ func isIPv6(c net.Conn) bool {
 	return ok && a.IP.To4() == nil
 }
 
-// overhead is the IP and TCP header bytes of a data segment.
-
 // requestLen is the length of r's head as the browser sent it, rebuilt
 // from what net/http parsed (header names keep their length when
 // canonicalized; net/http moves Host out of the header map).

@@ -50,11 +50,11 @@ func (m *machine) reply(now time.Time, l *mleg) {
 			m.end(now, l, OutcomeSuperseded, errSuperseded)
 			return
 		}
-		m.held, h.held = 0, false
+		m.held = 0
 		m.end(now, h, OutcomeSuperseded, errSuperseded)
 	}
 	if m.hopeful(l) {
-		m.held, l.held = l.id, true
+		m.held = l.id
 		m.heldUntil = now.Add(max(graceRTTs*m.attempt(l.id).ConnectRTT, minGrace))
 		return
 	}
@@ -65,7 +65,7 @@ func (m *machine) reply(now time.Time, l *mleg) {
 // step, may still answer.
 func (m *machine) hopeful(w *mleg) bool {
 	for _, o := range m.legs {
-		if o != w && !o.ended && !o.held && o.idx < w.idx && o.mon != nil && o.mon.answering() {
+		if o != w && !o.ended && !m.holding(o) && o.idx < w.idx && o.mon != nil && o.mon.answering() {
 			return true
 		}
 	}
@@ -83,9 +83,12 @@ func (m *machine) checkHeld(now time.Time) {
 	}
 }
 
+// holding reports whether l's reply is the one held.
+func (m *machine) holding(l *mleg) bool { return m.held == l.id }
+
 // complete makes w, whose reply came, the dial's winner.
 func (m *machine) complete(now time.Time, w *mleg) {
-	m.held, w.held = 0, false
+	m.held = 0
 	m.endOthers(now, w)
 	m.end(now, w, OutcomeOK, nil)
 	if w.idx != m.cfg.first && m.needed(w.idx) {

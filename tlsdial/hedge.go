@@ -108,7 +108,7 @@ func (m *machine) acquire() bool { return m.budget == nil || m.budget.acquire() 
 // answer at l's step or a larger one — then it is only slow.
 func (m *machine) canSpawn(l *mleg) bool {
 	next := l.idx + 1
-	return !l.ended && !l.held && !l.spawned && l.idx == m.frontier && l.idx < m.good && next < len(m.cfg.steps) &&
+	return !l.ended && !m.holding(l) && !l.spawned && l.idx == m.frontier && l.idx < m.good && next < len(m.cfg.steps) &&
 		!m.weakens(l.idx, next) && m.attempts < m.cfg.maxAttempts
 }
 

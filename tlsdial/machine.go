@@ -114,8 +114,6 @@ type mleg struct {
 	mon     *monitor  // nil until sent, and when stall detection is off
 	spawned bool      // it started the next step beside itself
 	ended   bool
-	// held: its reply came and waits for older attempts (machine.held).
-	held bool
 	// budgeted: it is a hedge taken from the destination's budget,
 	// returned when it ends.
 	budgeted bool
@@ -270,7 +268,7 @@ func (m *machine) windowFor(rtt time.Duration) time.Duration {
 // reply: only then does observing it mean anything.
 func (m *machine) waiting(id int) bool {
 	l := m.leg(id)
-	return !m.over && !l.ended && !l.held && l.mon != nil
+	return !m.over && !l.ended && !m.holding(l) && l.mon != nil
 }
 
 // observe feeds attempt id's TCP_INFO (used when the attempt reads it) or
@@ -406,7 +404,7 @@ func (m *machine) endOthers(now time.Time, w *mleg) {
 		if l == w || l.ended {
 			continue
 		}
-		if !l.held && !l.sentAt.IsZero() && l.sentAt.Before(w.sentAt) && l.mon != nil && !l.mon.replying(now) {
+		if !m.holding(l) && !l.sentAt.IsZero() && l.sentAt.Before(w.sentAt) && l.mon != nil && !l.mon.replying(now) {
 			m.stall(now, l, m.attempt(w.id).MSS)
 			continue
 		}
