@@ -172,26 +172,34 @@ func (r *run) noteCertificate(err error) {
 	}
 }
 
-// certReason is a certificate verification failure without what wraps it
-// ("tlsdial: dial …: tls: failed to verify certificate: "): x509's own
-// sentence.
-func certReason(err error) string {
-	var ve *tls.CertificateVerificationError
-	if errors.As(err, &ve) && ve.Err != nil {
-		return ve.Err.Error()
-	}
+// x509Error returns the verification failure err carries, x509's own
+// error without what wraps it ("tlsdial: dial …: tls: failed to verify
+// certificate: "), or nil when it carries none.
+func x509Error(err error) error {
 	var (
+		ve *tls.CertificateVerificationError
 		ua x509.UnknownAuthorityError
 		hn x509.HostnameError
 		ci x509.CertificateInvalidError
 	)
 	switch {
+	case errors.As(err, &ve) && ve.Err != nil:
+		return ve.Err
 	case errors.As(err, &ua):
-		return ua.Error()
+		return ua
 	case errors.As(err, &hn):
-		return hn.Error()
+		return hn
 	case errors.As(err, &ci):
-		return ci.Error()
+		return ci
+	}
+	return nil
+}
+
+// certReason is a certificate verification failure in x509's own
+// sentence.
+func certReason(err error) string {
+	if x := x509Error(err); x != nil {
+		return x.Error()
 	}
 	return err.Error()
 }
@@ -204,12 +212,13 @@ func certFix(err error) string {
 		hn x509.HostnameError
 		ci x509.CertificateInvalidError
 	)
+	x := x509Error(err)
 	switch {
-	case errors.As(err, &ua):
+	case errors.As(x, &ua):
 		return "app: trust the authority that issued the server's certificate (a private CA?): its PEM in tls.Config.RootCAs; diagnose -cafile FILE"
-	case errors.As(err, &hn):
+	case errors.As(x, &hn):
 		return "app: verify the name the server's certificate was issued for (" + hn.Error() + "): tls.Config.ServerName; diagnose -servername NAME"
-	case errors.As(err, &ci):
+	case errors.As(x, &ci):
 		return "server: replace its certificate (" + ci.Error() + ")"
 	}
 	return "app: make the server's certificate verify (" + certReason(err) + "): tls.Config.RootCAs and ServerName; diagnose -cafile FILE -servername NAME"
@@ -218,13 +227,8 @@ func certFix(err error) string {
 // isCertErr reports whether err is a certificate verification failure:
 // the server's whole flight arrived.
 func isCertErr(err error) bool {
-	var (
-		ua x509.UnknownAuthorityError
-		hn x509.HostnameError
-		ci x509.CertificateInvalidError
-		ve *tls.CertificateVerificationError
-	)
-	return errors.As(err, &ua) || errors.As(err, &hn) || errors.As(err, &ci) || errors.As(err, &ve)
+	var ve *tls.CertificateVerificationError
+	return x509Error(err) != nil || errors.As(err, &ve)
 }
 
 // helloClass tells a box that refuses the ClientHello itself from a black
