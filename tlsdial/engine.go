@@ -324,6 +324,9 @@ func (e *engine) conclude() {
 			d.log.Info("tlsdial: recovered", "addr", d.addr, "mss", r.MSS,
 				"hello", r.HelloSize, "attempts", len(r.Attempts), "stalls", r.Stalls())
 		}
+		if r.Protection != Protected && r.Protection != UnprotectedReplayOff && d.logs(slog.LevelInfo) {
+			d.log.Info("tlsdial: not protected", "addr", d.addr, "reason", r.Protection.reason(), "prelude", r.Prelude)
+		}
 		d.traces.done(DoneInfo{Addr: d.addr, Report: r, Err: err})
 		if onOver != nil {
 			onOver()

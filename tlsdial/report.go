@@ -127,6 +127,60 @@ type Report struct {
 	Diagnosis pmtu.Diagnosis
 	// Duration is the dial's total wall time.
 	Duration time.Duration
+	// Protection says whether the connection's ClientHello was watched
+	// and would be replayed. Its zero value, Protected, is what every
+	// Dialer connection has, and a TCPConn until its first flight is
+	// written; a TCPConn passed through unwatched says why.
+	Protection Protection
+	// Prelude names the plaintext exchanges that went before the
+	// ClientHello (TCPDialer: "PostgreSQL SSLRequest"), in order, joined
+	// by ", "; "" if none. Each raced attempt replayed them first.
+	Prelude string
+}
+
+// Protection says whether a connection's first flight was watched, and
+// if not, why.
+type Protection int
+
+const (
+	// Protected is the zero Protection: the ClientHello was watched and
+	// replayed as needed (or, for a TCPConn, nothing was written yet).
+	Protected Protection = iota
+	// UnprotectedNotHello means the first flight, or the one after a
+	// prelude, was not a lone ClientHello (a protocol that talks before
+	// its TLS, a hello written in pieces), so it was passed through.
+	UnprotectedNotHello
+	// UnprotectedServerFirst means the server spoke first (MySQL, SMTP
+	// and other server-first protocols).
+	UnprotectedServerFirst
+	// UnprotectedDeclined means a prelude was answered with something
+	// other than "TLS follows" (PostgreSQL's 'N'), or failed: plain bytes
+	// follow.
+	UnprotectedDeclined
+	// UnprotectedReplayOff means TCPDialer.StallWindow is negative.
+	UnprotectedReplayOff
+)
+
+func (p Protection) String() string {
+	if p == Protected {
+		return "protected"
+	}
+	return "not protected: " + p.reason()
+}
+
+// reason says why p is not Protected.
+func (p Protection) reason() string {
+	switch p {
+	case UnprotectedNotHello:
+		return "not a ClientHello"
+	case UnprotectedServerFirst:
+		return "the server spoke first"
+	case UnprotectedDeclined:
+		return "the server declined TLS"
+	case UnprotectedReplayOff:
+		return "replay disabled (StallWindow < 0)"
+	}
+	return fmt.Sprintf("Protection(%d)", int(p))
 }
 
 // clone returns r with Attempts of its own.
@@ -175,6 +229,12 @@ func (r Report) String() string {
 	}
 	if r.Diagnosis != (pmtu.Diagnosis{}) {
 		fmt.Fprintf(&b, "why: %s\nfix: %s\n", r.Diagnosis, r.Diagnosis.Fix())
+	}
+	if r.Prelude != "" {
+		fmt.Fprintf(&b, "(after %s)\n", r.Prelude)
+	}
+	if r.Protection != Protected {
+		fmt.Fprintf(&b, "%s\n", r.Protection)
 	}
 	if r.FromCache {
 		b.WriteString("(sizes from memory)\n")

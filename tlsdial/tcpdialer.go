@@ -24,11 +24,20 @@ import (
 // (instead, or beside, as for Dialer) and replays the exact same
 // ClientHello bytes, invisibly to the TLS stack above, within the deadlines
 // that stack set. Nothing that is not a ClientHello is ever replayed, nor
-// anything after the first byte from the server; from then on the
-// connection is a plain pass-through. A protocol that talks in plaintext
-// before its TLS (PostgreSQL's SSLRequest, STARTTLS, a server that speaks
-// first) is therefore not protected: its connections keep the remembered
-// clamp, if any, and nothing more.
+// anything after the first byte from the server's TLS; from then on the
+// connection is a plain pass-through.
+//
+// A known client-first plaintext prelude may come before the ClientHello:
+// PostgreSQL's SSLRequest (pgx, lib/pq), and a GSSENCRequest refused with
+// 'N' before it. Its exchange passes through attempt 1 and is recorded;
+// each new attempt replays it, checks that the server answers the same
+// byte for byte (else that attempt ends with a *PreludeError), and then
+// replays the ClientHello. A server that declines TLS ('N') gets a plain
+// pass-through, as without fitshake. Other protocols that talk before
+// their TLS (MySQL and STARTTLS, where the server speaks first) are not
+// protected: their connections keep the remembered clamp, if any, and
+// their Report's Protection says why; pin a clamp with pmtu.DialerWithMTU
+// for them.
 //
 // With net/http:
 //
@@ -109,7 +118,7 @@ func (d *TCPDialer) DialContext(ctx context.Context, network, addr string) (net.
 		return nil, err
 	}
 	if !c.replay {
-		c.plain()
+		c.plain(UnprotectedReplayOff)
 	}
 	return c, nil
 }
@@ -141,7 +150,8 @@ func (c *TCPConn) connectFirst(ctx context.Context) error {
 type connState int
 
 const (
-	stateFresh    connState = iota // nothing written or read yet
+	stateFresh    connState = iota // nothing written or read yet, or a prelude's exchange is complete
+	statePrelude                   // a prelude's request sent, its answer awaited
 	stateWatching                  // ClientHello sent, no reply yet
 	stateSettled                   // the dial is over: conn is the winner, or perr its error
 	stateClosed
@@ -165,6 +175,8 @@ type TCPConn struct {
 	first     *leg          // attempt 1, connected by DialContext
 	took      time.Duration // attempt 1's connect time
 	hello     []byte        // the ClientHello; set before watching, then read-only
+	exch      []exchange    // attempt 1's preludes, in order; under mu, read-only once watching
+	next      preludeNext   // what the last prelude's answer lets follow; under mu
 	settleOne sync.Once
 
 	settled chan struct{} // closed once the dial is over and settled
@@ -210,11 +222,23 @@ func (c *TCPConn) Write(b []byte) (int, error) {
 		c.mu.Lock()
 		switch c.state {
 		case stateFresh:
-			if c.replay && isClientHello(b) {
+			if !c.replay {
+				c.mu.Unlock()
+				c.plain(UnprotectedReplayOff)
+				continue
+			}
+			if isClientHello(b) {
 				return c.watch(b) // unlocks
 			}
+			if p := preludeOf(b); p != nil && c.next == nextAny && len(c.exch) < maxPreludes {
+				return c.ask(p, b) // unlocks
+			}
 			c.mu.Unlock()
-			c.plain()
+			c.plain(UnprotectedNotHello)
+		case statePrelude:
+			// Written before the answer was read: not a prelude we know.
+			c.mu.Unlock()
+			c.plain(UnprotectedNotHello)
 		case stateWatching:
 			// The stack wrote again before any reply: the hello can no
 			// longer be replayed, so one attempt is kept.
@@ -257,8 +281,11 @@ func (c *TCPConn) await(wait <-chan struct{}) error {
 func (c *TCPConn) watch(b []byte) (int, error) {
 	c.hello = slices.Clone(b)
 	c.state = stateWatching
-	conn := c.conn
+	conn, names := c.conn, preludeNames(c.exch)
 	c.mu.Unlock()
+	if names != "" {
+		c.e.do(func(time.Time) { c.e.m.report.Prelude = names })
+	}
 	out := sending(conn, c.timerOnly)
 	n, err := conn.Write(c.hello)
 	switch {
@@ -306,17 +333,68 @@ func (c *TCPConn) settle() {
 	})
 }
 
-// plain settles a fresh connection as a plain one: what goes over it is
-// not a lone ClientHello (or replay is off), so there is nothing to watch.
-func (c *TCPConn) plain() {
+// ask sends prelude p's request b on attempt 1 and waits for Read to
+// read its answer. Called with mu held, in stateFresh; it unlocks.
+func (c *TCPConn) ask(p *prelude, b []byte) (int, error) {
+	c.exch = append(c.exch, exchange{p: p})
+	c.state = statePrelude
+	conn := c.conn
+	c.mu.Unlock()
+	n, err := conn.Write(b)
+	if err != nil {
+		c.plain(UnprotectedDeclined)
+	}
+	return n, err
+}
+
+// readAnswer reads attempt 1's answer to the prelude request in flight
+// for the stack, no further than the answer's end, and records it. The
+// stack's read deadline is on the connection.
+func (c *TCPConn) readAnswer(b []byte) (int, error) {
 	c.mu.Lock()
-	if c.state != stateFresh {
+	x := &c.exch[len(c.exch)-1]
+	b = b[:min(len(b), x.p.answer-len(x.answer))]
+	conn := c.conn
+	c.mu.Unlock()
+	n, err := conn.Read(b)
+	c.mu.Lock()
+	if c.state != statePrelude {
+		c.mu.Unlock()
+		return n, err // closed, or passed through meanwhile
+	}
+	x.answer = append(x.answer, b[:n]...)
+	next, done := nextPlain, len(x.answer) == x.p.answer
+	if done {
+		next = x.p.next(x.answer)
+	}
+	switch {
+	case done && next != nextPlain:
+		c.state, c.next = stateFresh, next
+	case done, err != nil && !errors.Is(err, os.ErrDeadlineExceeded):
+		c.mu.Unlock()
+		c.plain(UnprotectedDeclined)
+		return n, err
+	}
+	c.mu.Unlock()
+	return n, err
+}
+
+// plain settles a fresh connection as a plain one, for the reason why:
+// what goes over it is not a lone ClientHello, or replay is off, so there
+// is nothing to watch.
+func (c *TCPConn) plain(why Protection) {
+	c.mu.Lock()
+	if c.state != stateFresh && c.state != statePrelude {
 		c.mu.Unlock()
 		return
 	}
 	c.state = stateWatching // until settle, which commit runs
+	names := preludeNames(c.exch)
 	c.mu.Unlock()
-	c.e.do(c.e.m.commit)
+	c.e.do(func(now time.Time) {
+		c.e.m.report.Protection, c.e.m.report.Prelude = why, names
+		c.e.m.commit(now)
+	})
 }
 
 func (c *TCPConn) Read(b []byte) (int, error) {
@@ -331,8 +409,10 @@ func (c *TCPConn) Read(b []byte) (int, error) {
 		c.mu.Unlock()
 		switch st {
 		case stateFresh: // the server speaks first: nothing to watch
-			c.plain()
+			c.plain(UnprotectedServerFirst)
 			continue
+		case statePrelude:
+			return c.readAnswer(b)
 		case stateClosed:
 			return 0, net.ErrClosed
 		case stateWatching:
@@ -464,6 +544,13 @@ func (c *TCPConn) redial(l *leg) net.Conn {
 		l.finished(legResult{kind: resFailed, err: err}, nil)
 		return nil
 	}
+	// The prelude's round trips come before the TCP_INFO baseline and the
+	// hello's clock: they are no part of the stall window.
+	if err := c.replayPreludes(ctx, l.id, conn, wdl); err != nil {
+		conn.Close()
+		l.finished(legResult{kind: resFailed, err: err}, nil)
+		return nil
+	}
 	if !l.sent(conn, took, len(c.hello), sending(conn, c.timerOnly), nil) {
 		conn.Close()
 		return nil
@@ -490,7 +577,7 @@ func (c *TCPConn) Close() error {
 	close(c.closed)
 	c.mu.Unlock()
 	var err error
-	if prev == stateFresh && conn != nil {
+	if (prev == stateFresh || prev == statePrelude) && conn != nil {
 		err = conn.Close() // a FIN: nothing is stuck in a black hole
 	}
 	c.e.do(func(now time.Time) { c.e.m.cancel(now, net.ErrClosed) }) // closes every attempt

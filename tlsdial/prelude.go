@@ -1,0 +1,148 @@
+package tlsdial
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"strings"
+	"time"
+)
+
+// A prelude is a plaintext exchange a client opens its connection with,
+// before its TLS: it writes a fixed request, the server answers with a few
+// bytes saying whether TLS follows. A TCPConn passes attempt 1's
+// exchanges through and records them; each raced attempt replays them in
+// order, checks that every answer is the one attempt 1 got, and only then
+// replays the ClientHello. A client-first protocol joins by adding an
+// entry to preludes. (A server-first one, MySQL or SMTP, cannot: its
+// greeting is not a request fitshake could recognise and replay.)
+type prelude struct {
+	name    string
+	request []byte // exactly what the client writes, in one Write
+	// answer is the length of the server's answer; answers says what each
+	// answer of that length means. Any other answer is read as nextPlain.
+	answer  int
+	answers map[string]preludeNext
+}
+
+// preludeNext is what an answer lets follow.
+type preludeNext uint8
+
+const (
+	nextAny   preludeNext = iota // refused: another prelude, a ClientHello or plain bytes
+	nextTLS                      // TLS follows: the next write is the ClientHello
+	nextPlain                    // no TLS: plain bytes follow, nothing to watch
+)
+
+// maxPreludes bounds the exchanges before a ClientHello: a client going
+// round in refused requests is passed through.
+const maxPreludes = 4
+
+// preludes are the known client-first preludes.
+var preludes = []*prelude{
+	{
+		// A PostgreSQL client asks for TLS with an SSLRequest (int32
+		// length 8, int32 code 80877103); 'S': TLS follows, 'N': not.
+		name:    "PostgreSQL SSLRequest",
+		request: []byte{0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f},
+		answer:  1,
+		answers: map[string]preludeNext{"S": nextTLS, "N": nextPlain},
+	},
+	{
+		// GSSENCRequest (code 80877104): 'G' means GSSAPI encryption,
+		// not TLS; 'N' lets the client send an SSLRequest next on the
+		// same connection (libpq's gssencmode=prefer).
+		name:    "PostgreSQL GSSENCRequest",
+		request: []byte{0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x30},
+		answer:  1,
+		answers: map[string]preludeNext{"N": nextAny},
+	},
+}
+
+// preludeOf returns the prelude whose request b is, or nil.
+func preludeOf(b []byte) *prelude {
+	for _, p := range preludes {
+		if bytes.Equal(b, p.request) {
+			return p
+		}
+	}
+	return nil
+}
+
+// next says what the complete answer a lets follow.
+func (p *prelude) next(a []byte) preludeNext {
+	if n, ok := p.answers[string(a)]; ok {
+		return n
+	}
+	return nextPlain
+}
+
+// exchange is one prelude as attempt 1 ran it: its answer, once complete.
+type exchange struct {
+	p      *prelude
+	answer []byte
+}
+
+// preludeNames names the exchanges, for Report.Prelude.
+func preludeNames(xs []exchange) string {
+	names := make([]string, len(xs))
+	for i, x := range xs {
+		names[i] = x.p.name
+	}
+	return strings.Join(names, ", ")
+}
+
+// PreludeError reports that a raced attempt's server answered a replayed
+// prelude (PostgreSQL's SSLRequest, say) differently from attempt 1's
+// server: that attempt ends with it (OutcomeError) rather than replay a
+// ClientHello into a conversation the TLS stack did not have.
+type PreludeError struct {
+	Prelude string // the prelude's name, such as "PostgreSQL SSLRequest"
+	ID      int    // the attempt's Attempt.ID
+	Want    []byte // what attempt 1 was answered
+	Got     []byte // what attempt ID was answered
+}
+
+func (e *PreludeError) Error() string {
+	return fmt.Sprintf("tlsdial: attempt %d: %s answered %q on replay, %q on attempt 1", e.ID, e.Prelude, e.Got, e.Want)
+}
+
+// replayPreludes replays attempt 1's exchanges on conn, an attempt's
+// fresh connection, and checks each answer. The writes are bounded by wdl,
+// the reads by ctx (the stack's read deadline, the attempt's end), which
+// closes conn's deadlines when it ends.
+func (c *TCPConn) replayPreludes(ctx context.Context, id int, conn net.Conn, wdl time.Time) error {
+	if len(c.exch) == 0 {
+		return nil
+	}
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(aLongTimeAgo) })
+	conn.SetWriteDeadline(wdl)
+	err := replay(id, conn, c.exch)
+	if !stop() {
+		// ctx ended: its deadline is the error, even if the exchanges
+		// completed as it did.
+		return fmt.Errorf("tlsdial: replaying %s: %w", preludeNames(c.exch), ctxErr(ctx))
+	}
+	return err
+}
+
+// aLongTimeAgo is a deadline that has passed: it wakes a blocked Read.
+var aLongTimeAgo = time.Unix(1, 0)
+
+func replay(id int, conn net.Conn, xs []exchange) error {
+	for _, x := range xs {
+		if _, err := conn.Write(x.p.request); err != nil {
+			return err
+		}
+		got := make([]byte, len(x.answer))
+		if _, err := io.ReadFull(conn, got); err != nil {
+			return err
+		}
+		if !bytes.Equal(got, x.answer) {
+			return &PreludeError{Prelude: x.p.name, ID: id, Want: x.answer, Got: got}
+		}
+	}
+	return nil
+}
