@@ -79,6 +79,18 @@ func (d *TCPDialer) Dial(network, addr string) (net.Conn, error) {
 	return d.DialContext(context.Background(), network, addr)
 }
 
+// DialTimeout is DialContext bounded by timeout; zero means no bound. With
+// Dial and DialContext it makes a TCPDialer a lib/pq Dialer.
+func (d *TCPDialer) DialTimeout(network, addr string, timeout time.Duration) (net.Conn, error) {
+	ctx := context.Background()
+	if timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	return d.DialContext(ctx, network, addr)
+}
+
 // DialContext connects to addr on the named network ("tcp", "tcp4" or
 // "tcp6"). The returned net.Conn is a *TCPConn. ctx bounds the connect; the
 // redials a stall triggers later are bounded by the deadlines set on the
