@@ -37,7 +37,10 @@ import (
 // their TLS (MySQL and STARTTLS, where the server speaks first) are not
 // protected: their connections keep the remembered clamp, if any, and
 // their Report's Protection says why; pin a clamp with pmtu.DialerWithMTU
-// for them.
+// for them. Nor is a server that writes its ServerHello in a packet of its
+// own, ahead of a certificate flight the path drops (PostgreSQL's OpenSSL
+// does): the stack has read that first byte, so no other connection can
+// take over.
 //
 // With net/http:
 //

@@ -230,9 +230,7 @@ func TestLabPostgres(t *testing.T) {
 						if assert.Len(t, fit.Fit, 1, name) {
 							assert.Equal(t, 1, fit.Fit[0].Attempts, name)
 						}
-						continue
-					}
-					if assert.Empty(t, fit.Err, name) {
+					} else if assert.Empty(t, fit.Err, name) {
 						assert.Equal(t, "1", fit.Value, name)
 						assert.Less(t, fit.Took, pgFitBound, name)
 						require.Len(t, fit.Fit, 1, name)

@@ -13,7 +13,7 @@ var tools = []string{"ip", "nft", "ethtool", "nginx", "openssl", "curl",
 	"apache2", "haproxy", "gnutls-serv", "lighttpd", "squid"}
 
 // debPackages are the Debian packages that bring the tools.
-const debPackages = "iproute2 nftables ethtool nginx-light openssl curl apache2 haproxy gnutls-bin lighttpd squid-openssl"
+const debPackages = "iproute2 nftables ethtool nginx-light openssl curl apache2 haproxy gnutls-bin lighttpd squid-openssl postgresql"
 
 // Require skips t unless the lab can run here: root, and the tools ip,
 // nft, ethtool, nginx, openssl, curl, the interop matrix's apache2,
