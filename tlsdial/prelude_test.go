@@ -1,12 +1,14 @@
 package tlsdial_test
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"database/sql"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"strings"
@@ -451,4 +453,107 @@ func TestTCPDialerPostgresCloseAndCancel(t *testing.T) {
 		assert.ErrorIs(t, err, context.Canceled)
 		assert.Less(t, time.Since(t0), 2*time.Second)
 	})
+}
+
+// TestTCPDialerUnprotected: a connection passed through unwatched says
+// why in its Report, its String and a Logger line (but for a StallWindow
+// turned off on purpose).
+func TestTCPDialerUnprotected(t *testing.T) {
+	checkLeaks(t)
+	srv := startPG(t, 0, nil)
+	greeter := testcert.Listen(t)
+	testcert.Serve(t, greeter, func(c net.Conn, _ func(net.Conn)) {
+		c.Write([]byte("220 smtp.example ESMTP\r\n"))
+		io.Copy(io.Discard, c)
+	})
+	for _, tc := range []struct {
+		name        string
+		addr        string
+		window      time.Duration
+		run         func(c net.Conn) error
+		want        tlsdial.Protection
+		wantPrelude string
+		wantLog     bool
+	}{
+		{"server first", greeter.Addr().String(), 0, func(c net.Conn) error {
+			_, err := c.Read(make([]byte, 64))
+			return err
+		}, tlsdial.UnprotectedServerFirst, "", true},
+		{"not a hello", srv.addr, 0, func(c net.Conn) error {
+			_, err := c.Write([]byte("GET / HTTP/1.0\r\n\r\n"))
+			return err
+		}, tlsdial.UnprotectedNotHello, "", true},
+		{"not a hello after S", srv.addr, 0, func(c net.Conn) error {
+			if _, err := c.Write(sslRequest); err != nil {
+				return err
+			}
+			if _, err := io.ReadFull(c, make([]byte, 1)); err != nil {
+				return err
+			}
+			_, err := c.Write([]byte("not a hello"))
+			return err
+		}, tlsdial.UnprotectedNotHello, "PostgreSQL SSLRequest", true},
+		{"replay off", srv.addr, -1, func(c net.Conn) error {
+			_, err := c.Write(sslRequest)
+			return err
+		}, tlsdial.UnprotectedReplayOff, "", false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var log syncBuf
+			td := &tlsdial.TCPDialer{Cache: &pmtu.Cache{}, StallWindow: tc.window,
+				Logger: slog.New(slog.NewTextHandler(&log, nil))}
+			c, err := td.Dial("tcp", tc.addr)
+			require.NoError(t, err)
+			defer c.Close()
+			c.SetDeadline(time.Now().Add(5 * time.Second))
+			require.NoError(t, tc.run(c))
+			var r tlsdial.Report
+			require.Eventually(t, func() bool {
+				r = c.(*tlsdial.TCPConn).Report()
+				return len(r.Attempts) == 1 && r.Attempts[0].Outcome == tlsdial.OutcomeOK
+			}, 2*time.Second, 5*time.Millisecond)
+			assert.Equal(t, tc.want, r.Protection)
+			assert.Equal(t, tc.wantPrelude, r.Prelude)
+			assert.Contains(t, r.String(), tc.want.String()+"\n")
+			assert.True(t, strings.HasPrefix(tc.want.String(), "not protected: "))
+			if tc.wantLog {
+				assert.Eventually(t, func() bool { return strings.Contains(log.String(), "tlsdial: not protected") }, time.Second, 5*time.Millisecond)
+			} else {
+				time.Sleep(20 * time.Millisecond)
+				assert.NotContains(t, log.String(), "not protected")
+			}
+		})
+	}
+}
+
+func TestProtectionString(t *testing.T) {
+	for p, want := range map[tlsdial.Protection]string{
+		tlsdial.Protected:              "protected",
+		tlsdial.UnprotectedNotHello:    "not protected: not a ClientHello",
+		tlsdial.UnprotectedServerFirst: "not protected: the server spoke first",
+		tlsdial.UnprotectedDeclined:    "not protected: the server declined TLS",
+		tlsdial.UnprotectedReplayOff:   "not protected: replay disabled (StallWindow < 0)",
+		tlsdial.Protection(99):         "not protected: Protection(99)",
+	} {
+		assert.Equal(t, want, p.String())
+	}
+	assert.NotContains(t, tlsdial.Report{}.String(), "protected", "the zero Report says nothing of it")
+}
+
+// syncBuf is a bytes.Buffer safe for a logger and a test at once.
+type syncBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
