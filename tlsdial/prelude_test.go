@@ -365,6 +365,7 @@ func TestTCPDialerPostgresAnswerChanges(t *testing.T) {
 	assert.Equal(t, []byte("S"), pe.Want)
 	assert.Equal(t, []byte("N"), pe.Got)
 	assert.Equal(t, 2, pe.ID)
+	assert.Equal(t, 1360, r.Attempts[1].MSS, "the report shows the clamp of the attempt that got another answer")
 }
 
 // TestTCPDialerPostgresSilent: a server that never answers the prelude.

@@ -563,6 +563,12 @@ func (c *TCPConn) redial(l *leg) net.Conn {
 	// hello's clock: they are no part of the stall window.
 	if err := c.replayPreludes(ctx, l.id, conn, wdl); err != nil {
 		conn.Close()
+		c.e.do(func(time.Time) {
+			// Its MSS, for the report: it connected, it is not a candidate
+			// to keep (machine.connected would make it one).
+			a := c.e.m.attempt(l.id)
+			a.ConnectRTT, a.MSS = took, mssOf(l.st, conn)
+		})
 		l.finished(legResult{kind: resFailed, err: err}, nil)
 		return nil
 	}
