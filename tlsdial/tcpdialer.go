@@ -37,10 +37,11 @@ import (
 // their TLS (MySQL and STARTTLS, where the server speaks first) are not
 // protected: their connections keep the remembered clamp, if any, and
 // their Report's Protection says why; pin a clamp with pmtu.DialerWithMTU
-// for them. Nor is a server that writes its ServerHello in a packet of its
-// own, ahead of a certificate flight the path drops (PostgreSQL's OpenSSL
-// does): the stack has read that first byte, so no other connection can
-// take over.
+// for them. Nor is a server whose first reply is a HelloRetryRequest
+// (PostgreSQL 15 to Go's default key shares) against a downstream black
+// hole: the small retry request gets through, the stack reads it, and no
+// other connection can take over when the large flight that follows the
+// second hello is lost.
 //
 // With net/http:
 //
