@@ -146,3 +146,28 @@ func replay(id int, conn net.Conn, xs []exchange) error {
 	}
 	return nil
 }
+
+// helloRetryRandom is the Random of a ServerHello that is a TLS 1.3
+// HelloRetryRequest (RFC 8446, section 4.1.3).
+var helloRetryRandom = []byte{
+	0xcf, 0x21, 0xad, 0x74, 0xe5, 0x9a, 0x61, 0x11, 0xbe, 0x1d, 0x8c, 0x02, 0x1e, 0x65, 0xb8, 0x91,
+	0xc2, 0xa2, 0x11, 0x16, 0x7a, 0xbb, 0x8c, 0x5e, 0x07, 0x9e, 0x09, 0xe2, 0xc8, 0xa8, 0x33, 0x9c,
+}
+
+// isHelloRetry reports whether b, a server's first bytes, starts with a
+// HelloRetryRequest: a handshake record holding a ServerHello whose
+// Random is helloRetryRandom.
+func isHelloRetry(b []byte) bool {
+	const random = 5 + 4 + 2 // record header, handshake header, legacy_version
+	return len(b) >= random+32 && b[0] == 22 && b[1] == 3 && b[5] == 2 &&
+		bytes.Equal(b[random:random+32], helloRetryRandom)
+}
+
+// noteRetry marks the report when an attempt's first bytes b are a
+// HelloRetryRequest, before the attempt reports them: what follows the
+// second hello is not watched.
+func (c *TCPConn) noteRetry(b []byte) {
+	if isHelloRetry(b) {
+		c.e.do(func(time.Time) { c.e.m.report.Protection = UnprotectedHelloRetry })
+	}
+}

@@ -534,6 +534,7 @@ func TestProtectionString(t *testing.T) {
 		tlsdial.UnprotectedServerFirst: "not protected: the server spoke first",
 		tlsdial.UnprotectedDeclined:    "not protected: the server declined TLS",
 		tlsdial.UnprotectedReplayOff:   "not protected: replay disabled (StallWindow < 0)",
+		tlsdial.UnprotectedHelloRetry:  "not protected: the server asked for a second ClientHello (HelloRetryRequest)",
 		tlsdial.Protection(99):         "not protected: Protection(99)",
 	} {
 		assert.Equal(t, want, p.String())
@@ -557,4 +558,52 @@ func (s *syncBuf) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
+}
+
+// TestTCPDialerHelloRetry: a server that takes only P-256 answers Go's
+// default hello with a HelloRetryRequest. The Report says the second hello
+// was not watched; a client offering P-256 gets no retry, and its hello is
+// protected through a downstream black hole again.
+func TestTCPDialerHelloRetry(t *testing.T) {
+	checkLeaks(t)
+	ca, err := testcert.NewCA()
+	require.NoError(t, err)
+	cert, err := ca.Issue([]string{serverName, "127.0.0.1"}, 150)
+	require.NoError(t, err)
+	ln := tls.NewListener(testcert.Listen(t), &tls.Config{
+		Certificates:     []tls.Certificate{cert},
+		CurvePreferences: []tls.CurveID{tls.CurveP256}, // as PostgreSQL 15
+	})
+	testcert.Serve(t, ln, func(c net.Conn, _ func(net.Conn)) { copyConn(c, c) })
+	for _, tc := range []struct {
+		name   string
+		dir    pmtutest.Direction
+		curves []tls.CurveID
+		want   tlsdial.Protection
+	}{
+		{"healthy/default", 0, nil, tlsdial.UnprotectedHelloRetry},
+		{"downstream/P-256", pmtutest.Downstream, []tls.CurveID{tls.CurveP256}, tlsdial.Protected},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			addr := ln.Addr().String()
+			if tc.dir != 0 {
+				addr = blackHole(t, addr, 1400, tc.dir)
+			}
+			td := &tlsdial.TCPDialer{Cache: &pmtu.Cache{}}
+			raw, err := td.Dial("tcp", addr)
+			require.NoError(t, err)
+			defer raw.Close()
+			raw.SetDeadline(time.Now().Add(8 * time.Second))
+			cfg := &tls.Config{RootCAs: ca.Pool, ServerName: serverName, CurvePreferences: tc.curves}
+			tc2 := tls.Client(raw, cfg)
+			require.NoError(t, tc2.Handshake())
+			assert.Equal(t, tls.CurveP256, tc2.ConnectionState().CurveID)
+			r := raw.(*tlsdial.TCPConn).Report()
+			t.Logf("\n%s", r)
+			assert.Equal(t, tc.want, r.Protection, "%s", r)
+			if tc.dir != 0 {
+				assert.Equal(t, 1360, r.MSS, "%s", r)
+			}
+		})
+	}
 }

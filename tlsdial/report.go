@@ -159,6 +159,12 @@ const (
 	UnprotectedDeclined
 	// UnprotectedReplayOff means TCPDialer.StallWindow is negative.
 	UnprotectedReplayOff
+	// UnprotectedHelloRetry means the server's first reply was a TLS 1.3
+	// HelloRetryRequest: the first ClientHello was protected, the second
+	// one and the server flight after it are not watched (a downstream
+	// black hole then hangs the handshake). Offering a key share for the
+	// group the server takes avoids the retry.
+	UnprotectedHelloRetry
 )
 
 func (p Protection) String() string {
@@ -179,6 +185,8 @@ func (p Protection) reason() string {
 		return "the server declined TLS"
 	case UnprotectedReplayOff:
 		return "replay disabled (StallWindow < 0)"
+	case UnprotectedHelloRetry:
+		return "the server asked for a second ClientHello (HelloRetryRequest)"
 	}
 	return fmt.Sprintf("Protection(%d)", int(p))
 }

@@ -475,6 +475,8 @@ func (c *TCPConn) readFirst(b []byte) (n int, err error, done bool) {
 	res := legResult{kind: resOK}
 	if n == 0 {
 		res = resultOf(err, false)
+	} else {
+		c.noteRetry(b[:n])
 	}
 	if l.finished(res, nil) {
 		return n, err, true
@@ -534,6 +536,8 @@ func (c *TCPConn) attempt(l *leg) {
 	res := legResult{kind: resOK}
 	if n == 0 {
 		res = resultOf(err, false)
+	} else {
+		c.noteRetry(buf[:n])
 	}
 	if !l.finished(res, nil) {
 		// Failed, or the dial ended without it: no Read will look at it.

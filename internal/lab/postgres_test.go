@@ -240,6 +240,8 @@ func TestLabPostgres(t *testing.T) {
 						assert.NotEmpty(t, fit.Err, "%s: downstream now recovers: assert it", name)
 						if assert.Len(t, fit.Fit, 1, name) {
 							assert.Equal(t, 1, fit.Fit[0].Attempts, name)
+							assert.Equal(t, tlsdial.UnprotectedHelloRetry.String(), fit.Fit[0].Protection,
+								"%s: the report says why it hangs", name)
 						}
 						if driver == "pgx" {
 							p256 := args
@@ -250,6 +252,7 @@ func TestLabPostgres(t *testing.T) {
 								res.Took.Round(time.Millisecond), res.Conns, fitReports(res))
 							if assert.Empty(t, res.Err, name) && assert.Len(t, res.Fit, 1) {
 								assert.Equal(t, "1", res.Value)
+								assert.Equal(t, "protected", res.Fit[0].Protection, name)
 								assert.Less(t, res.Took, pgFitBound, name)
 								assert.NotZero(t, res.Fit[0].MSS, "%s: a clamp got through", name)
 							}
