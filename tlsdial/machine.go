@@ -550,6 +550,32 @@ func (m *machine) commit(now time.Time) {
 	m.win(now, keep)
 }
 
+// retried records that attempt id's hello was answered by a
+// HelloRetryRequest, which the TLS stack has read: the other attempts end
+// (they replayed the first hello only), and id waits unwatched for its
+// second hello, whose sent starts its watch afresh. False if the dial is
+// over or id ended.
+func (m *machine) retried(now time.Time, id int) bool {
+	l := m.leg(id)
+	if m.over || l.ended {
+		return false
+	}
+	for _, o := range m.legs {
+		if o != l && !o.ended {
+			m.end(now, o, OutcomeSuperseded, errRetried)
+		}
+	}
+	m.held = 0
+	l.mon, l.sentAt = nil, time.Time{}
+	if m.good == l.idx {
+		// The retry request was no sign that the server's flight gets
+		// through at this step: silence after the second hello is not
+		// slowness.
+		m.good = len(m.cfg.steps)
+	}
+	return true
+}
+
 // nextWake returns when a timer decision falls due without new events:
 // the silence verdict of an attempt that does not read TCP_INFO and would
 // start the next step, or the give-up bound. Zero means none.
@@ -602,5 +628,6 @@ func (m *machine) pollEvery(id int) time.Duration {
 
 var (
 	errSuperseded = errors.New("tlsdial: a parallel attempt got the reply first")
+	errRetried    = errors.New("tlsdial: the server asked for a second ClientHello on another attempt")
 	errCommitted  = errors.New("tlsdial: the TLS stack wrote again before any reply; another attempt was kept")
 )

@@ -31,9 +31,10 @@ type prelude struct {
 type preludeNext uint8
 
 const (
-	nextAny   preludeNext = iota // refused: another prelude, a ClientHello or plain bytes
-	nextTLS                      // TLS follows: the next write is the ClientHello
-	nextPlain                    // no TLS: plain bytes follow, nothing to watch
+	nextAny     preludeNext = iota // refused: another prelude, a ClientHello or plain bytes
+	nextTLS                        // TLS follows: the next write is the ClientHello
+	nextPlain                      // no TLS: plain bytes follow, nothing to watch
+	nextRetried                    // a HelloRetryRequest: a change_cipher_spec, then the second ClientHello
 )
 
 // maxPreludes bounds the exchanges before a ClientHello: a client going
@@ -79,17 +80,24 @@ func (p *prelude) next(a []byte) preludeNext {
 	return nextPlain
 }
 
-// exchange is one prelude as attempt 1 ran it: its answer, once complete.
+// exchange is one request attempt 1 sent before the watched ClientHello,
+// and the answer it got: a prelude's, or a first ClientHello answered by a
+// HelloRetryRequest (and the change_cipher_spec the client may send after
+// it, with no answer).
 type exchange struct {
-	p      *prelude
-	answer []byte
+	name    string // for Report.Prelude; "" for a change_cipher_spec
+	request []byte
+	answer  []byte
+	p       *prelude // nil but for a prelude
 }
 
 // preludeNames names the exchanges, for Report.Prelude.
 func preludeNames(xs []exchange) string {
-	names := make([]string, len(xs))
-	for i, x := range xs {
-		names[i] = x.p.name
+	var names []string
+	for _, x := range xs {
+		if x.name != "" {
+			names = append(names, x.name)
+		}
 	}
 	return strings.Join(names, ", ")
 }
@@ -109,21 +117,21 @@ func (e *PreludeError) Error() string {
 	return fmt.Sprintf("tlsdial: attempt %d: %s answered %q on replay, %q on attempt 1", e.ID, e.Prelude, e.Got, e.Want)
 }
 
-// replayPreludes replays attempt 1's exchanges on conn, an attempt's
+// replayPreludes replays xs, attempt 1's exchanges, on conn, an attempt's
 // fresh connection, and checks each answer. The writes are bounded by wdl,
 // the reads by ctx (the stack's read deadline, the attempt's end), which
 // closes conn's deadlines when it ends.
-func (c *TCPConn) replayPreludes(ctx context.Context, id int, conn net.Conn, wdl time.Time) error {
-	if len(c.exch) == 0 {
+func (c *TCPConn) replayPreludes(ctx context.Context, id int, conn net.Conn, xs []exchange, wdl time.Time) error {
+	if len(xs) == 0 {
 		return nil
 	}
 	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(aLongTimeAgo) })
 	conn.SetWriteDeadline(wdl)
-	err := replay(id, conn, c.exch)
+	err := replay(id, conn, xs)
 	if !stop() {
 		// ctx ended: its deadline is the error, even if the exchanges
 		// completed as it did.
-		return fmt.Errorf("tlsdial: replaying %s: %w", preludeNames(c.exch), ctxErr(ctx))
+		return fmt.Errorf("tlsdial: replaying %s: %w", preludeNames(xs), ctxErr(ctx))
 	}
 	return err
 }
@@ -133,15 +141,18 @@ var aLongTimeAgo = time.Unix(1, 0)
 
 func replay(id int, conn net.Conn, xs []exchange) error {
 	for _, x := range xs {
-		if _, err := conn.Write(x.p.request); err != nil {
+		if _, err := conn.Write(x.request); err != nil {
 			return err
+		}
+		if len(x.answer) == 0 {
+			continue
 		}
 		got := make([]byte, len(x.answer))
 		if _, err := io.ReadFull(conn, got); err != nil {
 			return err
 		}
 		if !bytes.Equal(got, x.answer) {
-			return &PreludeError{Prelude: x.p.name, ID: id, Want: x.answer, Got: got}
+			return &PreludeError{Prelude: x.name, ID: id, Want: x.answer, Got: got}
 		}
 	}
 	return nil
@@ -163,7 +174,66 @@ func isHelloRetry(b []byte) bool {
 		bytes.Equal(b[random:random+32], helloRetryRandom)
 }
 
-// noteRetry marks the report when an attempt's first bytes b are a
+// helloRetryName names a first ClientHello answered by a HelloRetryRequest
+// in Report.Prelude.
+const helloRetryName = "HelloRetryRequest"
+
+// ccsRecord is TLS 1.3's compatibility change_cipher_spec record, which a
+// client may send before its second ClientHello.
+var ccsRecord = []byte{20, 3, 3, 0, 1, 1}
+
+// wholeRecords reports whether b is a sequence of complete TLS records.
+func wholeRecords(b []byte) bool {
+	for len(b) > 0 {
+		if len(b) < 5 {
+			return false
+		}
+		n := 5 + (int(b[3])<<8 | int(b[4]))
+		if len(b) < n {
+			return false
+		}
+		b = b[n:]
+	}
+	return true
+}
+
+// retried handles attempt 1's first reply got when it is a
+// HelloRetryRequest, in whole records: the first hello and got become an
+// exchange each raced attempt replays and checks, and the second hello is
+// watched as the first was. It returns false, having only marked the
+// report, when the retry cannot be replayed (split records, or the dial is
+// settling meanwhile).
+func (c *TCPConn) retried(got []byte) bool {
+	if !isHelloRetry(got) {
+		return false
+	}
+	ok := false
+	c.e.do(func(now time.Time) {
+		if wholeRecords(got) {
+			ok = c.e.m.retried(now, c.first.id)
+		}
+		if !ok {
+			c.e.m.report.Protection = UnprotectedHelloRetry
+		}
+	})
+	if !ok {
+		return false
+	}
+	c.mu.Lock()
+	if c.state != stateWatching {
+		// Settled or closed meanwhile: got is the stack's all the same,
+		// and what follows is not watched.
+		c.mu.Unlock()
+		c.noteRetry(got)
+		return true
+	}
+	c.exch = append(c.exch, exchange{name: helloRetryName, request: c.hello, answer: bytes.Clone(got)})
+	c.hello, c.state, c.next = nil, stateFresh, nextRetried
+	c.mu.Unlock()
+	return true
+}
+
+// noteRetry marks the report when a raced attempt's first bytes b are a
 // HelloRetryRequest, before the attempt reports them: what follows the
 // second hello is not watched.
 func (c *TCPConn) noteRetry(b []byte) {

@@ -1,6 +1,7 @@
 package tlsdial
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -243,8 +244,11 @@ func (c *TCPConn) Write(b []byte) (int, error) {
 				c.plain(UnprotectedReplayOff)
 				continue
 			}
-			if isClientHello(b) {
+			if isClientHello(b) || c.next == nextRetried && bytes.HasPrefix(b, ccsRecord) && isClientHello(b[len(ccsRecord):]) {
 				return c.watch(b) // unlocks
+			}
+			if c.next == nextRetried && bytes.Equal(b, ccsRecord) {
+				return c.send(b) // unlocks
 			}
 			if p := preludeOf(b); p != nil && c.next == nextAny && len(c.exch) < maxPreludes {
 				return c.ask(p, b) // unlocks
@@ -295,15 +299,15 @@ func (c *TCPConn) await(wait <-chan struct{}) error {
 // redial does, and makes the dial react by itself. Called with mu held, in
 // stateFresh; it unlocks.
 func (c *TCPConn) watch(b []byte) (int, error) {
-	c.hello = slices.Clone(b)
-	c.state = stateWatching
+	hello := slices.Clone(b)
+	c.hello, c.state = hello, stateWatching
 	conn, names := c.conn, preludeNames(c.exch)
 	c.mu.Unlock()
 	if names != "" {
 		c.e.do(func(time.Time) { c.e.m.report.Prelude = names })
 	}
 	out := sending(conn, c.timerOnly)
-	n, err := conn.Write(c.hello)
+	n, err := conn.Write(hello)
 	switch {
 	case err != nil:
 		// Final even if the path cut it: the stack sees this error.
@@ -352,7 +356,7 @@ func (c *TCPConn) settle() {
 // ask sends prelude p's request b on attempt 1 and waits for Read to
 // read its answer. Called with mu held, in stateFresh; it unlocks.
 func (c *TCPConn) ask(p *prelude, b []byte) (int, error) {
-	c.exch = append(c.exch, exchange{p: p})
+	c.exch = append(c.exch, exchange{name: p.name, request: p.request, p: p})
 	c.state = statePrelude
 	conn := c.conn
 	c.mu.Unlock()
@@ -361,6 +365,16 @@ func (c *TCPConn) ask(p *prelude, b []byte) (int, error) {
 		c.plain(UnprotectedDeclined)
 	}
 	return n, err
+}
+
+// send writes b, a change_cipher_spec after a HelloRetryRequest, on
+// attempt 1 and records it for the replays. Called with mu held, in
+// stateFresh; it unlocks.
+func (c *TCPConn) send(b []byte) (int, error) {
+	c.exch = append(c.exch, exchange{request: slices.Clone(b)})
+	conn := c.conn
+	c.mu.Unlock()
+	return conn.Write(b)
 }
 
 // readAnswer reads attempt 1's answer to the prelude request in flight
@@ -425,7 +439,13 @@ func (c *TCPConn) Read(b []byte) (int, error) {
 		c.mu.Unlock()
 		switch st {
 		case stateFresh: // the server speaks first: nothing to watch
-			c.plain(UnprotectedServerFirst)
+			why := UnprotectedServerFirst
+			c.mu.Lock()
+			if c.next == nextRetried {
+				why = UnprotectedHelloRetry // read before the second hello
+			}
+			c.mu.Unlock()
+			c.plain(why)
 			continue
 		case statePrelude:
 			return c.readAnswer(b)
@@ -475,8 +495,8 @@ func (c *TCPConn) readFirst(b []byte) (n int, err error, done bool) {
 	res := legResult{kind: resOK}
 	if n == 0 {
 		res = resultOf(err, false)
-	} else {
-		c.noteRetry(b[:n])
+	} else if c.retried(b[:n]) {
+		return n, err, true // the stack answers with its second hello
 	}
 	if l.finished(res, nil) {
 		return n, err, true
@@ -551,7 +571,9 @@ func (c *TCPConn) attempt(l *leg) {
 // wanted.
 func (c *TCPConn) redial(l *leg) net.Conn {
 	c.mu.Lock()
-	rdl, wdl := c.rdl, c.wdl
+	// exch and hello change when a HelloRetryRequest makes the second
+	// hello the one to watch (which ends the attempts started before).
+	rdl, wdl, exch, hello := c.rdl, c.wdl, c.exch, c.hello
 	c.mu.Unlock()
 	ctx := l.ctx
 	if !rdl.IsZero() {
@@ -566,7 +588,7 @@ func (c *TCPConn) redial(l *leg) net.Conn {
 	}
 	// The prelude's round trips come before the TCP_INFO baseline and the
 	// hello's clock: they are no part of the stall window.
-	if err := c.replayPreludes(ctx, l.id, conn, wdl); err != nil {
+	if err := c.replayPreludes(ctx, l.id, conn, exch, wdl); err != nil {
 		conn.Close()
 		c.e.do(func(time.Time) {
 			// Its MSS, for the report: it connected, it is not a candidate
@@ -577,12 +599,12 @@ func (c *TCPConn) redial(l *leg) net.Conn {
 		l.finished(legResult{kind: resFailed, err: err}, nil)
 		return nil
 	}
-	if !l.sent(conn, took, len(c.hello), sending(conn, c.timerOnly), nil) {
+	if !l.sent(conn, took, len(hello), sending(conn, c.timerOnly), nil) {
 		conn.Close()
 		return nil
 	}
 	conn.SetWriteDeadline(wdl)
-	if _, err := conn.Write(c.hello); err != nil {
+	if _, err := conn.Write(hello); err != nil {
 		conn.Close()
 		l.finished(resultOf(err, false), nil)
 		return nil
