@@ -132,9 +132,11 @@ type Report struct {
 	// Dialer connection has, and a TCPConn until its first flight is
 	// written; a TCPConn passed through unwatched says why.
 	Protection Protection
-	// Prelude names the plaintext exchanges that went before the
-	// ClientHello (TCPDialer: "PostgreSQL SSLRequest"), in order, joined
-	// by ", "; "" if none. Each raced attempt replayed them first.
+	// Prelude names the exchanges that went before the watched
+	// ClientHello (TCPDialer): plaintext preludes ("PostgreSQL
+	// SSLRequest") and a first hello answered by a HelloRetryRequest
+	// ("HelloRetryRequest"), in order, joined by ", "; "" if none. Each
+	// raced attempt replayed them first.
 	Prelude string
 }
 
@@ -159,11 +161,12 @@ const (
 	UnprotectedDeclined
 	// UnprotectedReplayOff means TCPDialer.StallWindow is negative.
 	UnprotectedReplayOff
-	// UnprotectedHelloRetry means the server's first reply was a TLS 1.3
-	// HelloRetryRequest: the first ClientHello was protected, the second
-	// one and the server flight after it are not watched (a downstream
-	// black hole then hangs the handshake). Offering a key share for the
-	// group the server takes avoids the retry.
+	// UnprotectedHelloRetry means a raced attempt got the server's TLS
+	// 1.3 HelloRetryRequest and kept the connection: the first ClientHello
+	// was protected, the second one is not watched. (A retry request
+	// that answers attempt 1 is replayed like a prelude instead.)
+	// Offering a key share for the group the server takes avoids the
+	// retry.
 	UnprotectedHelloRetry
 )
 

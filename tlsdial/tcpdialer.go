@@ -38,11 +38,13 @@ import (
 // their TLS (MySQL and STARTTLS, where the server speaks first) are not
 // protected: their connections keep the remembered clamp, if any, and
 // their Report's Protection says why; pin a clamp with pmtu.DialerWithMTU
-// for them. Nor is a server whose first reply is a HelloRetryRequest
-// (PostgreSQL 15 to Go's default key shares) against a downstream black
-// hole: the small retry request gets through, the stack reads it, and no
-// other connection can take over when the large flight that follows the
-// second hello is lost.
+// for them.
+//
+// A TLS 1.3 HelloRetryRequest that answers attempt 1's hello is handled
+// like a prelude: the first hello and the retry request (checked byte for
+// byte) are replayed on each new attempt, and the second hello is watched.
+// A retry request that answers a raced attempt ends the watch there; the
+// Report's Protection says so.
 //
 // With net/http:
 //
