@@ -565,7 +565,9 @@ func (m *machine) retried(now time.Time, id int) bool {
 			m.end(now, o, OutcomeSuperseded, errRetried)
 		}
 	}
-	m.held = 0
+	// The steps those attempts tried are tried again for the second
+	// hello, from l's.
+	m.held, m.frontier = 0, l.idx
 	l.mon, l.sentAt = nil, time.Time{}
 	if m.good == l.idx {
 		// The retry request was no sign that the server's flight gets
