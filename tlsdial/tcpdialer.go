@@ -193,9 +193,9 @@ type TCPConn struct {
 	e         *engine
 	first     *leg          // attempt 1, connected by DialContext
 	took      time.Duration // attempt 1's connect time
-	hello     []byte        // the ClientHello; set before watching, then read-only
-	exch      []exchange    // attempt 1's preludes, in order; under mu, read-only once watching
-	next      preludeNext   // what the last prelude's answer lets follow; under mu
+	hello     []byte        // the ClientHello watched; under mu (a HelloRetryRequest makes way for the second)
+	exch      []exchange    // what attempt 1 exchanged before hello, in order; under mu
+	next      preludeNext   // what the last exchange's answer lets follow; under mu
 	settleOne sync.Once
 
 	settled chan struct{} // closed once the dial is over and settled
