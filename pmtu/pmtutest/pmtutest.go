@@ -15,17 +15,25 @@
 // 1448 bytes of payload (IPv6: 1428), smaller if the client clamped its MSS:
 //
 //	segment = min(accepted MSS, 1448 or 1428)
-//	packet  = min(chunk, segment) + 52 (IPv4: 20 IP + 20 TCP + 12 timestamps)
-//	                              + 72 (IPv6: 40 IP + 20 TCP + 12 timestamps)
+//	packet  = segment's bytes + 52 (IPv4: 20 IP + 20 TCP + 12 timestamps)
+//	                          + 72 (IPv6: 40 IP + 20 TCP + 12 timestamps)
 //
-// Each chunk of bytes read from one side stands for one flight of
-// segments. If its largest packet is over the MTU, the chunk is not
-// forwarded, and neither is anything after it in that direction, end of
-// stream included: TCP delivers in order, so the lost segment blocks the
-// stream for good. The connection stays open and silent, exactly like a
-// real black hole: the client sees a timeout, never an error. The server
-// obeys the MSS the client announced, so the same segment size applies in
-// both directions.
+// A sender cuts what it has to send at once into segments of at most the
+// MSS, and sends a small write on its own (Go sets TCP_NODELAY). The proxy
+// sees the same segments on loopback, where the MSS is larger: after each
+// read it asks the kernel (TCP_INFO) how many segments the bytes came in and
+// the size of the largest one if it grew (tcpi_rcv_mss), and takes the
+// largest of the path as min(that, segment). So small writes pass, each as
+// a small packet, however many of them one read returns, and a write of
+// more than a segment is sent as full segments, which a path too small for
+// them drops.
+//
+// From the first segment over the MTU, nothing more is forwarded in that
+// direction, end of stream included: TCP delivers in order, so the lost
+// segment blocks the stream for good. The connection stays open and
+// silent, exactly like a real black hole: the client sees a timeout, never
+// an error. The server obeys the MSS the client announced, so the same
+// segment size applies in both directions.
 //
 // A clamp of 1360 (a 1400-byte IPv4 path) gives 1348-byte segments and
 // 1400-byte packets, which pass an MTU of 1400; a stock Go ClientHello
@@ -35,6 +43,15 @@
 // on: 127.0.0.1 for "tcp4", [::1] for "tcp6".
 //
 // # Limits
+//
+// The sizes of the segments are the loopback kernel's: a server that writes
+// small pieces faster than they leave (a real NIC's queue, a congestion
+// window) may have them merged on a real path and not here. The largest
+// segment of a read is exact when the read holds one segment, when its
+// segments are of one size, or when the largest came last; a large segment
+// followed, within one read, by two smaller ones of equal size can go
+// unseen (the kernel's estimate then falls back to those), and the read is
+// then judged by its average segment.
 //
 // The proxy emulates what the application sees, not what the kernel sees:
 // the client's own TCP stack has its bytes acknowledged by the proxy, so
@@ -89,6 +106,8 @@ const DefaultMTU = 1400
 const (
 	ipv4MaxSeg = 1460 - 12 // Ethernet MSS less timestamps
 	ipv6MaxSeg = 1440 - 12
+
+	timestampBytes = 12 // TCP's timestamp option, which Linux uses on loopback
 )
 
 // Config configures a [Proxy]. Only Target is required.
@@ -294,7 +313,13 @@ func (p *Proxy) serve(client net.Conn) {
 	p.stats.MSS = append(p.stats.MSS, mss)
 	p.mu.Unlock()
 
+	seg := min(mss, p.maxSeg)
+	// The server's segments are cut as on the path: it obeys the MSS the
+	// client announced (the kernel deducts the timestamps again).
 	var d net.Dialer
+	if pmtu.ValidateMSS(seg+timestampBytes) == nil {
+		d.Control = pmtu.ClampMSS(seg+timestampBytes, nil)
+	}
 	server, err := d.DialContext(p.ctx, "tcp", p.cfg.Target)
 	if err != nil {
 		p.untrack(client) // the client sees its connection closed
@@ -306,7 +331,6 @@ func (p *Proxy) serve(client net.Conn) {
 	}
 	defer p.untrack(client, server)
 
-	seg := min(mss, p.maxSeg)
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		if !p.pump(client, server, Downstream, seg, p.cfg.Delay) {
@@ -321,16 +345,18 @@ func (p *Proxy) serve(client net.Conn) {
 	wg.Wait()
 }
 
-// pump copies src to dst, black-holing dir from the first flight that does
-// not fit the MTU. It reports false if the pair must be torn down: an
+// pump copies src to dst, black-holing dir from the first segment that
+// does not fit the MTU. It reports false if the pair must be torn down: an
 // error other than the end of src, or a failed write.
 func (p *Proxy) pump(dst, src net.Conn, dir Direction, seg int, delay time.Duration) bool {
 	buf := make([]byte, 64<<10)
 	holes := p.cfg.Direction&dir != 0
 	blocked := false
+	var sizes segmentSizes
+	sizes.read(src) // the baseline
 	for {
 		n, err := src.Read(buf)
-		if n > 0 && !blocked && holes && min(n, seg)+p.overhead > p.cfg.MTU {
+		if n > 0 && !blocked && holes && min(sizes.largest(src, n), seg)+p.overhead > p.cfg.MTU {
 			blocked = true
 		}
 		if n > 0 && blocked {
@@ -357,6 +383,41 @@ func (p *Proxy) pump(dst, src net.Conn, dir Direction, seg int, delay time.Durat
 			return true
 		}
 	}
+}
+
+// segmentSizes follows, through TCP_INFO, the segments a connection
+// receives: how many, and the receive MSS, which the kernel raises to the
+// size of any segment larger than it (tcp_measure_rcv_mss).
+type segmentSizes struct {
+	segs   uint32 // tcpi_data_segs_in at the last read
+	rcvMSS uint32 // tcpi_rcv_mss at the last read
+	ok     bool   // the last TCP_INFO was read
+}
+
+func (s *segmentSizes) read(c net.Conn) {
+	ti, err := pmtu.ReadTCPInfo(c)
+	s.ok = err == nil
+	s.segs, s.rcvMSS = ti.DataSegsIn, ti.RcvMSS
+}
+
+// largest returns the size of the largest segment among the n bytes just
+// read from c: the receive MSS if it grew with them, and at least their
+// average per segment. Without TCP_INFO it is n, as if one segment.
+func (s *segmentSizes) largest(c net.Conn, n int) int {
+	prevSegs, prevMSS, prevOK := s.segs, s.rcvMSS, s.ok
+	s.read(c)
+	if !prevOK || !s.ok {
+		return n
+	}
+	k := int(s.segs - prevSegs)
+	if k <= 1 {
+		return n
+	}
+	largest := (n + k - 1) / k
+	if s.rcvMSS > prevMSS {
+		largest = max(largest, int(s.rcvMSS))
+	}
+	return min(largest, n)
 }
 
 func (p *Proxy) drop(dir Direction) {
