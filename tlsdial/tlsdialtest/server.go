@@ -2,12 +2,16 @@ package tlsdialtest
 
 import (
 	"bytes"
+	"crypto/tls"
 	"log"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
+
+	"github.com/fitshake/fitshake/internal/testcert"
 )
 
 // NewServer starts an HTTPS server for handler that speaks HTTP/2 and
@@ -16,7 +20,29 @@ import (
 // trusts it.
 func NewServer(t testing.TB, handler http.Handler) *httptest.Server {
 	t.Helper()
+	return newServer(t, handler, nil, "")
+}
+
+// newServer starts the server on ln (nil: httptest's, on loopback) with a
+// certificate for host (empty: httptest's own).
+func newServer(t testing.TB, handler http.Handler, ln net.Listener, host string) *httptest.Server {
+	t.Helper()
 	srv := httptest.NewUnstartedServer(handler)
+	if ln != nil {
+		srv.Listener.Close()
+		srv.Listener = ln
+	}
+	if host != "" {
+		ca, err := testcert.NewCA()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cert, err := ca.Issue([]string{host}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		srv.TLS = &tls.Config{Certificates: []tls.Certificate{cert}}
+	}
 	srv.EnableHTTP2 = true
 	srv.Config.ErrorLog = ErrorLog(t)
 	srv.StartTLS()
