@@ -21,12 +21,13 @@
 // A sender cuts what it has to send at once into segments of at most the
 // MSS, and sends a small write on its own (Go sets TCP_NODELAY). The proxy
 // sees the same segments on loopback, where the MSS is larger: after each
-// read it asks the kernel (TCP_INFO) how many segments the bytes came in and
-// the size of the largest one if it grew (tcpi_rcv_mss), and takes the
-// largest of the path as min(that, segment). So small writes pass, each as
-// a small packet, however many of them one read returns, and a write of
-// more than a segment is sent as full segments, which a path too small for
-// them drops.
+// read it asks the kernel (TCP_INFO) whether a segment larger than any
+// before arrived (tcpi_rcv_mss grew), and takes the largest of the path as
+// min(that, segment). So small writes pass, each as a small packet, however
+// many of them one read returns, and a write of more than a segment is sent
+// as full segments, which a path too small for them drops. The proxy
+// dials the target with the path's segment size, so that the server cuts
+// its writes as on the path.
 //
 // From the first segment over the MTU, nothing more is forwarded in that
 // direction, end of stream included: TCP delivers in order, so the lost
@@ -46,12 +47,11 @@
 //
 // The sizes of the segments are the loopback kernel's: a server that writes
 // small pieces faster than they leave (a real NIC's queue, a congestion
-// window) may have them merged on a real path and not here. The largest
-// segment of a read is exact when the read holds one segment, when its
-// segments are of one size, or when the largest came last; a large segment
-// followed, within one read, by two smaller ones of equal size can go
-// unseen (the kernel's estimate then falls back to those), and the read is
-// then judged by its average segment.
+// window) may have them merged on a real path and not here. The receive
+// MSS starts at 536 and the kernel lowers it after two smaller segments of
+// equal size: a segment too large for the path that is no larger than the
+// receive MSS then was goes unseen (one of 525..536 bytes through a path of
+// 576, or one after a lowering).
 //
 // The proxy emulates what the application sees, not what the kernel sees:
 // the client's own TCP stack has its bytes acknowledged by the proxy, so
@@ -108,6 +108,10 @@ const (
 	ipv6MaxSeg = 1440 - 12
 
 	timestampBytes = 12 // TCP's timestamp option, which Linux uses on loopback
+
+	// initialRcvMSS is where Linux starts tcpi_rcv_mss (TCP_MSS_DEFAULT),
+	// or lower for a smaller MSS.
+	initialRcvMSS = 536
 )
 
 // Config configures a [Proxy]. Only Target is required.
@@ -352,8 +356,8 @@ func (p *Proxy) pump(dst, src net.Conn, dir Direction, seg int, delay time.Durat
 	buf := make([]byte, 64<<10)
 	holes := p.cfg.Direction&dir != 0
 	blocked := false
-	var sizes segmentSizes
-	sizes.read(src) // the baseline
+	// Not a first TCP_INFO: the first segments may be in already.
+	sizes := segmentSizes{rcvMSS: initialRcvMSS, ok: true}
 	for {
 		n, err := src.Read(buf)
 		if n > 0 && !blocked && holes && min(sizes.largest(src, n), seg)+p.overhead > p.cfg.MTU {
@@ -385,11 +389,12 @@ func (p *Proxy) pump(dst, src net.Conn, dir Direction, seg int, delay time.Durat
 	}
 }
 
-// segmentSizes follows, through TCP_INFO, the segments a connection
-// receives: how many, and the receive MSS, which the kernel raises to the
-// size of any segment larger than it (tcp_measure_rcv_mss).
+// segmentSizes follows the largest segment a connection receives through
+// TCP_INFO's receive MSS, which the kernel raises to the size of any
+// segment larger than it (tcp_measure_rcv_mss). A count of segments per
+// read would not do: those that arrive between a read and its TCP_INFO are
+// counted with one read and returned by the next.
 type segmentSizes struct {
-	segs   uint32 // tcpi_data_segs_in at the last read
 	rcvMSS uint32 // tcpi_rcv_mss at the last read
 	ok     bool   // the last TCP_INFO was read
 }
@@ -397,27 +402,24 @@ type segmentSizes struct {
 func (s *segmentSizes) read(c net.Conn) {
 	ti, err := pmtu.ReadTCPInfo(c)
 	s.ok = err == nil
-	s.segs, s.rcvMSS = ti.DataSegsIn, ti.RcvMSS
+	s.rcvMSS = ti.RcvMSS
 }
 
 // largest returns the size of the largest segment among the n bytes just
-// read from c: the receive MSS if it grew with them, and at least their
-// average per segment. Without TCP_INFO it is n, as if one segment.
+// read from c: the receive MSS if it grew with them (or with the next
+// segments, which the stream then reaches), and 0 if it did not: each
+// segment was no larger than one seen before, which passed. Without
+// TCP_INFO it is n, as if one segment.
 func (s *segmentSizes) largest(c net.Conn, n int) int {
-	prevSegs, prevMSS, prevOK := s.segs, s.rcvMSS, s.ok
+	prev, prevOK := s.rcvMSS, s.ok
 	s.read(c)
-	if !prevOK || !s.ok {
+	switch {
+	case !prevOK || !s.ok:
 		return n
+	case s.rcvMSS > prev:
+		return int(s.rcvMSS)
 	}
-	k := int(s.segs - prevSegs)
-	if k <= 1 {
-		return n
-	}
-	largest := (n + k - 1) / k
-	if s.rcvMSS > prevMSS {
-		largest = max(largest, int(s.rcvMSS))
-	}
-	return min(largest, n)
+	return 0
 }
 
 func (p *Proxy) drop(dir Direction) {

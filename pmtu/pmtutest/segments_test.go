@@ -71,9 +71,12 @@ func TestDiagPageThroughProxy(t *testing.T) {
 }
 
 // An HTTP/2 server that writes its response in small pieces (a frame, and
-// a flush, each) works through the proxy: the client's hello is small
-// (X25519 only) so that a stock client gets through too. One large write
-// is still cut into full-size segments and lost for the stock client.
+// a flush, each) works through the proxy for a clamped client, and so does
+// one large write. A stock client (with a hello of one small packet,
+// X25519 only) loses the large write: it is cut into full-size segments.
+// (A stock client's small pieces may pass or not: the HTTP/2 server merges
+// the frames queued while it writes into one write, as it would on a real
+// path.)
 func TestHTTP2SmallWritesThroughProxy(t *testing.T) {
 	const pieces, piece = 40, 400
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -110,18 +113,12 @@ func TestHTTP2SmallWritesThroughProxy(t *testing.T) {
 		b, err := io.ReadAll(resp.Body)
 		return resp, b, err
 	}
-	for _, tt := range []struct {
-		name string
-		d    *net.Dialer
-	}{{"stock", new(net.Dialer)}, {"clamped", dialer(t, 0, 1400)}} {
-		t.Run(tt.name, func(t *testing.T) {
-			resp, body, err := get(tt.d, "/small")
-			require.NoError(t, err)
-			assert.Equal(t, "HTTP/2.0", resp.Proto)
-			assert.Equal(t, pieces*piece, len(body))
-		})
-	}
-	resp, body, err := get(dialer(t, 0, 1400), "/large")
+	resp, body, err := get(dialer(t, 0, 1400), "/small")
+	require.NoError(t, err, "clamped")
+	assert.Equal(t, "HTTP/2.0", resp.Proto)
+	assert.Equal(t, pieces*piece, len(body))
+
+	resp, body, err = get(dialer(t, 0, 1400), "/large")
 	require.NoError(t, err, "clamped")
 	assert.Equal(t, "HTTP/2.0", resp.Proto)
 	assert.Len(t, body, 8000)
