@@ -22,12 +22,14 @@
 // MSS, and sends a small write on its own (Go sets TCP_NODELAY). The proxy
 // sees the same segments on loopback, where the MSS is larger: after each
 // read it asks the kernel (TCP_INFO) whether a segment larger than any
-// before arrived (tcpi_rcv_mss grew), and takes the largest of the path as
-// min(that, segment). So small writes pass, each as a small packet, however
-// many of them one read returns, and a write of more than a segment is sent
-// as full segments, which a path too small for them drops. The proxy
-// dials the target with the path's segment size, so that the server cuts
-// its writes as on the path.
+// before arrived (tcpi_rcv_mss grew); if none did, the read's bytes per
+// segment (tcpi_data_segs_in), at most the largest before, bound its
+// segments. The largest segment of the path is min(that, segment). So
+// small writes pass, each as a small packet, however many of them one read
+// returns, and a write of more than a segment is sent as full segments,
+// which a path too small for them drops. The proxy dials the target with
+// the path's segment size, so that the server cuts its writes as on the
+// path.
 //
 // From the first segment over the MTU, nothing more is forwarded in that
 // direction, end of stream included: TCP delivers in order, so the lost
@@ -47,11 +49,13 @@
 //
 // The sizes of the segments are the loopback kernel's: a server that writes
 // small pieces faster than they leave (a real NIC's queue, a congestion
-// window) may have them merged on a real path and not here. The receive
-// MSS starts at 536 and the kernel lowers it after two smaller segments of
-// equal size: a segment too large for the path that is no larger than the
-// receive MSS then was goes unseen (one of 525..536 bytes through a path of
-// 576, or one after a lowering).
+// window) may have them merged on a real path and not here. The kernel
+// lowers the receive MSS after two smaller segments of equal size, so a
+// large segment followed by two such in one read is judged by the read's
+// bytes per segment. Below the receive MSS's start (536 bytes of payload:
+// paths under 588 bytes on IPv4, 608 on IPv6) the bytes per segment
+// decide, which may take small writes read together for one larger
+// segment.
 //
 // The proxy emulates what the application sees, not what the kernel sees:
 // the client's own TCP stack has its bytes acknowledged by the proxy, so
@@ -356,8 +360,7 @@ func (p *Proxy) pump(dst, src net.Conn, dir Direction, seg int, delay time.Durat
 	buf := make([]byte, 64<<10)
 	holes := p.cfg.Direction&dir != 0
 	blocked := false
-	// Not a first TCP_INFO: the first segments may be in already.
-	sizes := segmentSizes{rcvMSS: initialRcvMSS, ok: true}
+	sizes := newSegmentSizes()
 	for {
 		n, err := src.Read(buf)
 		if n > 0 && !blocked && holes && min(sizes.largest(src, n), seg)+p.overhead > p.cfg.MTU {
@@ -390,36 +393,51 @@ func (p *Proxy) pump(dst, src net.Conn, dir Direction, seg int, delay time.Durat
 }
 
 // segmentSizes follows the largest segment a connection receives through
-// TCP_INFO's receive MSS, which the kernel raises to the size of any
-// segment larger than it (tcp_measure_rcv_mss). A count of segments per
-// read would not do: those that arrive between a read and its TCP_INFO are
-// counted with one read and returned by the next.
+// TCP_INFO: its receive MSS, which the kernel raises to the size of any
+// segment larger than it (tcp_measure_rcv_mss), and its count of segments.
 type segmentSizes struct {
 	rcvMSS uint32 // tcpi_rcv_mss at the last read
+	segs   uint32 // tcpi_data_segs_in at the last read
+	read   uint64 // bytes read so far
+	unread uint64 // bytes received but not read, at the last read
 	ok     bool   // the last TCP_INFO was read
 }
 
-func (s *segmentSizes) read(c net.Conn) {
-	ti, err := pmtu.ReadTCPInfo(c)
-	s.ok = err == nil
-	s.rcvMSS = ti.RcvMSS
+// newSegmentSizes returns the sizes of a new connection. It takes no
+// TCP_INFO: the first segments may be in already.
+func newSegmentSizes() segmentSizes {
+	return segmentSizes{rcvMSS: initialRcvMSS, ok: true}
 }
 
 // largest returns the size of the largest segment among the n bytes just
 // read from c: the receive MSS if it grew with them (or with the next
-// segments, which the stream then reaches), and 0 if it did not: each
-// segment was no larger than one seen before, which passed. Without
-// TCP_INFO it is n, as if one segment.
+// segments, which the stream then reaches). If it did not, no segment was
+// larger than the receive MSS before, which bounds the bytes per segment
+// of the read. Without TCP_INFO it is n, as if one segment.
 func (s *segmentSizes) largest(c net.Conn, n int) int {
-	prev, prevOK := s.rcvMSS, s.ok
-	s.read(c)
-	switch {
-	case !prevOK || !s.ok:
+	prev := *s
+	ti, err := pmtu.ReadTCPInfo(c)
+	s.ok = err == nil
+	s.read += uint64(n)
+	if !prev.ok || !s.ok {
 		return n
-	case s.rcvMSS > prev:
+	}
+	s.rcvMSS, s.segs = ti.RcvMSS, ti.DataSegsIn
+	s.unread = ti.BytesReceived - min(s.read, ti.BytesReceived)
+	if s.rcvMSS > prev.rcvMSS {
 		return int(s.rcvMSS)
 	}
-	return 0
+	// Segments that arrived after the last read, before its TCP_INFO, are
+	// counted there and read here.
+	k := int(s.segs - prev.segs)
+	if prev.unread > 0 {
+		k++
+	}
+	perSeg := n
+	if k > 1 {
+		perSeg = (n + k - 1) / k
+	}
+	return min(perSeg, int(prev.rcvMSS))
 }
 
 func (p *Proxy) drop(dir Direction) {
