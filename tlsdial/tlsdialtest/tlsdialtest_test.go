@@ -166,6 +166,7 @@ func (l *logTB) lines() string {
 func TestNewServerQuiet(t *testing.T) {
 	for _, quiet := range []bool{false, true} {
 		t.Run(fmt.Sprint("quiet=", quiet), func(t *testing.T) {
+			checkLeaks(t)
 			tb := &logTB{TB: t}
 			var srv *httptest.Server
 			if quiet {
