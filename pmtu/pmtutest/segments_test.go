@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -127,4 +128,53 @@ func TestHTTP2SmallWritesThroughProxy(t *testing.T) {
 	_, _, err = get(new(net.Dialer), "/large")
 	assert.ErrorIs(t, err, context.DeadlineExceeded, "8000 bytes in one write got through to a stock client")
 	assert.Greater(t, p.Stats().DownDropped, before)
+}
+
+// A server writes ten small pieces, then one large write, then closes. A
+// stock client gets the small pieces (however many the proxy reads at
+// once) and then nothing: the large write leaves as full-size segments. A
+// clamped client gets everything and the end of the stream.
+func TestSmallWritesPassLargeDropped(t *testing.T) {
+	const small, pieces, large = 480, 10, 4000
+	ln, err := net.Listen("tcp4", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				for range pieces {
+					c.Write(make([]byte, small))
+					time.Sleep(5 * time.Millisecond)
+				}
+				c.Write(make([]byte, large))
+				io.Copy(io.Discard, c) // until the client goes
+			}()
+		}
+	}()
+	p := startProxy(t, pmtutest.Config{Target: ln.Addr().String(), MTU: 1400})
+
+	read := func(d *net.Dialer) (int, error) {
+		c, err := d.Dial("tcp", p.Addr())
+		require.NoError(t, err)
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(hangTimeout))
+		n, err := io.Copy(io.Discard, io.LimitReader(c, small*pieces+large))
+		return int(n), err
+	}
+	n, err := read(new(net.Dialer))
+	assert.ErrorIs(t, err, os.ErrDeadlineExceeded, "stock client")
+	t.Logf("stock client: %d bytes", n)
+	assert.LessOrEqual(t, n, small*pieces)
+	assert.GreaterOrEqual(t, n, small*pieces/2, "small pieces dropped")
+	assert.Zero(t, n%small, "part of a piece")
+	assert.Positive(t, p.Stats().DownDropped)
+
+	n, err = read(dialer(t, 0, 1400))
+	require.NoError(t, err)
+	assert.Equal(t, small*pieces+large, n, "clamped client")
 }
