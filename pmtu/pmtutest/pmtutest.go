@@ -416,14 +416,15 @@ func newSegmentSizes() segmentSizes {
 // of the read. Without TCP_INFO it is n, as if one segment.
 func (s *segmentSizes) largest(c net.Conn, n int) int {
 	prev := *s
-	ti, err := pmtu.ReadTCPInfo(c)
-	s.ok = err == nil
 	s.read += uint64(n)
+	ti, err := pmtu.ReadTCPInfo(c)
+	if s.ok = err == nil; s.ok {
+		s.rcvMSS, s.segs = ti.RcvMSS, ti.DataSegsIn
+		s.unread = ti.BytesReceived - min(s.read, ti.BytesReceived)
+	}
 	if !prev.ok || !s.ok {
 		return n
 	}
-	s.rcvMSS, s.segs = ti.RcvMSS, ti.DataSegsIn
-	s.unread = ti.BytesReceived - min(s.read, ti.BytesReceived)
 	if s.rcvMSS > prev.rcvMSS {
 		return int(s.rcvMSS)
 	}
