@@ -40,7 +40,12 @@ type KernelPath struct {
 //
 // It needs Linux, root (network namespaces) and the tools ip, nft and
 // ethtool (Debian: iproute2, nftables, ethtool); elsewhere it skips t and
-// says what is missing. Code before the call runs in both processes.
+// says what is missing (an unprivileged user namespace is not tried).
+//
+// Code before the call runs in both processes. The run is given
+// -test.run (this test and its subtests), -test.count=1, -test.v and
+// -test.short if set; other flags of the test binary (a coverage profile)
+// are not passed on. The servers are reached over IPv4 only.
 func NewKernelPath(t *testing.T, mtu int) *KernelPath {
 	t.Helper()
 	return newKernelPath(t, mtu)
