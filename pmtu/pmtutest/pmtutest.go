@@ -15,17 +15,28 @@
 // 1448 bytes of payload (IPv6: 1428), smaller if the client clamped its MSS:
 //
 //	segment = min(accepted MSS, 1448 or 1428)
-//	packet  = min(chunk, segment) + 52 (IPv4: 20 IP + 20 TCP + 12 timestamps)
-//	                              + 72 (IPv6: 40 IP + 20 TCP + 12 timestamps)
+//	packet  = segment's bytes + 52 (IPv4: 20 IP + 20 TCP + 12 timestamps)
+//	                          + 72 (IPv6: 40 IP + 20 TCP + 12 timestamps)
 //
-// Each chunk of bytes read from one side stands for one flight of
-// segments. If its largest packet is over the MTU, the chunk is not
-// forwarded, and neither is anything after it in that direction, end of
-// stream included: TCP delivers in order, so the lost segment blocks the
-// stream for good. The connection stays open and silent, exactly like a
-// real black hole: the client sees a timeout, never an error. The server
-// obeys the MSS the client announced, so the same segment size applies in
-// both directions.
+// A sender cuts what it has to send at once into segments of at most the
+// MSS, and sends a small write on its own (Go sets TCP_NODELAY). The proxy
+// sees the same segments on loopback, where the MSS is larger: after each
+// read it asks the kernel (TCP_INFO) whether a segment larger than any
+// before arrived (tcpi_rcv_mss grew); if none did, the read's bytes per
+// segment (tcpi_data_segs_in), at most the largest before, bound its
+// segments. The largest segment of the path is min(that, segment). So
+// small writes pass, each as a small packet, however many of them one read
+// returns, and a write of more than a segment is sent as full segments,
+// which a path too small for them drops. The proxy dials the target with
+// the path's segment size, so that the server cuts its writes as on the
+// path.
+//
+// From the first segment over the MTU, nothing more is forwarded in that
+// direction, end of stream included: TCP delivers in order, so the lost
+// segment blocks the stream for good. The connection stays open and
+// silent, exactly like a real black hole: the client sees a timeout, never
+// an error. The server obeys the MSS the client announced, so the same
+// segment size applies in both directions.
 //
 // A clamp of 1360 (a 1400-byte IPv4 path) gives 1348-byte segments and
 // 1400-byte packets, which pass an MTU of 1400; a stock Go ClientHello
@@ -35,6 +46,16 @@
 // on: 127.0.0.1 for "tcp4", [::1] for "tcp6".
 //
 // # Limits
+//
+// The sizes of the segments are the loopback kernel's: a server that writes
+// small pieces faster than they leave (a real NIC's queue, a congestion
+// window) may have them merged on a real path and not here. The kernel
+// lowers the receive MSS after two smaller segments of equal size, so a
+// large segment followed by two such in one read is judged by the read's
+// bytes per segment. Below the receive MSS's start (536 bytes of payload:
+// paths under 588 bytes on IPv4, 608 on IPv6) the bytes per segment
+// decide, which may take small writes read together for one larger
+// segment.
 //
 // The proxy emulates what the application sees, not what the kernel sees:
 // the client's own TCP stack has its bytes acknowledged by the proxy, so
@@ -89,6 +110,12 @@ const DefaultMTU = 1400
 const (
 	ipv4MaxSeg = 1460 - 12 // Ethernet MSS less timestamps
 	ipv6MaxSeg = 1440 - 12
+
+	timestampBytes = 12 // TCP's timestamp option, which Linux uses on loopback
+
+	// initialRcvMSS is where Linux starts tcpi_rcv_mss (TCP_MSS_DEFAULT),
+	// or lower for a smaller MSS.
+	initialRcvMSS = 536
 )
 
 // Config configures a [Proxy]. Only Target is required.
@@ -294,7 +321,13 @@ func (p *Proxy) serve(client net.Conn) {
 	p.stats.MSS = append(p.stats.MSS, mss)
 	p.mu.Unlock()
 
+	seg := min(mss, p.maxSeg)
+	// The server's segments are cut as on the path: it obeys the MSS the
+	// client announced (the kernel deducts the timestamps again).
 	var d net.Dialer
+	if pmtu.ValidateMSS(seg+timestampBytes) == nil {
+		d.Control = pmtu.ClampMSS(seg+timestampBytes, nil)
+	}
 	server, err := d.DialContext(p.ctx, "tcp", p.cfg.Target)
 	if err != nil {
 		p.untrack(client) // the client sees its connection closed
@@ -306,7 +339,6 @@ func (p *Proxy) serve(client net.Conn) {
 	}
 	defer p.untrack(client, server)
 
-	seg := min(mss, p.maxSeg)
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		if !p.pump(client, server, Downstream, seg, p.cfg.Delay) {
@@ -321,16 +353,17 @@ func (p *Proxy) serve(client net.Conn) {
 	wg.Wait()
 }
 
-// pump copies src to dst, black-holing dir from the first flight that does
-// not fit the MTU. It reports false if the pair must be torn down: an
+// pump copies src to dst, black-holing dir from the first segment that
+// does not fit the MTU. It reports false if the pair must be torn down: an
 // error other than the end of src, or a failed write.
 func (p *Proxy) pump(dst, src net.Conn, dir Direction, seg int, delay time.Duration) bool {
 	buf := make([]byte, 64<<10)
 	holes := p.cfg.Direction&dir != 0
 	blocked := false
+	sizes := newSegmentSizes()
 	for {
 		n, err := src.Read(buf)
-		if n > 0 && !blocked && holes && min(n, seg)+p.overhead > p.cfg.MTU {
+		if n > 0 && !blocked && holes && min(sizes.largest(src, n), seg)+p.overhead > p.cfg.MTU {
 			blocked = true
 		}
 		if n > 0 && blocked {
@@ -357,6 +390,55 @@ func (p *Proxy) pump(dst, src net.Conn, dir Direction, seg int, delay time.Durat
 			return true
 		}
 	}
+}
+
+// segmentSizes follows the largest segment a connection receives through
+// TCP_INFO: its receive MSS, which the kernel raises to the size of any
+// segment larger than it (tcp_measure_rcv_mss), and its count of segments.
+type segmentSizes struct {
+	rcvMSS uint32 // tcpi_rcv_mss at the last read
+	segs   uint32 // tcpi_data_segs_in at the last read
+	read   uint64 // bytes read so far
+	unread uint64 // bytes received but not read, at the last read
+	ok     bool   // the last TCP_INFO was read
+}
+
+// newSegmentSizes returns the sizes of a new connection. It takes no
+// TCP_INFO: the first segments may be in already.
+func newSegmentSizes() segmentSizes {
+	return segmentSizes{rcvMSS: initialRcvMSS, ok: true}
+}
+
+// largest returns the size of the largest segment among the n bytes just
+// read from c: the receive MSS if it grew with them (or with the next
+// segments, which the stream then reaches). If it did not, no segment was
+// larger than the receive MSS before, which bounds the bytes per segment
+// of the read. Without TCP_INFO it is n, as if one segment.
+func (s *segmentSizes) largest(c net.Conn, n int) int {
+	prev := *s
+	s.read += uint64(n)
+	ti, err := pmtu.ReadTCPInfo(c)
+	if s.ok = err == nil; s.ok {
+		s.rcvMSS, s.segs = ti.RcvMSS, ti.DataSegsIn
+		s.unread = ti.BytesReceived - min(s.read, ti.BytesReceived)
+	}
+	if !prev.ok || !s.ok {
+		return n
+	}
+	if s.rcvMSS > prev.rcvMSS {
+		return int(s.rcvMSS)
+	}
+	// Segments that arrived after the last read, before its TCP_INFO, are
+	// counted there and read here.
+	k := int(s.segs - prev.segs)
+	if prev.unread > 0 {
+		k++
+	}
+	perSeg := n
+	if k > 1 {
+		perSeg = (n + k - 1) / k
+	}
+	return min(perSeg, int(prev.rcvMSS))
 }
 
 func (p *Proxy) drop(dir Direction) {
