@@ -20,6 +20,11 @@ import (
 // namespace takes in by DNAT (addSites).
 var priorSites = []string{"198.18.1.2", "198.19.1.2", "198.19.2.2"}
 
+// priorProcesses is how many client processes each side of
+// TestLabNetworkPrior's comparison runs: more than TestLabStore, for the
+// medians of a loaded 2-core machine.
+const priorProcesses = 11
+
 // A network that black-holes large packets, met by short-lived processes
 // sharing a store (pmtu.OpenFileCache), one after the other: two of them
 // learn a clamp for two sites (A, then B: one site is no evidence about
@@ -103,7 +108,7 @@ func networkPrior(t *testing.T, healthy, broken *lab.Lab) {
 	// process on the healthy path, a process whose first dial to C starts
 	// from the network's prior.
 	var cold, warm []time.Duration
-	for range storeProcesses {
+	for range priorProcesses {
 		h := process(healthy, site(2), "")
 		w := process(broken, site(2), store)
 		require.True(t, w.Report.FromNetwork, "from the network's prior: %s", w.Report)
