@@ -5,6 +5,7 @@ package lab_test
 import (
 	"context"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -131,10 +132,18 @@ func networkPrior(t *testing.T, healthy, broken *lab.Lab) {
 	t.Logf("sites A and B, which had to learn: %v and %v (%.1f× and %.1f× the healthy median)",
 		a.Elapsed.Round(time.Millisecond), b.Elapsed.Round(time.Millisecond),
 		float64(a.Elapsed)/float64(mc), float64(b.Elapsed)/float64(mc))
-	// The goal is 1.2×; the margin is for a busy 2-core machine, where a
-	// few milliseconds of scheduling are a large part of a dial on veths.
-	assert.Less(t, mw, mc*12/10+5*time.Millisecond, "from the network's prior, within 1.2× (+5 ms) of a healthy dial")
-	assert.Less(t, ma, mc*12/10+5*time.Millisecond, "from the store, within 1.2× (+5 ms) of a healthy dial")
+	// The goal is 1.2×. On a loaded 2-core machine a dial on veths takes
+	// 6 ms or 60 ms as the scheduler pleases, so the fastest dial of each
+	// side (the least disturbed) is held to it, and the medians to it with
+	// a margin that is still a tenth of the stall window the learning
+	// processes waited out.
+	lc, lw, la := slices.Min(cold), slices.Min(warm), slices.Min(again)
+	t.Logf("fastest: healthy %v, from the network's prior %v (%.2f), A from the store %v (%.2f)",
+		lc, lw, float64(lw)/float64(lc), la, float64(la)/float64(lc))
+	assert.Less(t, lw, lc*12/10+2*time.Millisecond, "from the network's prior, fastest within 1.2× (+2 ms) of a healthy dial")
+	assert.Less(t, la, lc*12/10+2*time.Millisecond, "from the store, fastest within 1.2× (+2 ms) of a healthy dial")
+	assert.Less(t, mw, mc*12/10+20*time.Millisecond, "from the network's prior, median within 1.2× (+20 ms) of a healthy dial")
+	assert.Less(t, ma, mc*12/10+20*time.Millisecond, "from the store, median within 1.2× (+20 ms) of a healthy dial")
 	assert.Len(t, storeEntries(t, store), 2, "dials from the prior learned nothing")
 
 	// The network changes: a new source address on the default route.
