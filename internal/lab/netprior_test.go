@@ -114,14 +114,12 @@ func networkPrior(t *testing.T, healthy, broken *lab.Lab) {
 		h := process(healthy, site(2), "")
 		s := process(broken, site(0), store)
 		require.True(t, s.Report.FromCache, "A from the store: %s", s.Report)
-		require.Len(t, s.Report.Attempts, 1, "%s", s.Report)
-		require.Equal(t, a.Report.MSS, s.Report.Attempts[0].MSS, "%s", s.Report)
+		firstWins(t, s.Report, a.Report.MSS)
 		again = append(again, s.Elapsed)
 		w := process(broken, site(2), store)
 		require.True(t, w.Report.FromNetwork, "from the network's prior: %s", w.Report)
 		require.False(t, w.Report.FromCache, "C itself was never learned: %s", w.Report)
-		require.Len(t, w.Report.Attempts, 1, "the first attempt, clamped, works: %s", w.Report)
-		require.Equal(t, a.Report.MSS, w.Report.Attempts[0].MSS, "%s", w.Report)
+		firstWins(t, w.Report, a.Report.MSS)
 		cold, warm = append(cold, h.Elapsed), append(warm, w.Elapsed)
 	}
 	mc, mw, ma := storeMedian(cold), storeMedian(warm), storeMedian(again)
@@ -162,7 +160,19 @@ func networkPrior(t *testing.T, healthy, broken *lab.Lab) {
 	back := process(broken, site(2), store)
 	t.Logf("C back on the old network: %v: %s", back.Elapsed.Round(time.Millisecond), back.Report)
 	assert.True(t, back.Report.FromNetwork, "%s", back.Report)
-	assert.Len(t, back.Report.Attempts, 1, "%s", back.Report)
+	firstWins(t, back.Report, a.Report.MSS)
+}
+
+// firstWins holds that the dial's first attempt was clamped to mss and
+// completed. A starved client may race a second attempt beside it (its
+// hello not acknowledged within 20 ms), but the first must win.
+func firstWins(t *testing.T, r *lab.Report, mss int) {
+	t.Helper()
+	require.Equal(t, mss, r.Attempts[0].MSS, "the first attempt, clamped: %s", r)
+	require.Equal(t, "ok", r.Attempts[0].Outcome, "and it works: %s", r)
+	if len(r.Attempts) > 1 {
+		t.Logf("raced beside it: %s", r)
+	}
 }
 
 // addSites makes the server namespace answer at priorSites' other
