@@ -76,7 +76,7 @@ func (c *Cache) LoadNetwork(local string) (Entry, bool) {
 
 // priorMemo is a network's prior as LoadNetwork computed it at time at,
 // valid until its first evidence expires (zero: never) or the evidence
-// changes (indexNetwork forgets it): a process dialing many new
+// changes (indexNetwork forgets it; other entries leave it be): a process dialing many new
 // destinations reads it without walking the entries each time.
 type priorMemo struct {
 	entry     Entry
@@ -133,24 +133,25 @@ func evidence(k Key, e Entry) bool {
 // (the zero Entry: none), and reports whether e is evidence. Called with
 // c.mu held.
 func (c *Cache) indexNetwork(k Key, e Entry) bool {
-	delete(c.priors, k.Local)
+	m := c.nets[k.Local]
 	if evidence(k, e) {
-		if c.nets == nil {
-			c.nets = make(map[string]map[Key]struct{})
-		}
-		m := c.nets[k.Local]
 		if m == nil {
+			if c.nets == nil {
+				c.nets = make(map[string]map[Key]struct{})
+			}
 			m = make(map[Key]struct{})
 			c.nets[k.Local] = m
 		}
 		m[k] = struct{}{}
+		delete(c.priors, k.Local)
 		return true
 	}
-	if m := c.nets[k.Local]; m != nil {
+	if _, ok := m[k]; ok {
 		delete(m, k)
 		if len(m) == 0 {
 			delete(c.nets, k.Local)
 		}
+		delete(c.priors, k.Local)
 	}
 	return false
 }
