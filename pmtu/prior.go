@@ -63,21 +63,27 @@ func (c *Cache) LoadNetwork(local string) (Entry, bool) {
 	now := c.now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if len(c.nets[local]) < need {
+		return Entry{}, false // and no memo: memos exist only beside evidence
+	}
 	if m, ok := c.priors[local]; ok && m.need == need && !now.Before(m.at) && (m.until.IsZero() || now.Before(m.until)) {
 		return m.entry, m.ok
 	}
 	m := c.prior(local, need, now)
-	if c.priors == nil {
-		c.priors = make(map[string]priorMemo)
+	if len(c.nets[local]) > 0 { // unless every piece of evidence expired
+		if c.priors == nil {
+			c.priors = make(map[string]priorMemo)
+		}
+		c.priors[local] = m
 	}
-	c.priors[local] = m
 	return m.entry, m.ok
 }
 
 // priorMemo is a network's prior as LoadNetwork computed it at time at,
 // valid until its first evidence expires (zero: never) or the evidence
-// changes (indexNetwork forgets it; other entries leave it be): a process dialing many new
-// destinations reads it without walking the entries each time.
+// changes (indexNetwork forgets it; other entries leave it be): a process
+// dialing many new destinations reads it without walking the entries each
+// time.
 type priorMemo struct {
 	entry     Entry
 	ok        bool
