@@ -50,6 +50,13 @@ type Entry struct {
 	Class Class
 	// Learned is when the entry was stored; Store sets it when zero.
 	Learned time.Time
+	// FromNetwork reports that the dial that learned the entry did not
+	// start from this destination's own evidence but from its network's
+	// (LoadNetwork), so that it never counts as evidence about the
+	// network: a prior must not confirm itself. False for what a dial
+	// learned from the destination alone, and for every entry of a file
+	// written before it existed.
+	FromNetwork bool
 }
 
 // Cache remembers working sizes per path, bounded in size and age.
@@ -65,16 +72,27 @@ type Cache struct {
 	// evicted first. Zero means DefaultCacheEntries; negative means the
 	// cache keeps nothing (every dial starts afresh).
 	MaxEntries int
-	mu         sync.Mutex
-	clock      func() time.Time // nil means time.Now; set by tests (export_test.go)
-	ll         *list.List       // of *cacheItem, most recently used first
-	idx        map[Key]*list.Element
-	file       *fileBacking // nil: memory only (store.go)
+	// NetworkSites is how many distinct sites (see LoadNetwork) of one
+	// local network must have needed a clamp before a new destination on
+	// that network starts clamped. Zero means DefaultNetworkSites;
+	// negative means never: every destination learns for itself.
+	NetworkSites int
+	mu           sync.Mutex
+	clock        func() time.Time // nil means time.Now; set by tests (export_test.go)
+	ll           *list.List       // of *cacheItem, most recently used first
+	idx          map[Key]*list.Element
+	// nets indexes, by Key.Local, the entries that are evidence about
+	// their network (prior.go's evidence): few, and read on every
+	// dial to a destination without an entry.
+	nets   map[string]map[Key]struct{}
+	priors map[string]priorMemo // by Key.Local
+	file   *fileBacking         // nil: memory only (store.go)
 }
 
 type cacheItem struct {
 	key   Key
 	entry Entry
+	site  string // site(key.Remote) when entry is evidence (prior.go)
 }
 
 // DefaultCache is the cache used by dialers that do not name their own.
@@ -94,6 +112,11 @@ func (c *Cache) ttl() time.Duration {
 	return c.TTL
 }
 
+func (c *Cache) expired(e Entry, now time.Time) bool {
+	ttl := c.ttl()
+	return ttl > 0 && now.Sub(e.Learned) >= ttl
+}
+
 func (c *Cache) maxEntries() int {
 	if c.MaxEntries == 0 {
 		return DefaultCacheEntries
@@ -111,9 +134,8 @@ func (c *Cache) Load(k Key) (Entry, bool) {
 		return Entry{}, false
 	}
 	it := el.Value.(*cacheItem)
-	if ttl := c.ttl(); ttl > 0 && now.Sub(it.entry.Learned) >= ttl {
-		c.ll.Remove(el)
-		delete(c.idx, k)
+	if c.expired(it.entry, now) {
+		c.remove(el)
 		return Entry{}, false
 	}
 	c.ll.MoveToFront(el)
@@ -147,18 +169,32 @@ func (c *Cache) init() {
 // insert stores e for k as the most recently used, and evicts beyond
 // MaxEntries. Called with c.mu held, after init.
 func (c *Cache) insert(k Key, e Entry) {
-	if el, ok := c.idx[k]; ok {
+	el, ok := c.idx[k]
+	if ok {
 		el.Value.(*cacheItem).entry = e
 		c.ll.MoveToFront(el)
 	} else {
-		c.idx[k] = c.ll.PushFront(&cacheItem{key: k, entry: e})
+		el = c.ll.PushFront(&cacheItem{key: k, entry: e})
+		c.idx[k] = el
+	}
+	if c.indexNetwork(k, e) {
+		it := el.Value.(*cacheItem)
+		if it.site == "" {
+			it.site = site(k.Remote)
+		}
 	}
 	limit := max(c.maxEntries(), 0)
 	for c.ll.Len() > limit {
-		old := c.ll.Back()
-		c.ll.Remove(old)
-		delete(c.idx, old.Value.(*cacheItem).key)
+		c.remove(c.ll.Back())
 	}
+}
+
+// remove forgets the entry at el. Called with c.mu held.
+func (c *Cache) remove(el *list.Element) {
+	k := el.Value.(*cacheItem).key
+	c.ll.Remove(el)
+	delete(c.idx, k)
+	c.indexNetwork(k, Entry{})
 }
 
 // Delete forgets k. A file-backed cache also removes it from the file,
@@ -168,8 +204,7 @@ func (c *Cache) Delete(k Key) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if el, ok := c.idx[k]; ok {
-		c.ll.Remove(el)
-		delete(c.idx, k)
+		c.remove(el)
 	}
 	if c.file != nil {
 		c.file.note(c, k, change{deleted: true, at: now})

@@ -78,7 +78,9 @@
 // and destination ([KeyFor]; [LocalNetwork] names the route a dial takes,
 // from the kernel on Linux). [OpenFileCache] keeps a Cache in a file as
 // well, for the next process: asynchronous merged writes, safe with several
-// processes at once.
+// processes at once. [Cache.LoadNetwork] reads a local network's prior from
+// the entries: the clamp that distinct sites dialed from that network were
+// each shown to need, for a destination the Cache does not know.
 //
 // # Platforms
 //

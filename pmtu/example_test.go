@@ -121,3 +121,22 @@ func ExampleOpenFileCache() {
 		fmt.Printf("on %q, %s starts clamped to MTU %d\n", k.Local, k.Remote, e.MTU)
 	}
 }
+
+// A network's prior: two sites dialed from the office needed a clamp, so a
+// third destination there starts clamped; the café has shown nothing.
+func ExampleCache_LoadNetwork() {
+	office := "dev wg0 via 10.0.0.1 src 10.0.0.7" // pmtu.LocalNetwork names it
+	c := &pmtu.Cache{}
+	c.Store(pmtu.Key{Local: office, Remote: "tcp|git.example.com:443"}, pmtu.Entry{MTU: 1400})
+	_, ok := c.LoadNetwork(office)
+	fmt.Println("one site:", ok)
+	c.Store(pmtu.Key{Local: office, Remote: "tcp|api.example.org:443"}, pmtu.Entry{MTU: 1280})
+	p, ok := c.LoadNetwork(office)
+	fmt.Println("two sites:", ok, p.MTU, p.FromNetwork)
+	_, ok = c.LoadNetwork("dev wlan0 via 192.168.1.1 src 192.168.1.23")
+	fmt.Println("the café:", ok)
+	// Output:
+	// one site: false
+	// two sites: true 1400 true
+	// the café: false
+}

@@ -285,18 +285,21 @@ type fileRecord struct {
 	Silence int64     `json:"silence_ms,omitempty"`
 	Class   string    `json:"class,omitempty"`
 	Learned time.Time `json:"learned"`
+	// FromNetwork is Entry.FromNetwork. Files written before it have
+	// none: their entries were all learned from the destination alone.
+	FromNetwork bool `json:"from_network,omitempty"`
 }
 
 func (r fileRecord) key() Key { return Key{Local: r.Local, Remote: r.Remote} }
 
 func (r fileRecord) entry() Entry {
 	return Entry{MTU: r.MTU, Rung: r.Rung, Silence: time.Duration(r.Silence) * time.Millisecond,
-		Class: classNamed(r.Class), Learned: r.Learned}
+		Class: classNamed(r.Class), Learned: r.Learned, FromNetwork: r.FromNetwork}
 }
 
 func recordOf(k Key, e Entry) fileRecord {
 	r := fileRecord{Local: k.Local, Remote: k.Remote, MTU: e.MTU, Rung: e.Rung,
-		Silence: e.Silence.Milliseconds(), Learned: e.Learned}
+		Silence: e.Silence.Milliseconds(), Learned: e.Learned, FromNetwork: e.FromNetwork}
 	if e.Class != ClassUnknown {
 		r.Class = e.Class.String()
 	}

@@ -116,7 +116,8 @@ func (m *machine) needed(idx int) bool {
 // that worked when it was not the first tried and was needed, or the
 // first step with the server's learned silence when silence made the dial
 // race another attempt, and the class of a refused hello (also when the
-// dial failed).
+// dial failed). A step is marked FromNetwork when the dial started from
+// the network's evidence: steps it did not try were not seen to fail here.
 func (m *machine) remember(now time.Time) (pmtu.Entry, bool) {
 	refused := pmtu.Entry{Class: m.rejected.Class}
 	if m.winner == 0 {
@@ -126,7 +127,7 @@ func (m *machine) remember(now time.Time) (pmtu.Entry, bool) {
 	}
 	w := m.leg(m.winner)
 	st := m.cfg.steps[w.idx]
-	e := pmtu.Entry{MTU: st.mtu, Rung: m.cfg.rungs[st.rung].name, Class: refused.Class}
+	e := pmtu.Entry{MTU: st.mtu, Rung: m.cfg.rungs[st.rung].name, Class: refused.Class, FromNetwork: m.cfg.borrowed}
 	if w.idx != m.cfg.first {
 		if !m.needed(w.idx) {
 			return refused, refused.Class.HelloRejected()

@@ -33,14 +33,17 @@ func newDestination(ctx context.Context, network, addr string, cache *pmtu.Cache
 // learned on one network is not used on another. Tests replace it.
 var keyFor = pmtu.KeyFor
 
-// recall starts mc where the cache remembers the destination, if it does.
+// recall starts mc where the cache remembers the destination, if it does;
+// else where its local network's prior says (pmtu.Cache.LoadNetwork).
 func (d destination) recall(mc *machineConfig) {
 	e, ok := d.cache.Load(d.key)
 	if !ok {
+		d.recallNetwork(mc)
 		return
 	}
 	if i, ok := stepIndex(mc.steps, mc.rungs, e); ok {
 		mc.first, mc.fromCache, mc.silence = i, true, e.Silence
+		mc.borrowed = e.FromNetwork
 	}
 	if e.Class.HelloRejected() {
 		mc.rejected = e.Class
@@ -50,6 +53,25 @@ func (d destination) recall(mc *machineConfig) {
 			// try the hellos.
 			mc.rejected = pmtu.ClassContentIntolerant
 		}
+	}
+}
+
+// recallNetwork starts mc clamped as the prior of the dial's local
+// network says, if it has one. The clamp is the least reduced that the
+// network's evidence supports; a dial that needs more walks down the
+// ladder as usual, and what it learns is marked as resting on the
+// network's evidence (machineConfig.borrowed), so that the prior never
+// confirms itself. A prior is not raced against an unclamped attempt: on
+// the networks it is made for, that attempt would be held by a silent box
+// and cost every dial a grace (belief.go); a wrong prior ends with its
+// evidence instead (pmtu's prior.go).
+func (d destination) recallNetwork(mc *machineConfig) {
+	p, ok := d.cache.LoadNetwork(d.key.Local)
+	if !ok {
+		return
+	}
+	if i, ok := stepIndex(mc.steps, mc.rungs, p); ok {
+		mc.first, mc.fromNetwork, mc.borrowed = i, true, true
 	}
 }
 

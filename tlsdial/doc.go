@@ -63,11 +63,15 @@
 // What worked is remembered per destination (pmtu.Cache), so the next dial
 // starts there — a clamp or a smaller hello only when every less reduced
 // step tried ended conclusively — and so is a server's slowness, so that
-// its dials stop racing. Dials never wait for each other: each starts at
-// once, and dials running to one destination tell each other what they
-// saw, each piece once — a clamp shown to be needed starts at once in the
-// others, a step that stalled conclusively makes them race the next, and
-// once the server answered at a step, silence there is slowness.
+// its dials stop racing. A destination not remembered starts clamped when
+// its local network has shown that it needs a clamp: distinct sites dialed
+// from it needed one (pmtu.Cache.LoadNetwork); what such a dial learns
+// never counts as evidence about the network. Dials never wait for each
+// other: each starts at once, and dials running to one destination tell
+// each other what they saw, each piece once — a clamp shown to be needed
+// starts at once in the others, a step that stalled conclusively makes
+// them race the next, and once the server answered at a step, silence
+// there is slowness.
 //
 // [Dialer] builds the ClientHello itself (with utls, see package
 // fingerprint), so its exact size is known before it is sent; [Transport]

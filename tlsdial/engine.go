@@ -264,7 +264,7 @@ func (e *engine) startInfo(id int) AttemptStartInfo {
 	a := e.m.report.Attempts[id-1]
 	return AttemptStartInfo{
 		Addr: e.dst.addr, ID: id, MTU: a.MTU, HelloSize: a.HelloSize, Rung: a.Rung,
-		FromCache: e.m.report.FromCache && id == 1, Hedge: a.Hedge,
+		FromCache: e.m.report.FromCache && id == 1, FromNetwork: e.m.cfg.fromNetwork && id == 1, Hedge: a.Hedge,
 	}
 }
 

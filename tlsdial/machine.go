@@ -74,9 +74,15 @@ type machineConfig struct {
 	steps []step
 	rungs []rungInfo
 	// first is the step index of the first attempt (a remembered one, or
-	// 0); fromCache says it was remembered.
-	first     int
-	fromCache bool
+	// 0); fromCache says it was remembered for the destination,
+	// fromNetwork that it is the prior of the dial's local network.
+	first       int
+	fromCache   bool
+	fromNetwork bool
+	// borrowed says that first rests on the local network's evidence, not
+	// the destination's (a prior, or an entry learned from one): what the
+	// dial learns is remembered as pmtu.Entry.FromNetwork.
+	borrowed bool
 	// maxAttempts bounds the attempts; ≤ 0 means one per step.
 	maxAttempts int
 	// window is StallWindow as configured: 0 derives it from the round

@@ -38,8 +38,11 @@ type AttemptStartInfo struct {
 	MTU       int    // path MTU the MSS is clamped to fit; 0 = no clamp
 	HelloSize int    // ClientHello record bytes; 0 if not known yet
 	Rung      string // fingerprint rung; "" for TCPDialer
-	FromCache bool   // the settings came from memory
-	Hedge     bool   // started beside attempts still running
+	FromCache bool   // the settings came from memory of this destination
+	// FromNetwork: the settings came from what the local network has shown
+	// it needs (pmtu.Cache.LoadNetwork), for a destination not remembered.
+	FromNetwork bool
+	Hedge       bool // started beside attempts still running
 }
 
 // StallInfo describes a stalled attempt.

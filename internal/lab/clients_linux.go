@@ -153,6 +153,10 @@ type Report struct {
 	// OvertakenBy is the diagnosis's Evidence.OvertakenBy: the MSS of the
 	// attempt that got the reply while the diagnosed one waited; 0: none.
 	OvertakenBy int `json:",omitempty"`
+	// FromNetwork: the first attempt's settings came from the local
+	// network's prior (tlsdial.AttemptStartInfo.FromNetwork); set by the
+	// FitshakeDialer client only.
+	FromNetwork bool `json:",omitempty"`
 	Attempts    []Attempt
 }
 
@@ -201,6 +205,9 @@ func (r *Report) String() string {
 	}
 	if r.FromCache {
 		b.WriteString("(sizes from memory); ")
+	}
+	if r.FromNetwork {
+		b.WriteString("(sizes from the network's memory); ")
 	}
 	return strings.TrimSuffix(b.String(), "; ")
 }
@@ -470,15 +477,23 @@ func newFitshake(a *DialArgs, cfg *tls.Config, nd *net.Dialer, cache *pmtu.Cache
 	d := &tlsdial.Dialer{NetDialer: nd, Config: cfg, Cache: cache, AllowClassical: a.AllowClassical}
 	return func(ctx context.Context) DialRun {
 		var (
-			mu   sync.Mutex
-			rep  tlsdial.Report
-			have bool
+			mu          sync.Mutex
+			rep         tlsdial.Report
+			have        bool
+			fromNetwork bool
 		)
-		ctx = tlsdial.WithTrace(ctx, &tlsdial.Trace{Done: func(i tlsdial.DoneInfo) {
-			mu.Lock()
-			rep, have = i.Report, true
-			mu.Unlock()
-		}})
+		ctx = tlsdial.WithTrace(ctx, &tlsdial.Trace{
+			AttemptStart: func(i tlsdial.AttemptStartInfo) {
+				mu.Lock()
+				fromNetwork = fromNetwork || i.FromNetwork
+				mu.Unlock()
+			},
+			Done: func(i tlsdial.DoneInfo) {
+				mu.Lock()
+				rep, have = i.Report, true
+				mu.Unlock()
+			},
+		})
 		t0 := time.Now()
 		c, err := d.DialContext(ctx, "tcp", a.Addr)
 		r := DialRun{Elapsed: time.Since(t0)}
@@ -487,6 +502,7 @@ func newFitshake(a *DialArgs, cfg *tls.Config, nd *net.Dialer, cache *pmtu.Cache
 			mu.Lock()
 			if have {
 				r.Report = toReport(rep)
+				r.Report.FromNetwork = fromNetwork
 			}
 			mu.Unlock()
 			return fail(r, err)
@@ -494,6 +510,9 @@ func newFitshake(a *DialArgs, cfg *tls.Config, nd *net.Dialer, cache *pmtu.Cache
 		defer c.Close()
 		tc := c.(*tlsdial.Conn)
 		r.Report = toReport(tc.Report())
+		mu.Lock()
+		r.Report.FromNetwork = fromNetwork
+		mu.Unlock()
 		return done(r, tc.ConnectionState())
 	}
 }

@@ -178,6 +178,14 @@
 //     [Lab.ResolverLog] tell what it saw. Not in [Scenarios]: the client
 //     talks to Squid, not to the path the matrix asserts.
 //
+// [Lab.StartSilentBox] adds, to any scenario, the box Squid's FarMTU cannot
+// model: a transparent relay in the router that acknowledges for the
+// server and whose far connection carries the client's MSS, so that a
+// black hole beyond it is invisible to TCP_INFO and yet a client's clamp
+// gets through (IPv4; its own nft table, inet fitbox). Its far drops are
+// counted where packets arrive (router input, server prerouting): an
+// output chain would see TCP's GSO packets, several segments long.
+//
 // The middleboxes keep their verdict in the flow's conntrack mark (0
 // undecided, 1 passed, 2 condemned, 3 reset sent). Like reset, they leave
 // the server a connection waiting for the rest of a hello, and they refuse
