@@ -52,7 +52,7 @@ type Poller struct {
 
 	mu      sync.Mutex
 	targets []Target
-	cursor  int       // where the next wake starts looking: round-robin
+	cursor  int // where the next wake starts looking: round-robin
 	timer   *time.Timer
 	next    time.Time // when timer fires; zero when it is not set
 	last    time.Time // the last wake
