@@ -192,9 +192,22 @@ func classify(o observation) (Class, Evidence) {
 	}
 	if o.infoOK {
 		ti := o.info
-		ev.Received = max(ev.Received, int(ti.BytesReceived))
+		// BytesReceived counts the client's FIN, as BytesAcked our SYN.
+		fin := 0
+		if o.end == EndEOF {
+			fin = 1
+		}
+		ev.Received = max(ev.Received, int(ti.BytesReceived)-fin)
 		ev.OutOfOrder = int(ti.RcvOOOPack)
 		ev.Unacked, ev.SACKed, ev.Retransmits = int(ti.Unacked), int(ti.Sacked), int(ti.TotalRetrans)
+		// A reset clears the kernel's counts of segments in flight
+		// (unacked, sacked), not its totals: none of our flight acknowledged
+		// in order (BytesAcked counts the SYN) while segments of it were
+		// delivered (Delivered counts the SYN too) is its tail SACKed.
+		if ti.BytesAcked <= 1 && o.wrote > 0 {
+			ev.Unacked = max(ev.Unacked, 1)
+			ev.SACKed = max(ev.SACKed, int(ti.Delivered)-1)
+		}
 		ev.SYNMSS = int(ti.SndMSS)
 		if ti.Options&1 != 0 { // TCPI_OPT_TIMESTAMPS
 			ev.SYNMSS += timestampOpt

@@ -146,7 +146,7 @@ func (w *Watcher) record(addr net.Addr, o observation) {
 	w.mu.Lock()
 	res := w.stats.add(ap, class, ev, now, w.failingAfter())
 	var clampChanged bool
-	if res.tracked {
+	if res.tracked && w.Clamp != nil {
 		clampChanged = w.clamps.observe(res.prefix, class, now)
 	} else {
 		clampChanged = w.clamps.expire(now)
