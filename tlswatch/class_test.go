@@ -84,3 +84,7 @@ func TestPrefixClass(t *testing.T) {
 		assert.Equal(t, tc.want, tc.c.class(), "%+v", tc.c)
 	}
 }
+
+func pmtuInfo(sndMSS uint32, acked uint64, ooo uint32) pmtu.TCPInfo {
+	return pmtu.TCPInfo{Options: 1, SndMSS: sndMSS, RcvMSS: sndMSS, BytesAcked: acked, RcvOOOPack: ooo, Delivered: 1}
+}

@@ -64,6 +64,10 @@ type clamps struct {
 	p        Policy
 	evidence map[netip.Prefix][]time.Time // recent black-hole failures, oldest first
 	until    map[netip.Prefix]time.Time   // clamped prefixes: until when
+	// sweepAt is when expire next has work: the next clamp's end, or a
+	// tenth of the window after the last sweep of stale evidence. It keeps
+	// expire, called for every verdict, from walking the maps each time.
+	sweepAt time.Time
 }
 
 // observe records a connection of class c from pfx at now, and reports
@@ -87,7 +91,11 @@ func (s *clamps) observe(pfx netip.Prefix, c Class, now time.Time) bool {
 		return changed
 	}
 	delete(s.evidence, pfx)
-	s.until[pfx] = now.Add(s.p.ttl())
+	until := now.Add(s.p.ttl())
+	s.until[pfx] = until
+	if until.Before(s.sweepAt) {
+		s.sweepAt = until
+	}
 	return true
 }
 
@@ -103,6 +111,9 @@ func (s *clamps) stale(ev []time.Time, now time.Time) int {
 // expire un-clamps the prefixes whose TTL passed and forgets stale
 // evidence; it reports whether the clamped set changed.
 func (s *clamps) expire(now time.Time) bool {
+	if now.Before(s.sweepAt) {
+		return false
+	}
 	changed := false
 	for pfx, t := range s.until {
 		if !now.Before(t) {
@@ -116,6 +127,10 @@ func (s *clamps) expire(now time.Time) bool {
 		} else {
 			s.evidence[pfx] = ev
 		}
+	}
+	s.sweepAt = now.Add(s.p.window() / 10)
+	if next := s.next(); !next.IsZero() && next.Before(s.sweepAt) {
+		s.sweepAt = next
 	}
 	return changed
 }
