@@ -449,7 +449,7 @@ func TestPolicyOracle(t *testing.T) {
 	cls := []Class{BlackHoleUpstream, BlackHoleDownstream, Healthy, Reset, Idle}
 	oracle := func(p Policy, hist []ev, pfx netip.Prefix, now time.Time) bool {
 		var start, until time.Time // the latest clamp
-		var since time.Time         // evidence counts from here
+		var since time.Time        // evidence counts from here
 		for i, e := range hist {
 			if e.at.After(now) {
 				break
