@@ -34,8 +34,10 @@ const (
 	// Not the path's fault.
 	TLSError Class = "tls-error"
 	// Idle: nothing at all arrived (a scanner, a health check, a
-	// connection opened ahead of need), or the client went quiet with
-	// nothing lost. Not a failure.
+	// connection opened ahead of need), or the client went quiet or
+	// left after our flight arrived whole (a client that races
+	// connections, as fitshake and browsers do, and took another). Not
+	// a failure.
 	Idle Class = "idle"
 	// HelloPartial: part of the hello arrived in order and the rest
 	// never did, with nothing seen out of order.
@@ -156,6 +158,9 @@ type Evidence struct {
 	// Flight is the bytes we wrote before the client's next flight (our
 	// handshake flight).
 	Flight int
+	// Acked is the bytes of ours the client acknowledged in order
+	// (tcpi_bytes_acked less the SYN); 0 unknown.
+	Acked int
 	// Unacked, SACKed and Retransmits are our segments not acknowledged,
 	// acknowledged beyond a hole, and retransmitted (tcpi_unacked,
 	// tcpi_sacked, tcpi_total_retrans).
@@ -200,6 +205,7 @@ func classify(o observation) (Class, Evidence) {
 		ev.Received = max(ev.Received, int(ti.BytesReceived)-fin)
 		ev.OutOfOrder = int(ti.RcvOOOPack)
 		ev.Unacked, ev.SACKed, ev.Retransmits = int(ti.Unacked), int(ti.Sacked), int(ti.TotalRetrans)
+		ev.Acked = int(max(ti.BytesAcked, 1) - 1)
 		// A reset clears the kernel's counts of segments in flight
 		// (unacked, sacked), not its totals: none of our flight acknowledged
 		// in order (BytesAcked counts the SYN) while segments of it were
@@ -234,10 +240,15 @@ func judge(o observation, ev Evidence) Class {
 		switch {
 		case lost:
 			return BlackHoleDownstream
+		case ev.TCPInfo && ev.Acked >= o.wrote:
+			// Our flight arrived whole and the client went quiet, or
+			// dropped the connection: a client that races connections
+			// (fitshake, browsers) and took another.
+			return Idle
 		case o.end == EndReset || o.end == EndEOF:
 			return Reset
 		}
-		return Idle // our flight delivered; the client went quiet
+		return Idle // the client went quiet, nothing seen lost
 	case ev.OutOfOrder > 0 && o.stage < StageHello:
 		// Data beyond a hole, and the hole never filled: the client's
 		// large segment was lost on the way in.
@@ -278,7 +289,7 @@ func (ev Evidence) Sentence(c Class) string {
 		return fmt.Sprintf("%d bytes of a %d-byte hello arrived and then nothing, nothing out of order (after %s)", ev.Received, ev.HelloBytes, ms)
 	case Idle:
 		if ev.Stage == StageFlight {
-			return fmt.Sprintf("our %d-byte flight was acknowledged and the client said nothing more (after %s)", ev.Flight, ms)
+			return fmt.Sprintf("our %d-byte flight was acknowledged and the client said nothing more, %s (after %s) — a client that went quiet or took another connection, not the path", ev.Flight, ev.End, ms)
 		}
 		return fmt.Sprintf("%s, %s (after %s) — an idle or scanning client, not a black hole", ev.Stage, ev.End, ms)
 	}

@@ -52,6 +52,9 @@ func (c *conn) Read(b []byte) (int, error) {
 	}
 	c.read += n
 	c.in.feed(b[:n], c.clientRecord)
+	if c.stage == StageHelloPartial && c.read >= c.helloLen {
+		c.stage = StageHello // the hello's tail, with no header of its own
+	}
 	end := EndNone
 	if err != nil {
 		end = endOf(err)
@@ -91,9 +94,6 @@ func (c *conn) clientRecord(typ byte, length int) bool {
 			c.stage = StageDone
 			return false
 		}
-	}
-	if c.stage == StageHelloPartial && c.read >= c.helloLen {
-		c.stage = StageHello
 	}
 	return true
 }

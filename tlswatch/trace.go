@@ -18,7 +18,8 @@ type Trace struct {
 	// Prefix is called when a prefix starts failing (FailingAfter failed
 	// handshakes in the window and a completion rate under 90%) and when
 	// it recovers (the rate back at 90% or more, or its failures out of
-	// the window).
+	// the window). Recovery is noticed at the prefix's next verdict or
+	// the next Status call (the status page's), whichever comes first.
 	Prefix func(PrefixInfo)
 	// Clamp is called when the set of prefixes the self-fix clamps
 	// changes, after Watcher.Clamp was told (Err is its answer).

@@ -220,7 +220,9 @@ func checkWatch(t *testing.T, ctx context.Context, l *lab.Lab, scenario string, 
 	mss := l.MaxMSS(f) // the lab's MTU as an MSS: 1360, 1340
 	full := map[lab.Family]int{lab.IPv4: 1460, lab.IPv6: 1440}[f]
 	assert.Equal(t, want, ps.Class)
-	assert.Equal(t, 2, ps.Idle, "the idle connections")
+	// The idle connections, and any of fitshake's racing attempts that
+	// it dropped once answered (when the first was slow to answer).
+	assert.GreaterOrEqual(t, ps.Idle, 2, "the idle connections")
 	switch scenario {
 	case "healthy":
 		assert.Equal(t, 0, ps.Failed)
