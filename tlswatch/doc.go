@@ -14,7 +14,7 @@
 // # Classes
 //
 // What the server's kernel shows, per connection (measured in the kernel
-// lab, internal/lab, TestLabWatch):
+// lab, internal/lab, TestLabWatchServer):
 //
 //   - healthy: the client's next flight came after ours.
 //   - blackhole-upstream: the hello's tail arrived out of order
