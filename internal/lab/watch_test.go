@@ -123,10 +123,11 @@ func watchServer(ctx context.Context, raw json.RawMessage, ready func(any)) erro
 }
 
 // TestLabWatchServer runs a watched Go server in the server namespace and
-// clients no one here wrote (curl, stock crypto/tls), and fitshake's
-// dialer, from the client namespace: the healthy path at 100%, a black hole
-// on the way in and one on the way back (the long certificate chain) with
-// their classes, on IPv4 and IPv6. It is where the server-side kernel
+// clients no one here wrote (curl, openssl s_client, stock crypto/tls), and
+// fitshake's dialer, from the client namespace: the healthy path at 100%,
+// a black hole on the way in and one on the way back (the long certificate
+// chain), and a TLS inspector that cuts a split hello, with their classes,
+// on IPv4 and IPv6. It is where the server-side kernel
 // signals tlswatch reads were checked: the hello's tail out of order with
 // nothing in order upstream, our flight unacknowledged with retransmits
 // downstream, and the client's SYN MSS as TCP_INFO's send MSS plus the
@@ -140,6 +141,9 @@ func TestLabWatchServer(t *testing.T) {
 		{"healthy", lab.Config{Scenario: lab.Healthy}, lab.Small},
 		{"upstream", lab.Config{Scenario: lab.Blackhole, Direction: lab.Upstream}, lab.Small},
 		{"downstream", lab.Config{Scenario: lab.Blackhole, Direction: lab.Downstream}, lab.Long},
+		// A TLS inspector that forwards a split hello's first segment
+		// and drops the rest of the flow: the hello arrives partly.
+		{"split", lab.Config{Scenario: lab.SplitIntolerant}, lab.Small},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -178,6 +182,8 @@ func checkWatch(t *testing.T, ctx context.Context, l *lab.Lab, scenario string, 
 		r := l.Curl(ctx, f, port, "", stockBound)
 		assert.Equal(t, scenario != "downstream", r.OK, "curl: %v", r.Err)
 	}
+	r := l.SClient(ctx, f, port, stockBound)
+	assert.Equal(t, scenario != "downstream", r.OK, "openssl s_client: %v", r.Err)
 	res, err := l.Dial(ctx, lab.StockTLS, lab.DialArgs{Addr: addr, CAFile: caFile, Runs: stock, Timeout: stockBound})
 	require.NoError(t, err)
 	for _, r := range res.Runs {
@@ -194,7 +200,8 @@ func checkWatch(t *testing.T, ctx context.Context, l *lab.Lab, scenario string, 
 
 	// The stalled handshakes are judged a second (StallAfter) after
 	// their accept, or when the client closes.
-	want := map[string]tlswatch.Class{"healthy": tlswatch.Healthy, "upstream": tlswatch.BlackHoleUpstream, "downstream": tlswatch.BlackHoleDownstream}[scenario]
+	want := map[string]tlswatch.Class{"healthy": tlswatch.Healthy, "upstream": tlswatch.BlackHoleUpstream,
+		"downstream": tlswatch.BlackHoleDownstream, "split": tlswatch.HelloPartial}[scenario]
 	pfx := map[lab.Family]string{lab.IPv4: "198.18.0.0/24", lab.IPv6: "fd00:198:18::/48"}[f]
 	var ps tlswatch.PrefixStatus
 	deadline := time.Now().Add(10 * time.Second)
@@ -209,7 +216,7 @@ func checkWatch(t *testing.T, ctx context.Context, l *lab.Lab, scenario string, 
 				ps = p
 			}
 		}
-		if ps.Classes[want] >= map[bool]int{true: stock + 3, false: stock}[scenario == "healthy"] && ps.Idle >= 2 || time.Now().After(deadline) {
+		if ps.Classes[want] >= map[bool]int{true: stock + 4, false: stock}[scenario == "healthy"] && ps.Idle >= 2 || time.Now().After(deadline) {
 			break
 		}
 		time.Sleep(200 * time.Millisecond)
@@ -227,10 +234,16 @@ func checkWatch(t *testing.T, ctx context.Context, l *lab.Lab, scenario string, 
 	case "healthy":
 		assert.Equal(t, 0, ps.Failed)
 		assert.Equal(t, ps.Handshakes-ps.Idle, ps.Completed)
-		assert.GreaterOrEqual(t, ps.Completed, stock+3) // curl 2, stock Go, fitshake
+		assert.GreaterOrEqual(t, ps.Completed, stock+4) // curl 2, s_client, stock Go, fitshake
 		assert.Equal(t, 100.0, ps.Rate())
 		assert.Equal(t, full, ps.SYNMSSMax, "a SYN of a 1500-byte link")
 		assert.Empty(t, ps.Fixes)
+	case "split":
+		assert.GreaterOrEqual(t, ps.Classes[want], stock, "each stock client's handshake")
+		assert.True(t, ps.Failing)
+		assert.GreaterOrEqual(t, ps.Completed, 2+1+1, "curl's and s_client's one-segment hellos, and fitshake's compact one")
+		assert.Contains(t, ps.Evidence, "arrived and then nothing")
+		assert.NotEmpty(t, ps.Fixes)
 	default:
 		assert.GreaterOrEqual(t, ps.Classes[want], stock, "each stock client's handshake")
 		assert.True(t, ps.Failing)
@@ -244,6 +257,6 @@ func checkWatch(t *testing.T, ctx context.Context, l *lab.Lab, scenario string, 
 		assert.Contains(t, fixes, "app: until the network is fixed, dial with fitshake")
 	}
 	if scenario == "upstream" {
-		assert.GreaterOrEqual(t, ps.Completed, 2+1, "curl's small hellos and fitshake's clamped one get through")
+		assert.GreaterOrEqual(t, ps.Completed, 2+1+1, "curl's and s_client's small hellos and fitshake's clamped one get through")
 	}
 }
