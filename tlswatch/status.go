@@ -139,7 +139,10 @@ func (w *Watcher) fixes(pfx netip.Prefix, ps PrefixStatus) []string {
 			"app: " + pmtu.ClassReset.ClientFix(),
 		}
 	case HelloPartial:
-		return []string{"network: the hello stops partway with nothing lost out of order — a box on the path cuts the flow on the ClientHello (a TLS inspector): run fitshake's diagnose from that network"}
+		// The hello's head came and its tail never did, nothing out of
+		// order: a box that cut the flow on a split ClientHello, as the
+		// client's diagnosis words it.
+		return verdict.Fixes(verdict.Path{Class: verdict.SplitIntolerant, IPv6: ipv6})
 	}
 	// A black hole. The limit that worked is the SYN MSS of a client
 	// that recovered; unknown otherwise (verdict then aims at 1280).
