@@ -76,7 +76,7 @@ health checks) are neither completed nor failed. As JSON: add <code>?format=json
 <tr id="{{.Prefix}}"><td><code>{{.Prefix}}</code>{{if .Clamped}}<br>clamped to MSS {{.MSS}}{{end}}</td>
 <td class="n">{{.Handshakes}}</td><td class="n">{{.Completed}}</td><td class="n">{{.Failed}}</td>
 <td class="n">{{rate .}}</td>
-<td class="{{if .Failing}}bad{{else}}ok{{end}}">{{.Class}}{{if .Recovered}}<br>{{.Recovered}} recovered by clamping{{end}}</td>
+<td class="{{if .Failing}}bad{{else}}ok{{end}}">{{.Class}}{{if .Recovered}}<br>{{.Recovered}} recovered by clamping (latest: SYN MSS {{.RecoveredMSS}}){{end}}</td>
 <td>{{size .SYNMSSMin}}{{if ne .SYNMSSMin .SYNMSSMax}}–{{size .SYNMSSMax}}{{end}}, {{size .MaxReceived}}, {{size .MaxAcked}}, {{size .Flight}} bytes</td></tr>
 {{if or .Evidence .Fixes}}<tr><td></td><td colspan="6">{{if .Evidence}}<p>{{.Evidence}}</p>{{end}}
 {{if .Fixes}}<ul>{{range .Fixes}}<li>{{.}}</li>{{end}}</ul>{{end}}</td></tr>{{end}}

@@ -104,7 +104,8 @@ func (w *Watcher) logger() *slog.Logger {
 // watch. Put it under the TLS stack: tls.NewListener(w.Wrap(ln), cfg),
 // srv.ServeTLS(w.Wrap(ln), …), grpcServer.Serve(w.Wrap(ln)). The
 // connections keep ln's own (pmtu.ReadTCPInfo and the like reach them
-// through NetConn).
+// through NetConn). Wrap only listeners whose connections speak TLS from
+// their first byte: on any other, every connection is a tls-error.
 func (w *Watcher) Wrap(ln net.Listener) net.Listener {
 	w.init()
 	return &listener{Listener: ln, w: w}
