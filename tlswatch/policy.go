@@ -11,9 +11,10 @@ import (
 // Clamper is the self-fix: the listener machinery that makes new
 // connections from chosen prefixes use a clamped MSS (a twin listener with
 // TCP_MAXSEG and a steering program, say). The watcher calls SetClamped
-// with the whole set each time it changes, one call at a time, never with
-// a lock of its own held; an error is logged and the set is offered again
-// at the next change.
+// with the whole set each time it changes, one call at a time (so that an
+// older set never overwrites a newer one), never with the lock of its
+// counts held; an error is logged and the set is offered again at the
+// next change.
 type Clamper interface {
 	SetClamped(prefixes []netip.Prefix) error
 }

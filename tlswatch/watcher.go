@@ -191,26 +191,17 @@ func (w *Watcher) prefixChanged(p PrefixInfo) {
 }
 
 // applyClamps tells Clamp the clamped set, if it changed since Clamp was
-// last told, and arms the timer of the next expiry.
+// last told, and arms the timer of the next expiry. Calls to Clamp are
+// serialized by clampMu, so that an older set never overwrites a newer
+// one; the Trace hook runs after it is released.
 func (w *Watcher) applyClamps() {
-	w.clampMu.Lock()
-	defer w.clampMu.Unlock()
-	w.mu.Lock()
-	gen, set := w.clampN, w.clamps.clamped()
-	w.armExpiry()
-	w.mu.Unlock()
-	if gen == w.clampAt {
+	info, ok := w.tellClamp()
+	if !ok {
 		return
 	}
-	w.clampAt = gen
-	info := ClampInfo{Prefixes: set, MSS: w.Policy.ClampMSS()}
-	if w.Clamp != nil {
-		info.Err = w.Clamp.SetClamped(set)
-	}
-	attrs := []slog.Attr{slog.Any("prefixes", set), slog.Int("mss", info.MSS)}
+	attrs := []slog.Attr{slog.Any("prefixes", info.Prefixes), slog.Int("mss", info.MSS)}
 	switch {
 	case info.Err != nil:
-		w.clampAt = 0 // offer it again at the next change
 		w.logger().LogAttrs(context.Background(), slog.LevelError, "tlswatch: self-fix failed", append(attrs, slog.Any("err", info.Err))...)
 	case w.Clamp != nil:
 		w.logger().LogAttrs(context.Background(), slog.LevelInfo, "tlswatch: self-fix clamps", attrs...)
@@ -218,6 +209,29 @@ func (w *Watcher) applyClamps() {
 	if t := w.Trace; t != nil && t.Clamp != nil {
 		t.Clamp(info)
 	}
+}
+
+// tellClamp tells Clamp the newest clamped set, unless it was told it
+// already; ok reports that it was told.
+func (w *Watcher) tellClamp() (info ClampInfo, ok bool) {
+	w.clampMu.Lock()
+	defer w.clampMu.Unlock()
+	w.mu.Lock()
+	gen, set := w.clampN, w.clamps.clamped()
+	w.armExpiry()
+	w.mu.Unlock()
+	if gen == w.clampAt {
+		return info, false
+	}
+	w.clampAt = gen
+	info = ClampInfo{Prefixes: set, MSS: w.Policy.ClampMSS()}
+	if w.Clamp != nil {
+		info.Err = w.Clamp.SetClamped(set)
+	}
+	if info.Err != nil {
+		w.clampAt = 0 // offer it again at the next change
+	}
+	return info, true
 }
 
 // armExpiry sets the timer to the next clamp's expiry. Under w.mu.
