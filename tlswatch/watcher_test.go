@@ -372,10 +372,22 @@ func (c *clampLog) last() []netip.Prefix {
 func TestClamp(t *testing.T) {
 	clk := &fakeClock{now: time.Unix(1e9, 0)}
 	cl := &clampLog{}
-	var infos []ClampInfo
+	var (
+		mu    sync.Mutex
+		infos []ClampInfo
+	)
+	clampInfos := func() []ClampInfo {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]ClampInfo(nil), infos...)
+	}
 	w := &Watcher{now: clk.Now, Logger: slog.New(slog.DiscardHandler), Clamp: cl,
 		Policy: Policy{After: 2, TTL: 30 * time.Millisecond},
-		Trace:  &Trace{Clamp: func(ci ClampInfo) { infos = append(infos, ci) }}}
+		Trace: &Trace{Clamp: func(ci ClampInfo) {
+			mu.Lock()
+			infos = append(infos, ci)
+			mu.Unlock()
+		}}}
 	w.init()
 	w.record(tcpAddr("192.0.2.7:1"), upstreamObs)
 	w.record(tcpAddr("198.51.100.7:1"), upstreamObs) // another prefix
@@ -383,18 +395,19 @@ func TestClamp(t *testing.T) {
 	w.record(tcpAddr("192.0.2.9:1"), upstreamObs)
 	assert.Equal(t, []netip.Prefix{netip.MustParsePrefix("192.0.2.0/24")}, cl.last())
 	assert.Equal(t, w.Clamped(), cl.last())
-	require.Len(t, infos, 1)
-	assert.Equal(t, 1220, infos[0].MSS)
+	require.Len(t, clampInfos(), 1)
+	assert.Equal(t, 1220, clampInfos()[0].MSS)
 
 	clk.Add(30 * time.Millisecond) // the TTL passes; the timer (real time) fires
 	require.Eventually(t, func() bool { return len(w.Clamped()) == 0 && len(cl.last()) == 0 }, 5*time.Second, 5*time.Millisecond)
+	require.Eventually(t, func() bool { return len(clampInfos()) == 2 }, 5*time.Second, 5*time.Millisecond)
 	assert.Len(t, cl.sets, 2)
 
 	cl.err = errors.New("no")
 	w.record(tcpAddr("192.0.2.7:1"), upstreamObs)
 	w.record(tcpAddr("192.0.2.7:1"), upstreamObs)
-	require.Len(t, infos, 3)
-	assert.EqualError(t, infos[2].Err, "no")
+	require.Len(t, clampInfos(), 3)
+	assert.EqualError(t, clampInfos()[2].Err, "no")
 }
 
 // TestBoundedMemory: 100 000 distinct client addresses, each in its own
