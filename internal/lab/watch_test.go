@@ -169,6 +169,10 @@ func TestLabWatchServer(t *testing.T) {
 			for _, f := range lab.Families() {
 				t.Run(string(f), func(t *testing.T) {
 					checkWatch(t, ctx, l, tc.name, f, port, pki.CAFile, admin)
+					if tc.name != "healthy" { // the slog line, on the server's stderr
+						pfx := map[lab.Family]string{lab.IPv4: "198.18.0.0/24", lab.IPv6: "fd00:198:18::/48"}[f]
+						assert.Contains(t, srv.Output(), "tlswatch: prefix failing prefix="+pfx)
+					}
 				})
 			}
 		})
