@@ -121,3 +121,18 @@ func ExampleOpenFileCache() {
 		fmt.Printf("on %q, %s starts clamped to MTU %d\n", k.Local, k.Remote, e.MTU)
 	}
 }
+
+// A server whose clients sit behind a 1400-byte path that drops ICMP
+// clamps every connection it accepts, both ways, without their help.
+func ExampleListenConfigWithMTU() {
+	lc, err := pmtu.ListenConfigWithMTU(nil, 1400)
+	if err != nil {
+		log.Fatal(err) // pmtu.ErrUnsupported outside Linux
+	}
+	ln, err := lc.Listen(context.Background(), "tcp", ":8443")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer ln.Close()
+	_ = tls.NewListener(ln, &tls.Config{}) // Certificates: as usual
+}
