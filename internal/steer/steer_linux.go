@@ -1,0 +1,106 @@
+package steer
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"syscall"
+	"unsafe"
+
+	"golang.org/x/net/bpf"
+	"golang.org/x/sys/unix"
+
+	"github.com/fitshake/fitshake/pmtu"
+)
+
+// Listen opens the twin listeners of a [Group] on addr: network is "tcp"
+// (dual-stack for a wildcard address), "tcp4" or "tcp6"; an addr with port
+// 0 gets a port the kernel picks, the same for both twins. The clamped
+// twin sets TCP_MAXSEG to mss, [pmtu.MinMSS] to [pmtu.MaxMSS]: for a
+// dual-stack group choose the IPv6 value, [pmtu.MSSForMTU](mtu, true),
+// which fits both families. No prefix is clamped until
+// [Group.SetClamped].
+//
+// ctx bounds the listens, as for [net.ListenConfig.Listen]. Errors from
+// the kernel are returned as from net.Listen; an mss out of range as an
+// error wrapping [*pmtu.MSSError].
+func Listen(ctx context.Context, network, addr string, mss int) (*Group, error) {
+	if err := validate(network, mss); err != nil {
+		return nil, err
+	}
+	lc := &net.ListenConfig{Control: reusePort}
+	lc.SetMultipathTCP(false) // an MPTCP socket refuses SO_ATTACH_REUSEPORT_CBPF
+	clc, err := pmtu.ListenConfigWithMSS(lc, mss)
+	if err != nil {
+		return nil, err
+	}
+	l0, err := lc.Listen(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	// Steer every SYN to the unclamped twin before the clamped one joins:
+	// with no program the kernel would hash SYNs between the two.
+	if err := attach(l0.(*net.TCPListener), program(nil, skfNetOff)); err != nil {
+		l0.Close()
+		return nil, err
+	}
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		l0.Close()
+		return nil, err
+	}
+	port := strconv.Itoa(l0.Addr().(*net.TCPAddr).Port)
+	l1, err := clc.Listen(ctx, network, net.JoinHostPort(host, port))
+	if err != nil {
+		l0.Close()
+		return nil, err
+	}
+	return newGroup([]*net.TCPListener{l0.(*net.TCPListener), l1.(*net.TCPListener)}, mss), nil
+}
+
+// reusePort sets SO_REUSEPORT, so that both twins can bind the address.
+func reusePort(_, _ string, c syscall.RawConn) error {
+	var serr error
+	if err := c.Control(func(fd uintptr) {
+		serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+	}); err != nil {
+		return err
+	}
+	return os.NewSyscallError("setsockopt", serr)
+}
+
+// attach attaches the program for ps to the group, through its first twin
+// (any socket of a reuseport group sets the group's program).
+func (g *Group) attach(ps []netip.Prefix) error {
+	return attach(g.lns[0], program(ps, skfNetOff))
+}
+
+// attach sets prog as the reuseport program of ln's group.
+func attach(ln *net.TCPListener, prog []bpf.Instruction) error {
+	raw, err := assemble(prog)
+	if err != nil {
+		return err
+	}
+	filter := make([]unix.SockFilter, len(raw))
+	for i, r := range raw {
+		filter[i] = unix.SockFilter{Code: r.Op, Jt: r.Jt, Jf: r.Jf, K: r.K}
+	}
+	fprog := unix.SockFprog{Len: uint16(len(filter)), Filter: unsafe.SliceData(filter)}
+	rc, err := ln.SyscallConn()
+	if err != nil {
+		return err
+	}
+	var serr error
+	if err := rc.Control(func(fd uintptr) {
+		serr = unix.SetsockoptSockFprog(int(fd), unix.SOL_SOCKET, unix.SO_ATTACH_REUSEPORT_CBPF, &fprog)
+	}); err != nil {
+		return err
+	}
+	if serr != nil {
+		return fmt.Errorf("steer: attaching the reuseport program: %w", os.NewSyscallError("setsockopt", serr))
+	}
+	return nil
+}
