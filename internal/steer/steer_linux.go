@@ -2,6 +2,7 @@ package steer
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
@@ -72,10 +73,17 @@ func reusePort(_, _ string, c syscall.RawConn) error {
 	return os.NewSyscallError("setsockopt", serr)
 }
 
-// attach attaches the program for ps to the group, through its first twin
-// (any socket of a reuseport group sets the group's program).
+// attach attaches the program for ps to the group through the first twin
+// still open (any socket of a reuseport group sets the group's program).
 func (g *Group) attach(ps []netip.Prefix) error {
-	return attach(g.lns[0], program(ps, skfNetOff))
+	prog := program(ps, skfNetOff)
+	var err error
+	for _, ln := range g.lns {
+		if err = attach(ln, prog); !errors.Is(err, net.ErrClosed) {
+			break
+		}
+	}
+	return err
 }
 
 // attach sets prog as the reuseport program of ln's group.
