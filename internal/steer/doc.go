@@ -29,8 +29,11 @@
 // the clamped one second (1). Listen attaches a program that returns 0
 // before the clamped twin joins, so no SYN is hashed to it by chance. Any
 // other socket of the same user that listens on the same address with
-// SO_REUSEPORT would join the group too and shift the indices: give each
-// Group an address of its own. Programs are replaced atomically: a SYN is
+// SO_REUSEPORT would join the group too and shift the indices: Listen
+// returns a [*SharedError] when another socket listens on the address
+// before or as the twins join (it looks in /proc/self/net/tcp and tcp6,
+// and does not look when they cannot be read), but a socket that joins
+// later goes unnoticed. Give each Group an address of its own. Programs are replaced atomically: a SYN is
 // steered by the old program or the new one, never by none. Should a twin
 // be closed alone (only Close closes them, both), the kernel moves the
 // last socket into its slot: with the unclamped twin gone every SYN lands

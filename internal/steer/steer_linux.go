@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"strconv"
+	"strings"
 	"syscall"
 	"unsafe"
 
@@ -42,6 +43,12 @@ func Listen(ctx context.Context, network, addr string, mss int) (*Group, error) 
 	if err != nil {
 		return nil, err
 	}
+	// A group someone else formed first would shift the indices, and its
+	// program is not ours to replace.
+	if err := alone(l0.(*net.TCPListener)); err != nil {
+		l0.Close()
+		return nil, err
+	}
 	// Steer every SYN to the unclamped twin before the clamped one joins:
 	// with no program the kernel would hash SYNs between the two.
 	if err := attach(l0.(*net.TCPListener), program(nil, skfNetOff)); err != nil {
@@ -59,7 +66,87 @@ func Listen(ctx context.Context, network, addr string, mss int) (*Group, error) 
 		l0.Close()
 		return nil, err
 	}
-	return newGroup([]*net.TCPListener{l0.(*net.TCPListener), l1.(*net.TCPListener)}, mss), nil
+	lns := []*net.TCPListener{l0.(*net.TCPListener), l1.(*net.TCPListener)}
+	if err := alone(lns...); err != nil {
+		l1.Close()
+		l0.Close()
+		return nil, err
+	}
+	return newGroup(lns, mss), nil
+}
+
+// SharedError is returned by [Listen] when other sockets listen on the
+// same address and port: with SO_REUSEPORT they would be in the twins'
+// group and shift the indices the program returns.
+type SharedError struct {
+	Addr   string // the local address, as /proc/net/tcp shows it
+	Others int    // listening sockets that are not the twins
+}
+
+func (e *SharedError) Error() string {
+	return fmt.Sprintf("steer: %d other sockets listen on the address (%s): the twins need a reuseport group of their own", e.Others, e.Addr)
+}
+
+// alone returns a *SharedError if a socket other than lns listens on
+// their address, as /proc/self/net/tcp and tcp6 tell (by socket inode), or
+// nil, also when those files cannot be read.
+func alone(lns ...*net.TCPListener) error {
+	ours := map[string]bool{}
+	for _, ln := range lns {
+		ino, err := inode(ln)
+		if err != nil {
+			return nil
+		}
+		ours[ino] = true
+	}
+	for _, name := range []string{"/proc/self/net/tcp", "/proc/self/net/tcp6"} {
+		b, err := os.ReadFile(name)
+		if err != nil {
+			return nil
+		}
+		listening := map[string][]string{} // local address → inodes
+		var local string
+		for _, line := range strings.Split(string(b), "\n")[1:] {
+			f := strings.Fields(line)
+			if len(f) < 10 || f[3] != "0A" { // TCP_LISTEN
+				continue
+			}
+			listening[f[1]] = append(listening[f[1]], f[9])
+			if ours[f[9]] {
+				local = f[1]
+			}
+		}
+		if local == "" {
+			continue
+		}
+		others := 0
+		for _, ino := range listening[local] {
+			if !ours[ino] {
+				others++
+			}
+		}
+		if others > 0 {
+			return &SharedError{Addr: local, Others: others}
+		}
+	}
+	return nil
+}
+
+// inode returns the inode number of ln's socket, as /proc/net/tcp shows it.
+func inode(ln *net.TCPListener) (string, error) {
+	rc, err := ln.SyscallConn()
+	if err != nil {
+		return "", err
+	}
+	var st unix.Stat_t
+	var serr error
+	if err := rc.Control(func(fd uintptr) { serr = unix.Fstat(int(fd), &st) }); err != nil {
+		return "", err
+	}
+	if serr != nil {
+		return "", serr
+	}
+	return strconv.FormatUint(st.Ino, 10), nil
 }
 
 // reusePort sets SO_REUSEPORT, so that both twins can bind the address.

@@ -17,6 +17,7 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"golang.org/x/sys/unix"
 
 	"github.com/fitshake/fitshake/internal/steer"
 	"github.com/fitshake/fitshake/pmtu"
@@ -163,6 +164,35 @@ func TestListenInvalid(t *testing.T) {
 	defer ln.Close()
 	_, err = steer.Listen(t.Context(), "tcp4", ln.Addr().String(), testMSS)
 	assert.Error(t, err)
+}
+
+// Another reuseport listener on the address, a second Group or a socket
+// of the user's own: Listen refuses to share the group, and the first
+// Group keeps steering.
+func TestListenShared(t *testing.T) {
+	g, err := steer.Listen(t.Context(), "tcp4", "127.0.0.1:0", testMSS)
+	require.NoError(t, err)
+	defer g.Close()
+	require.NoError(t, g.SetClamped(prefixes("127.0.0.2/32")))
+	_, err = steer.Listen(t.Context(), "tcp4", g.Addr().String(), testMSS)
+	var shared *steer.SharedError
+	require.ErrorAs(t, err, &shared)
+	assert.Equal(t, 2, shared.Others)
+	assertClamped(t, g, "127.0.0.2", true)
+	assertClamped(t, g, "127.0.0.1", false)
+
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1) })
+		return serr
+	}}
+	lc.SetMultipathTCP(false)
+	foreign, err := lc.Listen(t.Context(), "tcp4", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer foreign.Close()
+	_, err = steer.Listen(t.Context(), "tcp4", foreign.Addr().String(), testMSS)
+	require.ErrorAs(t, err, &shared)
+	assert.Equal(t, 1, shared.Others)
 }
 
 // Connections keep coming while the program is replaced hundreds of
