@@ -34,6 +34,18 @@ type Group struct {
 	prefixes []netip.Prefix
 }
 
+// SharedError is returned by [Listen] when other sockets listen on the
+// same address and port: with SO_REUSEPORT they would be in the twins'
+// group and shift the indices the program returns.
+type SharedError struct {
+	Addr   string // the local address, as /proc/net/tcp shows it
+	Others int    // listening sockets that are not the twins
+}
+
+func (e *SharedError) Error() string {
+	return fmt.Sprintf("steer: %d other sockets listen on the address (%s): the twins need a reuseport group of their own", e.Others, e.Addr)
+}
+
 // accepted is what an accept loop hands to Accept.
 type accepted struct {
 	c   net.Conn

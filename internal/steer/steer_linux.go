@@ -75,18 +75,6 @@ func Listen(ctx context.Context, network, addr string, mss int) (*Group, error) 
 	return newGroup(lns, mss), nil
 }
 
-// SharedError is returned by [Listen] when other sockets listen on the
-// same address and port: with SO_REUSEPORT they would be in the twins'
-// group and shift the indices the program returns.
-type SharedError struct {
-	Addr   string // the local address, as /proc/net/tcp shows it
-	Others int    // listening sockets that are not the twins
-}
-
-func (e *SharedError) Error() string {
-	return fmt.Sprintf("steer: %d other sockets listen on the address (%s): the twins need a reuseport group of their own", e.Others, e.Addr)
-}
-
 // alone returns a *SharedError if a socket other than lns listens on
 // their address, as /proc/self/net/tcp and tcp6 tell (by socket inode), or
 // nil, also when those files cannot be read.
