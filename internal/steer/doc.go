@@ -48,8 +48,10 @@
 // covered by another are dropped. At most [MaxPrefixes] remain, so that the
 // program always fits the kernel's 4096 instructions; beyond that
 // SetClamped returns a [*TooManyPrefixesError] and the previous program
-// stays: aggregate first. The program's cost is a compare or two per
-// prefix, per SYN only; established connections never run it.
+// stays: aggregate first. The program runs once per SYN, a compare or two
+// per prefix; established connections never run it. A loopback connection
+// to a Group steering 399 prefixes that are not its own took 1.03× one to
+// a plain listener in the same run, 1.00× with none (BenchmarkGroupRatio).
 //
 // Multipath TCP is off on both twins: on an MPTCP listener
 // SO_ATTACH_REUSEPORT_CBPF fails with "operation not supported".

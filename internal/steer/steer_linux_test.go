@@ -293,6 +293,7 @@ func openFDs(t *testing.T) int {
 // leaves no goroutine and no descriptor; Accept and SetClamped then fail
 // with net.ErrClosed.
 func TestGroupClose(t *testing.T) {
+	fds, goroutines0 := openFDs(t), runtime.NumGoroutine()
 	settle := func() int {
 		var n int
 		for range 50 {
@@ -304,8 +305,6 @@ func TestGroupClose(t *testing.T) {
 		}
 		return n
 	}
-	fds := openFDs(t)
-	goroutines0 = runtime.NumGoroutine()
 	g, err := steer.Listen(t.Context(), "tcp", "127.0.0.1:0", testMSS)
 	require.NoError(t, err)
 	assert.Greater(t, runtime.NumGoroutine(), goroutines0, "the accept loops run")
@@ -327,8 +326,6 @@ func TestGroupClose(t *testing.T) {
 	assert.LessOrEqual(t, settle(), goroutines0, "goroutines left")
 	assert.Equal(t, fds, openFDs(t), "descriptors left")
 }
-
-var goroutines0 int
 
 // As root, the steering tests run again as nobody with no capabilities
 // (a copy of the test binary, re-executed): steering needs no privilege.
