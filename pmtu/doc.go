@@ -55,7 +55,11 @@
 // adds to its payload, options included. [ClampMSS] and [ClampMTU] return functions for
 // [net.Dialer.Control]; [DialerWithMTU] and [DialerWithMSS] return a dialer
 // with the clamp already composed with the dialer's own Control or
-// ControlContext. [EffectiveMSS] and [ReadTCPInfo] read back what the kernel
+// ControlContext. On a server, [ListenConfigWithMTU] and
+// [ListenConfigWithMSS] set TCP_MAXSEG on the listening socket, which
+// clamps both directions of every connection it accepts (the SYN-ACK
+// advertises it); set on an accepted connection it does nothing.
+// [EffectiveMSS] and [ReadTCPInfo] read back what the kernel
 // did, for reports and for detecting a stalled handshake.
 //
 // # Reading a stall
@@ -90,7 +94,9 @@
 // without a settable TCP_MAXSEG, [DialerWithMTU] and [DialerWithMSS] return
 // [ErrUnsupported], and the functions from [ClampMSS] and [ClampMTU] fail
 // every TCP dial with an error wrapping [ErrUnsupported] rather than silently
-// dialing without the clamp.
+// dialing without the clamp. The listener clamp is Linux only (elsewhere
+// it is not known to reach accepted connections): [ListenConfigWithMTU]
+// and [ListenConfigWithMSS] return [ErrUnsupported] there.
 //
 // The package pmtutest emulates a black hole on loopback for tests.
 package pmtu

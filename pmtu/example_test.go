@@ -140,3 +140,18 @@ func ExampleCache_LoadNetwork() {
 	// two sites: true 1400 true
 	// the café: false
 }
+
+// A server whose clients sit behind a 1400-byte path that drops ICMP
+// clamps every connection it accepts, both ways, without their help.
+func ExampleListenConfigWithMTU() {
+	lc, err := pmtu.ListenConfigWithMTU(nil, 1400)
+	if err != nil {
+		log.Fatal(err) // pmtu.ErrUnsupported outside Linux
+	}
+	ln, err := lc.Listen(context.Background(), "tcp", ":8443")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer ln.Close()
+	_ = tls.NewListener(ln, &tls.Config{}) // Certificates: as usual
+}
