@@ -31,7 +31,7 @@
 // the Dialer, the server name taken from grpc's authority. Both options
 // must be used together ([ContextDialer] is the first, for callers that
 // wrap the credentials); [Credentials] alone fail every handshake with
-// [ErrNoDialer].
+// [ErrNoDialer]. Targets are TCP addresses (not unix sockets).
 package fitgrpc
 
 import (

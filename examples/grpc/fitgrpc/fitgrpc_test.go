@@ -53,6 +53,7 @@ func handshake(t *testing.T, creds credentials.TransportCredentials, authority, 
 }
 
 func TestCredentials(t *testing.T) {
+	leakCheck(t)
 	scfg, ccfg, err := testcert.Configs([]string{"grpc.fitshake.test"}, 0)
 	require.NoError(t, err)
 	h2 := scfg.Clone()
