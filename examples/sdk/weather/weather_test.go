@@ -10,6 +10,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"runtime"
+	"sync"
 	"testing"
 	"time"
 
@@ -79,9 +80,14 @@ func openFDs() int {
 func TestFitshakeMatters(t *testing.T) {
 	leakCheck(t)
 	through, direct, roots, p := serve(t)
-	var reports []tlsdial.Report
+	var (
+		mu      sync.Mutex
+		reports []tlsdial.Report
+	)
 	td := &tlsdial.TCPDialer{Cache: &pmtu.Cache{}, Trace: &tlsdial.Trace{Done: func(i tlsdial.DoneInfo) {
-		reports = append(reports, i.Report) // one dial at a time here
+		mu.Lock()
+		reports = append(reports, i.Report)
+		mu.Unlock()
 	}}}
 	const bound = 2 * time.Second
 	for _, tc := range []struct {
@@ -120,6 +126,8 @@ func TestFitshakeMatters(t *testing.T) {
 			t.Logf("answered in %v", took)
 		})
 	}
+	mu.Lock()
+	defer mu.Unlock()
 	require.Len(t, reports, 1, "the fitshake case's one dial")
 	assert.Equal(t, 1360, reports[0].MSS)
 	assert.Len(t, reports[0].Attempts, 2)
