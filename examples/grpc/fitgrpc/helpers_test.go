@@ -7,7 +7,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"slices"
 	"strings"
@@ -28,9 +27,7 @@ import (
 // Service names the test server knows: a name longer than any packet of
 // the path (so a unary call's request needs the clamp that the handshake
 // found), and one whose status flips every tick (so Watch streams).
-var (
-	longService = "fitshake." + strings.Repeat("x", 3000)
-)
+var longService = "fitshake." + strings.Repeat("x", 3000)
 
 const tickService = "fitshake.tick"
 
@@ -214,8 +211,6 @@ func (s *frameScanner) done() {
 	}
 	s.isPing = false
 }
-
-var _ io.Reader = (*countingConn)(nil)
 
 // How a test client dials.
 const (
