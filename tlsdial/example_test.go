@@ -98,6 +98,28 @@ func ExampleTCPDialer() {
 	// attempts: 2 MSS: 1360
 }
 
+// ContextDialer is the dialer gRPC takes (grpc.WithContextDialer): the
+// network is fixed, the address is what gRPC's resolver returned.
+func ExampleTCPDialer_ContextDialer() {
+	addr, cfg, stop := exampleServer()
+	defer stop()
+
+	td := &tlsdial.TCPDialer{Cache: &pmtu.Cache{}}
+	dial := td.ContextDialer("tcp") // grpc.WithContextDialer(dial)
+	raw, err := dial(context.Background(), addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	tc := tls.Client(raw, cfg) // what grpc's credentials.NewTLS does with it
+	defer tc.Close()
+	if err := tc.Handshake(); err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("MSS:", raw.(*tlsdial.TCPConn).Report().MSS, "ALPN:", tc.ConnectionState().NegotiatedProtocol)
+	// Output:
+	// MSS: 1360 ALPN: h2
+}
+
 func ExampleWithTrace() {
 	td := &tlsdial.TCPDialer{}
 	client := &http.Client{Transport: &http.Transport{DialContext: td.DialContext, ForceAttemptHTTP2: true}}

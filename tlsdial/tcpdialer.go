@@ -142,6 +142,24 @@ func (d *TCPDialer) DialContext(ctx context.Context, network, addr string) (net.
 	return c, nil
 }
 
+// ContextDialer returns DialContext on network ("tcp", "tcp4" or "tcp6")
+// as a function of the context and address alone: the dialer shape of
+// gRPC's grpc.WithContextDialer and of other clients that fix the network
+// themselves. With gRPC, keep grpc's TLS credentials: they run crypto/tls
+// over the connection, and d replays its ClientHello if it stalls.
+//
+//	conn, err := grpc.NewClient(target,
+//		grpc.WithTransportCredentials(credentials.NewTLS(&tls.Config{})),
+//		grpc.WithContextDialer(td.ContextDialer("tcp")))
+//
+// gRPC sets TCP_USER_TIMEOUT only on a *net.TCPConn, so not on these
+// connections; set it in NetDialer.Control, which every attempt runs.
+func (d *TCPDialer) ContextDialer(network string) func(ctx context.Context, addr string) (net.Conn, error) {
+	return func(ctx context.Context, addr string) (net.Conn, error) {
+		return d.DialContext(ctx, network, addr)
+	}
+}
+
 // connectFirst opens attempt 1 in the caller's goroutine, bounded by ctx.
 func (c *TCPConn) connectFirst(ctx context.Context) error {
 	e := c.e
