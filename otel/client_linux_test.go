@@ -103,7 +103,7 @@ func TestClientTraceBlackHole(t *testing.T) {
 			}, c.counts(t, "fitshake.client.recovered_dials"))
 			assert.Equal(t, map[string]int64{
 				"fitshake.attempt.outcome=stall,fitshake.mss=0" + d.rung + "," + srv: 1,
-				"fitshake.attempt.outcome=ok,fitshake.mss=1360" + d.rung + "," + srv:  1,
+				"fitshake.attempt.outcome=ok,fitshake.mss=1360" + d.rung + "," + srv: 1,
 			}, c.counts(t, "fitshake.client.attempts"))
 			assert.Equal(t, map[string]int64{
 				"fitshake.mss=0,fitshake.path.class=silent server," + srv: 1,

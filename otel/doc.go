@@ -31,6 +31,8 @@
 //	fitshake.client.stalls             counter    {attempt}  server.address, server.port, fitshake.path.class, fitshake.mss
 //	fitshake.client.hellos_rejected    counter    {attempt}  server.address, server.port, fitshake.path.class, fitshake.rung
 //
+// What each one counts:
+//
 //   - dials: every dial, completed or not; error.type is set only when it
 //     failed (see below).
 //   - dial.duration: the dial's wall time (Report.Duration), every attempt
