@@ -68,10 +68,16 @@ var dialers = []struct {
 	}},
 }
 
-// server is the server.* attributes of addr.
-func server(t *testing.T, addr string) string {
+// hostPort splits addr.
+func hostPort(t *testing.T, addr string) (host, port string) {
 	host, port, err := net.SplitHostPort(addr)
 	require.NoError(t, err)
+	return host, port
+}
+
+// server is the server.* attributes of addr.
+func server(t *testing.T, addr string) string {
+	host, port := hostPort(t, addr)
 	return "server.address=" + host + ",server.port=" + port
 }
 
