@@ -58,7 +58,7 @@ func NewClientTrace(opts ...Option) (*tlsdial.Trace, error) {
 }
 
 func newClient(cfg config) (*client, error) {
-	m := cfg.mp.Meter(ScopeName, metric.WithSchemaURL(semconv.SchemaURL))
+	m := cfg.meter()
 	c := &client{serverAddress: cfg.serverAddress}
 	var errs [7]error
 	c.dials, errs[0] = m.Int64Counter("fitshake.client.dials",

@@ -3,6 +3,7 @@ package fitshakeotel
 import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/metric"
+	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
 )
 
 // An Option configures the instruments NewClientTrace makes.
@@ -31,6 +32,12 @@ func WithMeterProvider(mp metric.MeterProvider) Option {
 // that one series per host would be too many.
 func WithoutServerAddress() Option {
 	return optionFunc(func(c *config) { c.serverAddress = false })
+}
+
+// meter is the Meter of every instrument of the package, client and
+// server side.
+func (c config) meter() metric.Meter {
+	return c.mp.Meter(ScopeName, metric.WithSchemaURL(semconv.SchemaURL))
 }
 
 func newConfig(opts []Option) config {
