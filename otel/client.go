@@ -2,9 +2,11 @@ package fitshakeotel
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"net"
 	"strconv"
+	"strings"
 
 	"github.com/fitshake/fitshake/tlsdial"
 	"go.opentelemetry.io/otel/attribute"
@@ -89,9 +91,12 @@ func (c *client) done(i tlsdial.DoneInfo) {
 	server := c.serverAttrs(i.Addr)
 	r := i.Report
 
-	dial := server
+	dial := server[:len(server):len(server)]
 	if i.Err != nil {
-		dial = append(dial[:len(dial):len(dial)], semconv.ErrorTypeKey.String(errorType(i.Err)))
+		dial = append(dial, semconv.ErrorTypeKey.String(errorType(i.Err)))
+	}
+	if cs := i.ConnectionState; cs != nil {
+		dial = append(dial, semconv.TLSProtocolNameTLS, semconv.TLSProtocolVersion(tlsVersion(cs.Version)))
 	}
 	set := metric.WithAttributeSet(attribute.NewSet(dial...))
 	c.dials.Add(ctx, 1, set)
@@ -150,4 +155,10 @@ func rung(name string) attribute.KeyValue {
 		return attribute.KeyValue{}
 	}
 	return RungKey.String(name)
+}
+
+// tlsVersion is the numeric part of a TLS version's name, as
+// tls.protocol.version wants it: "1.3".
+func tlsVersion(v uint16) string {
+	return strings.TrimPrefix(tls.VersionName(v), "TLS ")
 }

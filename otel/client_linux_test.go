@@ -42,9 +42,10 @@ type dialFunc func(t *testing.T, addr string, cfg *tls.Config, trace *tlsdial.Tr
 var dialers = []struct {
 	name string
 	rung string // the attribute the Dialer's attempts carry; "" for none
+	tls  string // the attributes of the Dialer's completed dials; "" for none
 	dial dialFunc
 }{
-	{"Dialer", ",fitshake.rung=pq", func(t *testing.T, addr string, cfg *tls.Config, trace *tlsdial.Trace) (tlsdial.Report, error) {
+	{"Dialer", ",fitshake.rung=pq", ",tls.protocol.name=tls,tls.protocol.version=1.3", func(t *testing.T, addr string, cfg *tls.Config, trace *tlsdial.Trace) (tlsdial.Report, error) {
 		d := &tlsdial.Dialer{Config: cfg, Cache: &pmtu.Cache{}, Trace: trace}
 		c, err := d.DialContext(context.Background(), "tcp", addr)
 		if err != nil {
@@ -55,7 +56,7 @@ var dialers = []struct {
 		defer c.Close()
 		return c.(*tlsdial.Conn).Report(), nil
 	}},
-	{"TCPDialer", "", func(t *testing.T, addr string, cfg *tls.Config, trace *tlsdial.Trace) (tlsdial.Report, error) {
+	{"TCPDialer", "", "", func(t *testing.T, addr string, cfg *tls.Config, trace *tlsdial.Trace) (tlsdial.Report, error) {
 		td := &tlsdial.TCPDialer{Cache: &pmtu.Cache{}, Trace: trace}
 		raw, err := td.DialContext(context.Background(), "tcp", addr)
 		require.NoError(t, err)
@@ -103,7 +104,7 @@ func TestClientTraceBlackHole(t *testing.T) {
 			require.Equal(t, 1360, r.MSS, "%s", r)
 
 			c := collect(t, reader)
-			assert.Equal(t, map[string]int64{srv: 1}, c.counts(t, "fitshake.client.dials"))
+			assert.Equal(t, map[string]int64{srv + d.tls: 1}, c.counts(t, "fitshake.client.dials"))
 			assert.Equal(t, map[string]int64{
 				"fitshake.mss=1360,fitshake.path.class=silent server" + d.rung + "," + srv: 1,
 			}, c.counts(t, "fitshake.client.recovered_dials"))
@@ -118,9 +119,9 @@ func TestClientTraceBlackHole(t *testing.T) {
 
 			dur := c.histograms(t, "fitshake.client.dial.duration")
 			require.Len(t, dur, 1)
-			assert.Equal(t, uint64(1), dur[srv].Count)
-			assert.InDelta(t, r.Duration.Seconds(), dur[srv].Sum, 1e-9, "the Report's duration")
-			assert.GreaterOrEqual(t, dur[srv].Sum, 0.25, "at least one stall window")
+			assert.Equal(t, uint64(1), dur[srv+d.tls].Count)
+			assert.InDelta(t, r.Duration.Seconds(), dur[srv+d.tls].Sum, 1e-9, "the Report's duration")
+			assert.GreaterOrEqual(t, dur[srv+d.tls].Sum, 0.25, "at least one stall window")
 			rec := c.histograms(t, "fitshake.client.recovery.duration")
 			assert.Equal(t, uint64(1), rec["fitshake.path.class=silent server,"+srv].Count, "%v", rec)
 		})
@@ -141,14 +142,14 @@ func TestClientTraceHealthy(t *testing.T) {
 			require.Len(t, r.Attempts, 1, "%s", r)
 
 			c := collect(t, reader)
-			assert.Equal(t, map[string]int64{srv: 1}, c.counts(t, "fitshake.client.dials"))
+			assert.Equal(t, map[string]int64{srv + d.tls: 1}, c.counts(t, "fitshake.client.dials"))
 			assert.Equal(t, map[string]int64{
 				"fitshake.attempt.outcome=ok,fitshake.mss=0" + d.rung + "," + srv: 1,
 			}, c.counts(t, "fitshake.client.attempts"))
 			assert.Nil(t, c.counts(t, "fitshake.client.recovered_dials"))
 			assert.Nil(t, c.counts(t, "fitshake.client.stalls"))
 			assert.Nil(t, c.histograms(t, "fitshake.client.recovery.duration"))
-			assert.Equal(t, uint64(1), c.histograms(t, "fitshake.client.dial.duration")[srv].Count)
+			assert.Equal(t, uint64(1), c.histograms(t, "fitshake.client.dial.duration")[srv+d.tls].Count)
 		})
 	}
 }

@@ -126,3 +126,15 @@ func TestClientTraceGlobalProviderAndMultiTrace(t *testing.T) {
 	assert.Equal(t, 1, mine)
 	assert.Equal(t, map[string]int64{exampleServer: 1}, collect(t, reader).counts(t, "fitshake.client.dials"))
 }
+
+func TestClientTraceTLSVersion(t *testing.T) {
+	trace, reader := newTrace(t)
+	for _, v := range []uint16{tls.VersionTLS12, tls.VersionTLS13, tls.VersionTLS13} {
+		trace.Done(tlsdial.DoneInfo{Addr: "example.com:443", ConnectionState: &tls.ConnectionState{Version: v},
+			Report: tlsdial.Report{Attempts: []tlsdial.Attempt{{ID: 1, Outcome: tlsdial.OutcomeOK}}}})
+	}
+	assert.Equal(t, map[string]int64{
+		exampleServer + ",tls.protocol.name=tls,tls.protocol.version=1.2": 1,
+		exampleServer + ",tls.protocol.name=tls,tls.protocol.version=1.3": 2,
+	}, collect(t, reader).counts(t, "fitshake.client.dials"))
+}

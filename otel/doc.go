@@ -23,8 +23,8 @@
 // as failed dials.
 //
 //	name                               kind       unit       attributes
-//	fitshake.client.dials              counter    {dial}     server.address, server.port, error.type
-//	fitshake.client.dial.duration      histogram  s          server.address, server.port, error.type
+//	fitshake.client.dials              counter    {dial}     server.address, server.port, error.type, tls.protocol.name, tls.protocol.version
+//	fitshake.client.dial.duration      histogram  s          server.address, server.port, error.type, tls.protocol.name, tls.protocol.version
 //	fitshake.client.recovered_dials    counter    {dial}     server.address, server.port, fitshake.path.class, fitshake.mss, fitshake.rung
 //	fitshake.client.recovery.duration  histogram  s          server.address, server.port, fitshake.path.class
 //	fitshake.client.attempts           counter    {attempt}  server.address, server.port, fitshake.attempt.outcome, fitshake.mss, fitshake.rung
@@ -72,6 +72,10 @@
 //     "connection_reset", "timeout" (a deadline, the context's or the
 //     dialer's), "canceled" (the context was canceled or the connection
 //     closed), else "_OTHER".
+//   - tls.protocol.name, tls.protocol.version (OTel conventions, in
+//     development): "tls" and "1.3" or "1.2", on a Dialer's dials that
+//     completed ([tlsdial.DoneInfo.ConnectionState]); a TCPDialer does not
+//     see the handshake above it.
 //   - fitshake.attempt.outcome: one of "ok", "stall", "reset", "error",
 //     "canceled", "superseded" (tlsdial.Outcome's String).
 //   - fitshake.path.class: pmtu.Class's String, the same words as the
@@ -89,6 +93,7 @@
 //     own hello.
 //
 // No attribute ever holds a client's address or anything else that grows
-// with the traffic; the tls.* conventions (protocol version, cipher)
-// describe a negotiated session, which the hooks do not carry.
+// with the traffic. fitshake's own attributes are under fitshake.: the
+// rung, the clamp and the path's class are not TLS session properties
+// that the tls.* conventions name.
 package fitshakeotel

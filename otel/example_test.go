@@ -79,7 +79,7 @@ func ExampleNewClientTrace() {
 	// recovered: true
 	// fitshake.client.attempts{fitshake.attempt.outcome=ok,fitshake.mss=1360,fitshake.rung=pq} 1
 	// fitshake.client.attempts{fitshake.attempt.outcome=stall,fitshake.mss=0,fitshake.rung=pq} 1
-	// fitshake.client.dials{} 1
+	// fitshake.client.dials{tls.protocol.name=tls,tls.protocol.version=1.3} 1
 	// fitshake.client.recovered_dials{fitshake.mss=1360,fitshake.path.class=silent server,fitshake.rung=pq} 1
 	// fitshake.client.stalls{fitshake.mss=0,fitshake.path.class=silent server} 1
 }

@@ -47,13 +47,13 @@ func TestClientTracePrometheusText(t *testing.T) {
 	text := rec.Body.String()
 	_, port := hostPort(t, p.Addr())
 	for _, want := range []string{
-		`fitshake_client_dials_total{server_address="127.0.0.1",server_port="` + port + `"} 1`,
+		`fitshake_client_dials_total{server_address="127.0.0.1",server_port="` + port + `",tls_protocol_name="tls",tls_protocol_version="1.3"} 1`,
 		`fitshake_client_recovered_dials_total{fitshake_mss="1360",fitshake_path_class="silent server",fitshake_rung="pq",server_address="127.0.0.1",server_port="` + port + `"} 1`,
 		`fitshake_client_attempts_total{fitshake_attempt_outcome="stall",fitshake_mss="0",fitshake_rung="pq",server_address="127.0.0.1",server_port="` + port + `"} 1`,
 		`fitshake_client_attempts_total{fitshake_attempt_outcome="ok",fitshake_mss="1360",fitshake_rung="pq",server_address="127.0.0.1",server_port="` + port + `"} 1`,
 		`fitshake_client_stalls_total{fitshake_mss="0",fitshake_path_class="silent server",server_address="127.0.0.1",server_port="` + port + `"} 1`,
-		`fitshake_client_dial_duration_seconds_count{server_address="127.0.0.1",server_port="` + port + `"} 1`,
-		`fitshake_client_dial_duration_seconds_bucket{server_address="127.0.0.1",server_port="` + port + `",le="0.25"} 0`,
+		`fitshake_client_dial_duration_seconds_count{server_address="127.0.0.1",server_port="` + port + `",tls_protocol_name="tls",tls_protocol_version="1.3"} 1`,
+		`fitshake_client_dial_duration_seconds_bucket{server_address="127.0.0.1",server_port="` + port + `",tls_protocol_name="tls",tls_protocol_version="1.3",le="0.25"} 0`,
 		`fitshake_client_recovery_duration_seconds_count{fitshake_path_class="silent server",server_address="127.0.0.1",server_port="` + port + `"} 1`,
 		`# TYPE fitshake_client_dials_total counter`,
 		`# TYPE fitshake_client_dial_duration_seconds histogram`,

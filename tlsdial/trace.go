@@ -2,6 +2,7 @@ package tlsdial
 
 import (
 	"context"
+	"crypto/tls"
 	"time"
 
 	"github.com/fitshake/fitshake/pmtu"
@@ -64,6 +65,10 @@ type DoneInfo struct {
 	Addr   string
 	Report Report
 	Err    error
+	// ConnectionState is the TLS state of a Dialer's completed handshake
+	// (as Conn.ConnectionState); nil for a failed dial and for TCPDialer,
+	// whose TLS stack is above it.
+	ConnectionState *tls.ConnectionState
 }
 
 // Recovered reports whether the dial completed after at least one of its

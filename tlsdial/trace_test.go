@@ -2,6 +2,7 @@ package tlsdial_test
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"testing"
 
@@ -59,10 +60,20 @@ func TestMultiTraceOnDialerAndContext(t *testing.T) {
 					trace: tlsdial.MultiTrace(own.trace(), metrics.trace()),
 				})
 				require.NoError(t, err)
-				c.Close()
+				defer c.Close()
 				for _, r := range []*recorder{&own, &metrics, &inCtx} {
 					r.checkTrace(t, rep)
 					assert.Equal(t, path.wantRecovered, r.done[0].Recovered(), "%s", rep)
+					cs := r.done[0].ConnectionState
+					if k.name == "TCPDialer" {
+						assert.Nil(t, cs, "the TLS stack is above a TCPDialer")
+						continue
+					}
+					require.NotNil(t, cs)
+					assert.True(t, cs.HandshakeComplete)
+					assert.Equal(t, c.(*tlsdial.Conn).ConnectionState().Version, cs.Version)
+					assert.Equal(t, uint16(tls.VersionTLS13), cs.Version)
+					assert.Equal(t, "h2", cs.NegotiatedProtocol)
 				}
 			})
 		}
@@ -89,4 +100,17 @@ func TestDoneInfoRecovered(t *testing.T) {
 			assert.Equal(t, tc.want, tc.info.Recovered())
 		})
 	}
+}
+
+func TestDoneInfoConnectionStateNilOnFailure(t *testing.T) {
+	checkLeaks(t)
+	srv := startServer(t, 0)
+	var r recorder
+	_, _, err := kinds[0].dial(context.Background(), srv.addr, &tls.Config{ServerName: serverName}, options{
+		cache: &pmtu.Cache{}, trace: r.trace(),
+	})
+	require.Error(t, err, "the server's CA is not trusted")
+	require.Len(t, r.done, 1)
+	assert.Error(t, r.done[0].Err)
+	assert.Nil(t, r.done[0].ConnectionState)
 }
