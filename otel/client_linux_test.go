@@ -182,3 +182,28 @@ func TestClientTraceCertificateFailure(t *testing.T) {
 		})
 	}
 }
+
+// A Transport dials with a copy of its Dialer, Trace included: a request
+// through the black hole is one recovered dial.
+func TestClientTraceTransport(t *testing.T) {
+	target, cfg := tlsServer(t)
+	p, err := pmtutest.Start(pmtutest.Config{Target: target, MTU: 1400})
+	if err != nil {
+		t.Skipf("black-hole simulator unavailable here: %v", err)
+	}
+	t.Cleanup(func() { p.Close() })
+	checkLeaks(t)
+	trace, reader := newTrace(t)
+	tr := &tlsdial.Transport{Dialer: &tlsdial.Dialer{Config: cfg, Cache: &pmtu.Cache{}, Trace: trace}}
+	defer tr.CloseIdleConnections()
+	resp, err := (&http.Client{Transport: tr, Timeout: 10 * time.Second}).Get("https://" + p.Addr() + "/")
+	require.NoError(t, err)
+	resp.Body.Close()
+
+	srv := server(t, p.Addr())
+	c := collect(t, reader)
+	assert.Equal(t, map[string]int64{srv + ",tls.protocol.name=tls,tls.protocol.version=1.3": 1}, c.counts(t, "fitshake.client.dials"))
+	assert.Equal(t, map[string]int64{
+		"fitshake.mss=1360,fitshake.path.class=silent server,fitshake.rung=pq," + srv: 1,
+	}, c.counts(t, "fitshake.client.recovered_dials"))
+}
