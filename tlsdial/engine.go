@@ -325,13 +325,11 @@ func (e *engine) conclude() {
 	if e.m.winner == 0 {
 		err = e.failure()
 	}
-	var won any
-	if e.m.winner != 0 {
+	d, onOver := e.dst, e.onOver
+	st, _ := e.drv.(stater)
+	var won any // the winner's connection, for the Done hook
+	if e.m.winner != 0 && len(d.traces) > 0 {
 		won = e.legs[e.m.winner-1].val
-	}
-	d, onOver, st := e.dst, e.onOver, stater(nil)
-	if s, ok := e.drv.(stater); ok && won != nil && len(d.traces) > 0 {
-		st = s
 	}
 	e.queue = append(e.queue, func() {
 		if err == nil && (r.Stalls() > 0 || len(r.Attempts) > 1) && d.logs(slog.LevelInfo) {
@@ -339,7 +337,7 @@ func (e *engine) conclude() {
 				"hello", r.HelloSize, "attempts", len(r.Attempts), "stalls", r.Stalls())
 		}
 		i := DoneInfo{Addr: d.addr, Report: r, Err: err}
-		if st != nil {
+		if st != nil && won != nil {
 			// Outside e.mu: the handshake is over, and the connection
 			// is not handed to the caller before quiet is closed.
 			i.ConnectionState = st.connectionState(won)
