@@ -53,7 +53,7 @@
 //     fails with tlsdial.ErrHelloRejected.
 //
 // Durations are in seconds, with bucket boundaries from 1 ms to 30 s
-// (see DurationBuckets): a handshake on a LAN takes milliseconds, a dial
+// (see [DurationBuckets]): a handshake on a LAN takes milliseconds, a dial
 // that met a silent path waits at least one stall window (250 ms or more)
 // before its clamped attempt, further windows at 3 and 6 times it, and
 // gives up after 10 s of silence.

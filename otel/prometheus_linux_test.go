@@ -23,6 +23,7 @@ import (
 // /metrics endpoint serves them: counters end in _total, durations in
 // _seconds, attributes are labels with underscores.
 func TestClientTracePrometheusText(t *testing.T) {
+	checkLeaks(t)
 	target, cfg := tlsServer(t)
 	p, err := pmtutest.Start(pmtutest.Config{Target: target, MTU: 1400})
 	if err != nil {
