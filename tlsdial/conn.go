@@ -38,9 +38,11 @@ func (c *Conn) NetConn() net.Conn { return c.raw }
 
 // ConnectionState returns the state of the TLS connection in crypto/tls
 // terms, CurveID included, so code written for *tls.Conn keeps working.
-func (c *Conn) ConnectionState() tls.ConnectionState {
-	s := utlsconv.ConnectionState(c.uc.ConnectionState())
-	s.CurveID = utlsconv.CurveID(c.uc)
+func (c *Conn) ConnectionState() tls.ConnectionState { return connectionState(c.uc) }
+
+func connectionState(uc *utls.UConn) tls.ConnectionState {
+	s := utlsconv.ConnectionState(uc.ConnectionState())
+	s.CurveID = utlsconv.CurveID(uc)
 	return s
 }
 

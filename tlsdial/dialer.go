@@ -275,6 +275,17 @@ func (dr *dialDriver) attempt(l *leg) {
 	}
 }
 
+// connectionState is the TLS state of a completed attempt, for the Done
+// hook (see stater).
+func (dr *dialDriver) connectionState(val any) *tls.ConnectionState {
+	uc, ok := val.(*utls.UConn)
+	if !ok {
+		return nil
+	}
+	s := connectionState(uc)
+	return &s
+}
+
 // handshakeContext returns the context an attempt's handshake runs under:
 // ctx's values without its end, unless a GetClientCertificate callback may
 // watch it (CertificateRequestInfo.Context). utls v1.8.2 starts a goroutine

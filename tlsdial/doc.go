@@ -86,7 +86,8 @@
 // diagnosis, and what completed. [Conn.Report] and [TCPConn.Report] return
 // it (the latter also while the dial runs); a [Trace] attached to the
 // dialer or to the context with [WithTrace] sees each event as it happens,
-// in order, with no lock held.
+// in order, with no lock held; [MultiTrace] joins several (yours and a
+// metrics adapter's, such as github.com/fitshake/fitshake/otel).
 //
 // # Security
 //

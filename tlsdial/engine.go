@@ -2,6 +2,7 @@ package tlsdial
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"log/slog"
@@ -78,6 +79,12 @@ type driver interface {
 	// reporting with l.sent and l.finished, and closes what it opened when
 	// they say the attempt is not wanted.
 	attempt(l *leg)
+}
+
+// stater is a driver that completes the TLS handshake itself (Dialer's):
+// it gives the Done hook the state of the winning attempt's connection.
+type stater interface {
+	connectionState(val any) *tls.ConnectionState
 }
 
 // leg is the I/O side of one attempt. conn, info, rx and nextPoll are
@@ -319,6 +326,11 @@ func (e *engine) conclude() {
 		err = e.failure()
 	}
 	d, onOver := e.dst, e.onOver
+	st, _ := e.drv.(stater)
+	var won any // the winner's connection, for the Done hook
+	if e.m.winner != 0 && len(d.traces) > 0 {
+		won = e.legs[e.m.winner-1].val
+	}
 	e.queue = append(e.queue, func() {
 		if err == nil && (r.Stalls() > 0 || len(r.Attempts) > 1) && d.logs(slog.LevelInfo) {
 			d.log.Info("tlsdial: recovered", "addr", d.addr, "mss", r.MSS,
@@ -327,7 +339,13 @@ func (e *engine) conclude() {
 		if r.Protection != Protected && r.Protection != UnprotectedReplayOff && d.logs(slog.LevelInfo) {
 			d.log.Info("tlsdial: not protected", "addr", d.addr, "reason", r.Protection.reason(), "prelude", r.Prelude)
 		}
-		d.traces.done(DoneInfo{Addr: d.addr, Report: r, Err: err})
+		i := DoneInfo{Addr: d.addr, Report: r, Err: err}
+		if st != nil && won != nil {
+			// Outside e.mu: the handshake is over, and the connection
+			// is not handed to the caller before quiet is closed.
+			i.ConnectionState = st.connectionState(won)
+		}
+		d.traces.done(i)
 		if onOver != nil {
 			onOver()
 		}

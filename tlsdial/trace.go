@@ -2,6 +2,7 @@ package tlsdial
 
 import (
 	"context"
+	"crypto/tls"
 	"time"
 
 	"github.com/fitshake/fitshake/pmtu"
@@ -15,7 +16,8 @@ import (
 //
 // A Trace is taken from the Dialer (or TCPDialer) and from the dial's
 // context (see WithTrace); when both are set, both are called, the
-// Dialer's first.
+// Dialer's first. To give one dialer or context several Traces (yours and
+// a metrics adapter's), join them with MultiTrace.
 type Trace struct {
 	// AttemptStart is called before each attempt connects.
 	AttemptStart func(AttemptStartInfo)
@@ -66,6 +68,59 @@ type DoneInfo struct {
 	Addr   string
 	Report Report
 	Err    error
+	// ConnectionState is the TLS state of a Dialer's completed handshake
+	// (as Conn.ConnectionState); nil for a failed dial and for TCPDialer,
+	// whose TLS stack is above it.
+	ConnectionState *tls.ConnectionState
+}
+
+// Recovered reports whether the dial completed after at least one of its
+// attempts stalled or was reset: the path lost or refused what a default
+// dial sends, and a clamp or another hello got through. A dial that
+// started from remembered sizes (Report.FromCache) and met nothing is not
+// a recovery.
+func (i DoneInfo) Recovered() bool {
+	if i.Err != nil {
+		return false
+	}
+	for _, a := range i.Report.Attempts {
+		if a.Outcome == OutcomeStall || a.Outcome == OutcomeReset {
+			return true
+		}
+	}
+	return false
+}
+
+// MultiTrace returns a Trace that calls the hooks of each of ts in order,
+// one after the other, skipping nil Traces and nil hooks. A hook of the
+// result is nil when no Trace in ts has it. It returns nil when every
+// Trace is nil.
+func MultiTrace(ts ...*Trace) *Trace {
+	var all traces
+	for _, t := range ts {
+		if t != nil {
+			all = append(all, t)
+		}
+	}
+	if len(all) == 0 {
+		return nil
+	}
+	m := new(Trace)
+	for _, t := range all {
+		if t.AttemptStart != nil {
+			m.AttemptStart = all.attemptStart
+		}
+		if t.Stall != nil {
+			m.Stall = all.stall
+		}
+		if t.AttemptDone != nil {
+			m.AttemptDone = all.attemptDone
+		}
+		if t.Done != nil {
+			m.Done = all.done
+		}
+	}
+	return m
 }
 
 type traceKey struct{}
@@ -73,6 +128,8 @@ type traceKey struct{}
 // WithTrace returns a context carrying t. Dials made with that context call
 // its hooks in addition to those of the dialer. This is how TCPDialer users
 // inside net/http see reports: attach a Trace to the request's context.
+// It replaces a Trace ctx already carries; to keep that one too, attach
+// MultiTrace(ContextTrace(ctx), t).
 func WithTrace(ctx context.Context, t *Trace) context.Context {
 	return context.WithValue(ctx, traceKey{}, t)
 }
