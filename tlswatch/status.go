@@ -163,10 +163,10 @@ func (w *Watcher) fixes(pfx netip.Prefix, ps PrefixStatus) []string {
 	switch {
 	case ps.Clamped:
 		server = append(server, fmt.Sprintf("server: the watcher's self-fix clamps new connections from %s to MSS %d now", pfx, ps.MSS))
-	case w.Clamp != nil:
+	case w.selfFixing():
 		server = append(server, fmt.Sprintf("server: the watcher's self-fix clamps %s after %d connections lost this way", pfx, w.Policy.after()))
 	default:
-		server = append(server, fmt.Sprintf("server: or let the listener clamp it by itself: give tlswatch.Watcher a Clamp (a twin listener with TCP_MAXSEG %d for that prefix)", mss))
+		server = append(server, fmt.Sprintf("server: or let the listener clamp it by itself: listen with tlswatch.Watcher.Listen (a twin listener with TCP_MAXSEG %d for that prefix)", mss))
 	}
 	i := slices.IndexFunc(lines, func(l string) bool { return strings.HasPrefix(l, "app:") })
 	if i < 0 {

@@ -60,6 +60,7 @@ type Watcher struct {
 	clampMu sync.Mutex  // serializes calls to Clamp
 	clampN  uint64      // generation of the clamped set, under mu
 	clampAt uint64      // the generation Clamp was last told, under clampMu
+	fixers  []Clamper   // the machinery of Listen's listeners, under mu (changed under clampMu too)
 }
 
 // pollGap and pollBudget bound the stall checks: at most 100 wakes and
@@ -147,7 +148,7 @@ func (w *Watcher) record(addr net.Addr, o observation) {
 	w.mu.Lock()
 	res := w.stats.add(ap, class, ev, now, w.failingAfter())
 	var clampChanged bool
-	if res.tracked && w.Clamp != nil {
+	if res.tracked && w.selfFixing() {
 		clampChanged = w.clamps.observe(res.prefix, class, now)
 	} else {
 		clampChanged = w.clamps.expire(now)
@@ -203,7 +204,7 @@ func (w *Watcher) applyClamps() {
 	switch {
 	case info.Err != nil:
 		w.logger().LogAttrs(context.Background(), slog.LevelError, "tlswatch: self-fix failed", append(attrs, slog.Any("err", info.Err))...)
-	case w.Clamp != nil:
+	case w.selfFixingNow():
 		w.logger().LogAttrs(context.Background(), slog.LevelInfo, "tlswatch: self-fix clamps", attrs...)
 	}
 	if t := w.Trace; t != nil && t.Clamp != nil {
@@ -225,9 +226,7 @@ func (w *Watcher) tellClamp() (info ClampInfo, ok bool) {
 	}
 	w.clampAt = gen
 	info = ClampInfo{Prefixes: set, MSS: w.Policy.ClampMSS()}
-	if w.Clamp != nil {
-		info.Err = w.Clamp.SetClamped(set)
-	}
+	info.Err = w.setClamped(set)
 	if info.Err != nil {
 		w.clampAt = 0 // offer it again at the next change
 	}
