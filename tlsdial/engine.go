@@ -57,8 +57,9 @@ type engine struct {
 	concluded bool
 	final     error // the dial's error, built by failure
 
-	// The poller's, guarded by polls.mu: when the next poll is due, and
-	// the engine's place in polls.engines plus one (0: not there).
+	// The poller's, guarded by the tcppoll.Poller's lock (poll.go): when
+	// the next poll is due, and the engine's place in its set plus one
+	// (0: not there).
 	pollAt  time.Time
 	pollIdx int
 }

@@ -181,7 +181,7 @@ func newMachine(cfg machineConfig) *machine {
 		conclusive: make([]bool, len(cfg.steps)),
 		frontier:   -1,
 		good:       len(cfg.steps),
-		report:     Report{FromCache: cfg.fromCache},
+		report:     Report{FromCache: cfg.fromCache, FromNetwork: cfg.fromNetwork},
 	}
 	if cfg.silence > 0 {
 		m.good = cfg.first

@@ -120,6 +120,10 @@ type Report struct {
 	// FromCache reports that the first attempt used sizes remembered from
 	// an earlier dial to the same destination.
 	FromCache bool
+	// FromNetwork reports that the first attempt used the clamp the local
+	// network was shown to need (pmtu.Cache.LoadNetwork): the destination
+	// itself was not remembered.
+	FromNetwork bool
 	// Diagnosis explains the first stall or reset, the reason for any
 	// fallback: its String is a one-line explanation and its Fix the
 	// network-side change that would make the fallback unnecessary. Zero
@@ -249,6 +253,9 @@ func (r Report) String() string {
 	}
 	if r.FromCache {
 		b.WriteString("(sizes from memory)\n")
+	}
+	if r.FromNetwork {
+		b.WriteString("(sizes from the network's memory)\n")
 	}
 	if r.SecurityReduced {
 		b.WriteString("(security reduced: no post-quantum key share)\n")

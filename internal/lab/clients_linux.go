@@ -154,8 +154,7 @@ type Report struct {
 	// attempt that got the reply while the diagnosed one waited; 0: none.
 	OvertakenBy int `json:",omitempty"`
 	// FromNetwork: the first attempt's settings came from the local
-	// network's prior (tlsdial.AttemptStartInfo.FromNetwork); set by the
-	// FitshakeDialer client only.
+	// network's prior (tlsdial.Report.FromNetwork).
 	FromNetwork bool `json:",omitempty"`
 	Attempts    []Attempt
 }
@@ -214,7 +213,7 @@ func (r *Report) String() string {
 
 func toReport(r tlsdial.Report) *Report {
 	out := &Report{MSS: r.MSS, MTU: r.MTU, HelloSize: r.HelloSize, Rung: r.Rung,
-		FromCache: r.FromCache, SecurityReduced: r.SecurityReduced, Duration: r.Duration,
+		FromCache: r.FromCache, FromNetwork: r.FromNetwork, SecurityReduced: r.SecurityReduced, Duration: r.Duration,
 		Class: r.Diagnosis.Class.String(), OvertakenBy: r.Diagnosis.Evidence.OvertakenBy}
 	for _, a := range r.Attempts {
 		at := Attempt{ID: a.ID, MTU: a.MTU, MSS: a.MSS, HelloSize: a.HelloSize, Rung: a.Rung,
@@ -477,23 +476,15 @@ func newFitshake(a *DialArgs, cfg *tls.Config, nd *net.Dialer, cache *pmtu.Cache
 	d := &tlsdial.Dialer{NetDialer: nd, Config: cfg, Cache: cache, AllowClassical: a.AllowClassical}
 	return func(ctx context.Context) DialRun {
 		var (
-			mu          sync.Mutex
-			rep         tlsdial.Report
-			have        bool
-			fromNetwork bool
+			mu   sync.Mutex
+			rep  tlsdial.Report
+			have bool
 		)
-		ctx = tlsdial.WithTrace(ctx, &tlsdial.Trace{
-			AttemptStart: func(i tlsdial.AttemptStartInfo) {
-				mu.Lock()
-				fromNetwork = fromNetwork || i.FromNetwork
-				mu.Unlock()
-			},
-			Done: func(i tlsdial.DoneInfo) {
-				mu.Lock()
-				rep, have = i.Report, true
-				mu.Unlock()
-			},
-		})
+		ctx = tlsdial.WithTrace(ctx, &tlsdial.Trace{Done: func(i tlsdial.DoneInfo) {
+			mu.Lock()
+			rep, have = i.Report, true
+			mu.Unlock()
+		}})
 		t0 := time.Now()
 		c, err := d.DialContext(ctx, "tcp", a.Addr)
 		r := DialRun{Elapsed: time.Since(t0)}
@@ -502,7 +493,6 @@ func newFitshake(a *DialArgs, cfg *tls.Config, nd *net.Dialer, cache *pmtu.Cache
 			mu.Lock()
 			if have {
 				r.Report = toReport(rep)
-				r.Report.FromNetwork = fromNetwork
 			}
 			mu.Unlock()
 			return fail(r, err)
@@ -510,9 +500,6 @@ func newFitshake(a *DialArgs, cfg *tls.Config, nd *net.Dialer, cache *pmtu.Cache
 		defer c.Close()
 		tc := c.(*tlsdial.Conn)
 		r.Report = toReport(tc.Report())
-		mu.Lock()
-		r.Report.FromNetwork = fromNetwork
-		mu.Unlock()
 		return done(r, tc.ConnectionState())
 	}
 }
