@@ -333,14 +333,16 @@ func (e *engine) conclude() {
 		won = e.legs[e.m.winner-1].val
 	}
 	e.queue = append(e.queue, func() {
-		if err == nil && (r.Stalls() > 0 || len(r.Attempts) > 1) && d.logs(slog.LevelInfo) {
+		i := DoneInfo{Addr: d.addr, Report: r, Err: err}
+		// Recovered, not "more than one attempt": a hedge that lost to a
+		// slow server's reply is not a recovery.
+		if i.Recovered() && d.logs(slog.LevelInfo) {
 			d.log.Info("tlsdial: recovered", "addr", d.addr, "mss", r.MSS,
 				"hello", r.HelloSize, "attempts", len(r.Attempts), "stalls", r.Stalls())
 		}
 		if r.Protection != Protected && r.Protection != UnprotectedReplayOff && d.logs(slog.LevelInfo) {
 			d.log.Info("tlsdial: not protected", "addr", d.addr, "reason", r.Protection.reason(), "prelude", r.Prelude)
 		}
-		i := DoneInfo{Addr: d.addr, Report: r, Err: err}
 		if st != nil && won != nil {
 			// Outside e.mu: the handshake is over, and the connection
 			// is not handed to the caller before quiet is closed.
