@@ -41,7 +41,8 @@ func WithoutServerAddress() Option {
 // server.address and its port server.port on every server measurement. An
 // IP address of the listener's own is fine; an unspecified one
 // ("0.0.0.0:443", "[::]:443", ":443") gives server.port alone, as does
-// WithoutServerAddress. Without it the server instruments have neither.
+// WithoutServerAddress; port 0 (the kernel picks one) gives no
+// server.port. Without it the server instruments have neither.
 // NewClientTrace ignores it: a dial's address is its own.
 func WithServerAddr(addr string) Option {
 	return optionFunc(func(c *config) { c.listenAddr = addr })

@@ -154,7 +154,7 @@ func clampErrorType(err error) string {
 
 // listenerAttrs are server.address and server.port of the listener
 // address WithServerAddr gave, as far as the options keep them: no host
-// for an unspecified one (":443", "[::]:443").
+// for an unspecified one (":443", "[::]:443"), no port for port 0.
 func (c config) listenerAttrs() []attribute.KeyValue {
 	if c.listenAddr == "" {
 		return nil
@@ -167,7 +167,7 @@ func (c config) listenerAttrs() []attribute.KeyValue {
 	if a, err := netip.ParseAddr(host); c.serverAddress && host != "" && (err != nil || !a.IsUnspecified()) {
 		kv = append(kv, semconv.ServerAddress(host))
 	}
-	if p, err := strconv.Atoi(port); err == nil {
+	if p, err := strconv.Atoi(port); err == nil && p > 0 { // 0: the kernel's pick, unknown here
 		kv = append(kv, semconv.ServerPort(p))
 	}
 	return kv

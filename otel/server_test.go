@@ -214,6 +214,7 @@ func TestServerTraceAttributes(t *testing.T) {
 		{":8443", nil, "server.port=8443"},
 		{"0.0.0.0:8443", nil, "server.port=8443"},
 		{"[::]:8443", nil, "server.port=8443"},
+		{"127.0.0.1:0", nil, "server.address=127.0.0.1"},
 		{"example.com:443", []fitshakeotel.Option{fitshakeotel.WithoutServerAddress()}, "server.port=443"},
 	} {
 		t.Run(tc.addr, func(t *testing.T) {
