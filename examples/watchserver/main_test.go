@@ -103,8 +103,17 @@ func TestWatchServer(t *testing.T) {
 	}
 	assert.NotContains(t, metrics, "failing_prefixes", "nothing failed: no series")
 
+	// A handshake that never comes does not keep the server from
+	// stopping: past the grace, its connection is closed.
+	stalled, err := net.Dial("tcp", s.addr.String())
+	require.NoError(t, err)
+	defer stalled.Close()
+	require.Eventually(t, func() bool { return s.watcher.Pending() == 1 }, 5*time.Second, time.Millisecond, "accepted, waiting for its hello")
 	stopped = true
 	require.NoError(t, s.shutdown())
+	n, err := stalled.Read(make([]byte, 1))
+	assert.Equal(t, 0, n)
+	assert.ErrorIs(t, err, io.EOF, "closed by the server")
 	_, err = net.Dial("tcp", s.addr.String())
 	assert.Error(t, err, "the HTTPS listener is closed")
 	_, err = net.Dial("tcp", s.adminLn.Addr().String())
