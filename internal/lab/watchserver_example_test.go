@@ -156,6 +156,8 @@ func checkWatchServerExample(t *testing.T, l *lab.Lab, dir lab.Direction, f lab.
 	ps = waitPrefix(t, l, admin, pfx, func(ps tlswatch.PrefixStatus) bool { return ps.Completed >= 2 })
 	assert.Equal(t, 2, ps.Completed)
 	assert.Equal(t, 1220, ps.SYNMSSMin, "the server's clamp, read back from its connections' TCP_INFO")
+	t.Logf("/status.json, %s once clamped: %d handshakes, %d completed (%d recovered, SYN MSS %d), class %s; fixes[0]: %s",
+		pfx, ps.Handshakes, ps.Completed, ps.Recovered, ps.RecoveredMSS, ps.Class, ps.Fixes[0])
 }
 
 // waitPrefix polls /status.json until pfx's status satisfies ok, for at
