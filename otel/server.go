@@ -30,7 +30,7 @@ var serverClasses = []tlswatch.Class{
 // use, made once: hooks run on the watched connections' goroutines.
 type server struct {
 	attrs  []attribute.KeyValue        // server.address, server.port
-	byName map[tlswatch.Class]measures // read-only after newServer
+	byClass map[tlswatch.Class]measures // read-only after newServer
 
 	handshakes   metric.Int64Counter
 	duration     metric.Float64Histogram
@@ -84,9 +84,9 @@ func newServer(cfg config) (*server, error) {
 		return nil, err
 	}
 	s.plain = with(s.attrs)
-	s.byName = make(map[tlswatch.Class]measures, len(serverClasses))
+	s.byClass = make(map[tlswatch.Class]measures, len(serverClasses))
 	for _, c := range serverClasses {
-		s.byName[c] = s.measuresOf(c)
+		s.byClass[c] = s.measuresOf(c)
 	}
 	return s, nil
 }
@@ -107,7 +107,7 @@ func (s *server) measuresOf(c tlswatch.Class) measures {
 // handshake records one verdict: the Trace's Handshake hook.
 func (s *server) handshake(h tlswatch.HandshakeInfo) {
 	ctx := context.Background() // the hook carries none
-	m, ok := s.byName[h.Class]
+	m, ok := s.byClass[h.Class]
 	if !ok {
 		m = s.measuresOf(h.Class)
 	}

@@ -58,7 +58,7 @@ func metricValue(text, series string) (float64, bool) {
 	return v, err == nil
 }
 
-// TestLabWatchServerExample runs the example program, go build't from
+// TestLabWatchServerExample runs the example program, built with go build from
 // examples/watchserver, in the server namespace, as an operator would:
 // the lab's long certificate chain (a flight of over 4 KB), the self-fix
 // on its defaults (clamp to MSS 1220 after 3 connections lost to a black
