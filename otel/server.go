@@ -29,7 +29,7 @@ var serverClasses = []tlswatch.Class{
 // server holds the server-side instruments and the attribute sets they
 // use, made once: hooks run on the watched connections' goroutines.
 type server struct {
-	attrs  []attribute.KeyValue        // server.address, server.port
+	attrs   []attribute.KeyValue        // server.address, server.port
 	byClass map[tlswatch.Class]measures // read-only after newServer
 
 	handshakes   metric.Int64Counter
