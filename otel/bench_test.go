@@ -12,6 +12,7 @@ import (
 	fitshakeotel "github.com/fitshake/fitshake/otel"
 	"github.com/fitshake/fitshake/pmtu"
 	"github.com/fitshake/fitshake/tlsdial"
+	"github.com/fitshake/fitshake/tlswatch"
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 )
 
@@ -67,5 +68,32 @@ func BenchmarkDialerHealthy(b *testing.B) {
 			b.Fatal(err)
 		}
 		c.Close()
+	}
+}
+
+// What the server metrics Trace costs a watched connection: its
+// Handshake hook, run once per verdict on the connection's goroutine, with
+// the SDK behind it. Set it against a loopback handshake
+// (BenchmarkDialerHealthy) in the same run.
+func BenchmarkServerTraceHandshake(b *testing.B) {
+	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(sdkmetric.NewManualReader()))
+	defer mp.Shutdown(context.Background())
+	trace, err := fitshakeotel.NewServerTrace(fitshakeotel.WithMeterProvider(mp), fitshakeotel.WithServerAddr(":443"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct {
+		name string
+		info tlswatch.HandshakeInfo
+	}{
+		{"healthy", tlswatch.HandshakeInfo{Class: tlswatch.Healthy, Duration: 2 * time.Millisecond}},
+		{"blackhole", tlswatch.HandshakeInfo{Class: tlswatch.BlackHoleUpstream, Evidence: tlswatch.Evidence{Elapsed: 5 * time.Second}}},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				trace.Handshake(bc.info)
+			}
+		})
 	}
 }

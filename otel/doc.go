@@ -1,17 +1,22 @@
-// Package fitshakeotel records fitshake's dials as OpenTelemetry metrics.
+// Package fitshakeotel records fitshake's dials, and the handshakes a
+// tlswatch.Watcher watches, as OpenTelemetry metrics.
 //
 // It lives in a module of its own, github.com/fitshake/fitshake/otel, so
 // that the core module (github.com/fitshake/fitshake) does not depend on
 // OpenTelemetry: users who do not want it never download it. The core
-// offers hooks ([tlsdial.Trace]); this package turns them into instruments
-// of a [metric.MeterProvider] (the global one unless [WithMeterProvider]
-// says otherwise), as otelhttp and grpc-go's stats/opentelemetry do.
+// offers hooks ([tlsdial.Trace], [tlswatch.Trace]); this package turns them
+// into instruments of a [metric.MeterProvider] (the global one unless
+// [WithMeterProvider] says otherwise), as otelhttp and grpc-go's
+// stats/opentelemetry do.
 //
 //	trace, err := fitshakeotel.NewClientTrace(fitshakeotel.WithMeterProvider(mp))
 //	d := &tlsdial.Dialer{Trace: trace} // or TCPDialer.Trace, Transport.Dialer
 //
+//	metrics, err := fitshakeotel.NewServerTrace(fitshakeotel.WithMeterProvider(mp), fitshakeotel.WithServerAddr(":443"))
+//	w := &tlswatch.Watcher{Trace: metrics}
+//
 // A dialer that has a Trace of its own takes both with
-// [tlsdial.MultiTrace].
+// [tlsdial.MultiTrace], a Watcher with [tlswatch.MultiTrace].
 //
 // # Client instruments
 //
@@ -58,7 +63,7 @@
 // before its clamped attempt, further windows at 3 and 6 times it, and
 // gives up after 10 s of silence.
 //
-// # Attributes
+// # Client attributes
 //
 //   - server.address, server.port (stable OTel conventions): the host and
 //     port the dial was given, as given (a name or an IP address). A
@@ -92,8 +97,76 @@
 //     "classical"); absent for a TCPDialer, which replays the TLS stack's
 //     own hello.
 //
-// No attribute ever holds a client's address or anything else that grows
-// with the traffic. fitshake's own attributes are under fitshake.: the
-// rung, the clamp and the path's class are not TLS session properties
-// that the tls.* conventions name.
+// # Server instruments
+//
+// [NewServerTrace] returns a [tlswatch.Trace] for one Watcher. Each
+// watched connection is recorded once, at its verdict (the Handshake
+// hook): when its handshake completed, when it failed or the connection
+// ended first, or when it was still open after the watcher's StallAfter.
+//
+//	name                                   kind             unit         attributes
+//	fitshake.server.handshakes             counter          {handshake}  server.address, server.port, tls.established, fitshake.handshake.class, error.type
+//	fitshake.server.handshake.duration     histogram        s            server.address, server.port, tls.established, error.type
+//	fitshake.server.recovered_handshakes   counter          {handshake}  server.address, server.port
+//	fitshake.server.failing_prefixes       up-down counter  {prefix}     server.address, server.port
+//	fitshake.server.clamped_prefixes       gauge            {prefix}     server.address, server.port, fitshake.mss
+//	fitshake.server.clamp.changes          counter          {change}     server.address, server.port, error.type
+//
+// What each one counts:
+//
+//   - handshakes: every watched connection, by its verdict: completed
+//     (tls.established true, class healthy), failed (tls.established
+//     false, error.type and fitshake.handshake.class the class), or idle
+//     (tls.established false, class idle, no error.type: nothing was
+//     tried — a scanner, a health check, a client that raced connections
+//     and took another).
+//   - handshake.duration: for each handshake tried, completed or failed
+//     (not the idle ones), the time from accept to the verdict: to the
+//     client's second flight for a completed one
+//     ([tlswatch.HandshakeInfo].Duration), to the end or the stall check
+//     for a failed one (its Evidence.Elapsed: StallAfter, 5 s by default,
+//     for a black hole with the connection still open), in the
+//     [DurationBuckets].
+//   - recovered_handshakes: completed handshakes from a client address
+//     whose earlier handshake failed, with a smaller MSS in its SYN this
+//     time (HandshakeInfo.Recovered): a fitshake client, or any that
+//     clamps, got past the path that failed it.
+//   - failing_prefixes: the client prefixes failing now (the Prefix hook:
+//     one up when a prefix starts failing, one down when it recovers; a
+//     recovery is noticed at the prefix's next verdict or the next
+//     Watcher.Status call, such as the status page's). Which prefixes,
+//     and why, is the status page's business: no prefix is an attribute.
+//   - clamped_prefixes: how many prefixes the self-fix clamps now (the
+//     Clamp hook: the set the watcher decided, as the status page's
+//     "clamped"), with the clamp as fitshake.mss (Policy.MSS).
+//   - clamp.changes: each change of that set the listener machinery was
+//     told (Watcher.Clamp, the listeners of Watcher.Listen); error.type
+//     "unsupported" where the platform cannot steer connections by prefix
+//     (tlswatch.ErrSelfFixUnsupported: everywhere but Linux), "_OTHER" for
+//     any other error, absent when it was applied.
+//
+// Attributes of the server instruments:
+//
+//   - server.address, server.port (stable): from [WithServerAddr], the
+//     address the watched listeners serve; server.address only for a
+//     name or an address of the listener's own (not ":443" or
+//     "[::]:443"), and not with [WithoutServerAddress]. The Watcher does
+//     not tell which listener a connection came from: give one Watcher,
+//     and one Trace, per served address if they must be told apart.
+//   - tls.established (OTel conventions, in development): whether the
+//     handshake completed, as far as the path is concerned (the client's
+//     second flight came). The watcher reads record headers, never the
+//     TLS session: tls.protocol.version and tls.cipher are unknown to it.
+//   - error.type (stable): on failed handshakes, their class; on a failed
+//     clamp change, "unsupported" or "_OTHER".
+//   - fitshake.handshake.class: tlswatch.Class's JSON string, the status
+//     page's words: "healthy", "idle", "blackhole-upstream",
+//     "blackhole-downstream", "reset", "tls-error", "hello-partial"
+//     ("blackhole", both directions, is a prefix's class, never a
+//     connection's).
+//
+// No attribute ever holds a client's address or prefix, or anything else
+// that grows with the traffic. fitshake's own attributes are under
+// fitshake.: the rung, the clamp and the path's class are not TLS session
+// properties that the tls.* conventions name.
 package fitshakeotel

@@ -109,3 +109,28 @@ func countFDs() int {
 	}
 	return len(es)
 }
+
+// gauges returns the points of an int64 gauge or up-down counter (a
+// non-monotonic sum), by attribute set; nil if it recorded nothing.
+func (c collected) gauges(t *testing.T, name string) map[string]int64 {
+	t.Helper()
+	m, ok := c[name]
+	if !ok {
+		return nil
+	}
+	out := map[string]int64{}
+	switch d := m.Data.(type) {
+	case metricdata.Gauge[int64]:
+		for _, p := range d.DataPoints {
+			out[key(p.Attributes)] = p.Value
+		}
+	case metricdata.Sum[int64]:
+		require.False(t, d.IsMonotonic, "%s goes up and down", name)
+		for _, p := range d.DataPoints {
+			out[key(p.Attributes)] = p.Value
+		}
+	default:
+		t.Fatalf("%s is an int64 gauge or up-down counter: %T", name, m.Data)
+	}
+	return out
+}

@@ -6,7 +6,8 @@ import (
 	semconv "go.opentelemetry.io/otel/semconv/v1.40.0"
 )
 
-// An Option configures the instruments NewClientTrace makes.
+// An Option configures the instruments NewClientTrace or NewServerTrace
+// makes.
 type Option interface {
 	apply(*config)
 }
@@ -14,6 +15,7 @@ type Option interface {
 type config struct {
 	mp            metric.MeterProvider
 	serverAddress bool
+	listenAddr    string // the server side's server.address and server.port
 }
 
 type optionFunc func(*config)
@@ -22,7 +24,7 @@ func (f optionFunc) apply(c *config) { f(c) }
 
 // WithMeterProvider makes the instruments with mp. Without it, or with a
 // nil mp, they come from the global provider (otel.GetMeterProvider) at
-// the time NewClientTrace is called.
+// the time NewClientTrace (or NewServerTrace) is called.
 func WithMeterProvider(mp metric.MeterProvider) Option {
 	return optionFunc(func(c *config) { c.mp = mp })
 }
@@ -32,6 +34,18 @@ func WithMeterProvider(mp metric.MeterProvider) Option {
 // that one series per host would be too many.
 func WithoutServerAddress() Option {
 	return optionFunc(func(c *config) { c.serverAddress = false })
+}
+
+// WithServerAddr gives NewServerTrace the address the watched listeners
+// serve, as "host:port" ("example.com:443") or ":port": its host becomes
+// server.address and its port server.port on every server measurement. An
+// IP address of the listener's own is fine; an unspecified one
+// ("0.0.0.0:443", "[::]:443", ":443") gives server.port alone, as does
+// WithoutServerAddress; port 0 (the kernel picks one) gives no
+// server.port. Without it the server instruments have neither.
+// NewClientTrace ignores it: a dial's address is its own.
+func WithServerAddr(addr string) Option {
+	return optionFunc(func(c *config) { c.listenAddr = addr })
 }
 
 // meter is the Meter of every instrument of the package, client and

@@ -72,3 +72,59 @@ type ClampInfo struct {
 	// Err is what Watcher.Clamp returned; nil without one.
 	Err error
 }
+
+// MultiTrace returns a Trace that calls the hooks of each of ts in order,
+// one after the other, skipping nil Traces and nil hooks: a Watcher's own
+// Trace beside a metrics adapter's. A hook of the result is nil when no
+// Trace in ts has it. It returns nil when every Trace is nil.
+func MultiTrace(ts ...*Trace) *Trace {
+	var all traces
+	for _, t := range ts {
+		if t != nil {
+			all = append(all, t)
+		}
+	}
+	if len(all) == 0 {
+		return nil
+	}
+	m := new(Trace)
+	for _, t := range all {
+		if t.Handshake != nil {
+			m.Handshake = all.handshake
+		}
+		if t.Prefix != nil {
+			m.Prefix = all.prefix
+		}
+		if t.Clamp != nil {
+			m.Clamp = all.clamp
+		}
+	}
+	return m
+}
+
+// traces are the Traces of a MultiTrace, in order.
+type traces []*Trace
+
+func (ts traces) handshake(i HandshakeInfo) {
+	for _, t := range ts {
+		if t.Handshake != nil {
+			t.Handshake(i)
+		}
+	}
+}
+
+func (ts traces) prefix(i PrefixInfo) {
+	for _, t := range ts {
+		if t.Prefix != nil {
+			t.Prefix(i)
+		}
+	}
+}
+
+func (ts traces) clamp(i ClampInfo) {
+	for _, t := range ts {
+		if t.Clamp != nil {
+			t.Clamp(i)
+		}
+	}
+}
