@@ -54,6 +54,10 @@ type BrowseArgs struct {
 	// Timeout bounds the wait for a Done title, from the navigation;
 	// zero means 60 s. Starting the browser comes on top (a few seconds).
 	Timeout time.Duration
+	// AcceptInsecureCerts lets the browser load an https page whose
+	// certificate it does not trust (the lab's CA is not in its store):
+	// WebDriver's acceptInsecureCerts. The TLS handshake is the same.
+	AcceptInsecureCerts bool
 }
 
 // BrowseResult is what Browse saw.
@@ -82,13 +86,7 @@ func init() { RegisterClient(browserClient, browse) }
 // chromedriver's log) only when the browser could not be driven; a page
 // that never reaches a Done title is a result with TimedOut.
 func (l *Lab) Browse(ctx context.Context, args BrowseArgs) (BrowseResult, error) {
-	var res BrowseResult
-	raw, err := l.RunClient(ctx, browserClient, args)
-	if err != nil {
-		return res, err
-	}
-	err = json.Unmarshal(raw, &res)
-	return res, err
+	return l.BrowseFrom(ctx, Client, args)
 }
 
 // browse is the client function behind Browse.
@@ -216,7 +214,8 @@ func (d *driver) run(ctx context.Context, a BrowseArgs, t0 time.Time) (BrowseRes
 		// "none": navigation returns at once; we wait for the title.
 		// (With "normal", chromedriver first waits ~9 s on the new
 		// tab's pending navigation.)
-		"pageLoadStrategy": "none",
+		"pageLoadStrategy":    "none",
+		"acceptInsecureCerts": a.AcceptInsecureCerts,
 		"goog:chromeOptions": map[string]any{
 			"binary": chromiumBinary(),
 			"args": []string{
