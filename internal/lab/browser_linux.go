@@ -236,7 +236,12 @@ func (d *driver) run(ctx context.Context, a BrowseArgs, t0 time.Time) (BrowseRes
 	defer d.call(context.Background(), http.MethodDelete, s, nil, nil)
 	res.Startup = time.Since(t0)
 	t1 := time.Now()
-	if err := d.call(ctx, http.MethodPost, s+"/url", map[string]string{"url": a.URL}, nil); err != nil {
+	// Navigate from a script, not with WebDriver's navigation command:
+	// that one waits for the navigation to commit, whatever the page load
+	// strategy, and to a server whose handshake never completes it came
+	// back only when the browser gave up (40 s).
+	nav := map[string]any{"script": "setTimeout(() => { location.href = arguments[0]; }, 0);", "args": []any{a.URL}}
+	if err := d.call(ctx, http.MethodPost, s+"/execute/sync", nav, nil); err != nil {
 		return res, err
 	}
 	for {
@@ -257,7 +262,8 @@ func (d *driver) run(ctx context.Context, a BrowseArgs, t0 time.Time) (BrowseRes
 	}
 	res.Elapsed = time.Since(t1)
 	script := `const out = {}; for (const id of arguments[0]) { const e = document.getElementById(id); if (e) out[id] = e.textContent; } return out;`
-	if err := d.call(ctx, http.MethodPost, s+"/execute/sync", map[string]any{"script": script, "args": []any{a.Read}}, &res.Text); err != nil {
+	read := append([]string{}, a.Read...) // [], not null, when none
+	if err := d.call(ctx, http.MethodPost, s+"/execute/sync", map[string]any{"script": script, "args": []any{read}}, &res.Text); err != nil {
 		return res, errors.Join(errors.New("lab: reading the page"), err)
 	}
 	return res, nil
