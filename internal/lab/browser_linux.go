@@ -233,19 +233,29 @@ func (d *driver) run(ctx context.Context, a BrowseArgs, t0 time.Time) (BrowseRes
 		return res, err
 	}
 	s := "/session/" + sess.SessionID
-	defer d.call(context.Background(), http.MethodDelete, s, nil, nil)
 	res.Startup = time.Since(t0)
 	t1 := time.Now()
-	// Navigate from a script, not with WebDriver's navigation command:
-	// that one waits for the navigation to commit, whatever the page load
-	// strategy, and to a server whose handshake never completes it came
-	// back only when the browser gave up (40 s).
-	nav := map[string]any{"script": "setTimeout(() => { location.href = arguments[0]; }, 0);", "args": []any{a.URL}}
-	if err := d.call(ctx, http.MethodPost, s+"/execute/sync", nav, nil); err != nil {
+	// Commands wait for a pending navigation to commit, whatever the page
+	// load strategy: to a server whose handshake never completes they
+	// come back only when the browser gives up (30 to 40 s). Bound the
+	// wait by Timeout; past that the session is left as it is, for stop
+	// to end.
+	wait, cancel := context.WithDeadline(ctx, t1.Add(a.Timeout))
+	defer cancel()
+	abandoned := func(err error) bool { return err != nil && wait.Err() != nil && ctx.Err() == nil }
+	if err := d.call(wait, http.MethodPost, s+"/url", map[string]string{"url": a.URL}, nil); err != nil {
+		if abandoned(err) {
+			res.Elapsed, res.TimedOut = time.Since(t1), true
+			return res, nil
+		}
 		return res, err
 	}
 	for {
-		if err := d.call(ctx, http.MethodGet, s+"/title", nil, &res.Title); err != nil {
+		if err := d.call(wait, http.MethodGet, s+"/title", nil, &res.Title); err != nil {
+			if abandoned(err) {
+				res.Elapsed, res.TimedOut = time.Since(t1), true
+				return res, nil
+			}
 			return res, err
 		}
 		if slices.Contains(a.Done, res.Title) {
@@ -261,6 +271,7 @@ func (d *driver) run(ctx context.Context, a BrowseArgs, t0 time.Time) (BrowseRes
 		time.Sleep(50 * time.Millisecond)
 	}
 	res.Elapsed = time.Since(t1)
+	defer d.call(context.Background(), http.MethodDelete, s, nil, nil)
 	script := `const out = {}; for (const id of arguments[0]) { const e = document.getElementById(id); if (e) out[id] = e.textContent; } return out;`
 	read := append([]string{}, a.Read...) // [], not null, when none
 	if err := d.call(ctx, http.MethodPost, s+"/execute/sync", map[string]any{"script": script, "args": []any{read}}, &res.Text); err != nil {

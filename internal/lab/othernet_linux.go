@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/netip"
 	"strings"
-	"time"
 )
 
 // OtherClient is the namespace of the lab's second client network, PREFIXo,
@@ -147,17 +146,4 @@ func (l *Lab) BrowseFrom(ctx context.Context, s Side, args BrowseArgs) (BrowseRe
 	}
 	err = json.Unmarshal(raw, &res)
 	return res, err
-}
-
-// SS returns "ss -tin" of the established TCP connections in the namespace
-// of side s whose peer is in the given CIDR ("198.18.0.0/24"): the kernel's
-// TCP_INFO of each, mss and advmss among it.
-func (l *Lab) SS(ctx context.Context, s Side, peer string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	out, err := l.Command(ctx, s, toolPath("ss"), "-tin", "state", "established", "dst", peer).CombinedOutput()
-	if err != nil {
-		return "", fmt.Errorf("lab: ss: %w: %s", err, out)
-	}
-	return string(out), nil
 }
