@@ -167,8 +167,13 @@ type Evidence struct {
 	Unacked, SACKed, Retransmits int
 	// SYNMSS is the MSS the client's SYN announced, as far as TCP_INFO
 	// tells it: the send MSS plus the timestamp option's 12 bytes,
-	// bounded by our own route's MSS; 0 unknown.
+	// bounded by our own route's MSS and by the self-fix's clamp (see
+	// AdvMSS); 0 unknown.
 	SYNMSS int
+	// AdvMSS is the MSS our SYN-ACK announced (tcpi_advmss): our route's,
+	// or the self-fix's clamp when it applied to the connection. A SYNMSS
+	// below it is the client's own; 0 unknown.
+	AdvMSS int
 	// MaxReceived is the largest segment received from the client
 	// (tcpi_rcv_mss); 0 unknown.
 	MaxReceived int
@@ -218,6 +223,7 @@ func classify(o observation) (Class, Evidence) {
 		if ti.Options&1 != 0 { // TCPI_OPT_TIMESTAMPS
 			ev.SYNMSS += timestampOpt
 		}
+		ev.AdvMSS = int(ti.AdvMSS)
 		ev.MaxReceived = int(ti.RcvMSS)
 		// BytesAcked counts the SYN: a full segment of ours was
 		// acknowledged in order once it passed SndMSS.

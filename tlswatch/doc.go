@@ -44,10 +44,14 @@
 // # Self-fix and metrics
 //
 // Policy decides, from N connections of a prefix lost to a black hole,
-// that the prefix should be clamped, and for how long; the Watcher tells
-// its Clamp (an interface: the listener machinery that clamps new
-// connections from chosen prefixes). Trace's hooks see every verdict and
-// every change, for metrics.
+// that the prefix should be clamped, to what, and for how long: the clamp
+// follows a ladder of path MTUs (1400, then 1280, each family's MSS),
+// stepping down when N connections are lost under it, and lasts until it
+// expires (handshakes that complete under it say nothing of the path: the
+// prefix keeps its class). Listen builds the machinery in (reuseport
+// twins, one per clamp, and a steering program); the Watcher also tells
+// its Clamp, an interface, which prefixes are clamped. Trace's hooks see
+// every verdict and every change, for metrics.
 //
 // # Use
 //

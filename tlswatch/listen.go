@@ -17,29 +17,31 @@ var ErrSelfFixUnsupported = steer.ErrUnsupported
 // Listen announces on the local network address ("tcp", "tcp4" or "tcp6"),
 // as net.ListenConfig.Listen does, with the self-fix built in, and returns
 // the listener already wrapped (see Wrap). Its connections come from twin
-// listeners on the address (SO_REUSEPORT), the second with TCP_MAXSEG set to
-// Policy.ClampMSS(); a classic BPF program attached to them steers the SYNs
-// of the prefixes Policy clamps to the clamped twin, so those clients get
-// small segments both ways without changing anything, while every other
-// client keeps full-size segments. No privilege is needed (Linux); Multipath
-// TCP is off on these sockets. Outside Linux it is a plain listener and the
-// self-fix logs an error wrapping ErrSelfFixUnsupported when it would clamp.
+// listeners on the address (SO_REUSEPORT): one unclamped, and one with
+// TCP_MAXSEG set to each clamp Policy may apply (each family's MSS for each
+// rung of its Ladder, or its one MSS); a classic BPF program attached to
+// them steers the SYNs of each prefix Policy clamps to the twin of its
+// clamp, so those clients get small segments both ways without changing
+// anything, while every other client keeps full-size segments. No
+// privilege is needed (Linux); Multipath TCP is off on these sockets.
+// Outside Linux it is a plain listener and the self-fix logs an error
+// wrapping ErrSelfFixUnsupported when it would clamp.
 //
 // The listener's machinery is told the clamped set beside Clamp, which
 // may stay nil. No other socket may listen on the same address: it would
 // join the twins' reuseport group (Listen fails if one already does).
 func (w *Watcher) Listen(ctx context.Context, network, addr string) (net.Listener, error) {
 	w.init()
-	g, err := steer.Listen(ctx, network, addr, w.Policy.ClampMSS())
+	g, err := steer.ListenTwins(ctx, network, addr, w.Policy.twins())
 	if err != nil {
 		return nil, err
 	}
 	w.clampMu.Lock()
 	w.mu.Lock()
 	w.fixers = append(w.fixers, g)
-	set := w.clamps.clamped()
+	m := w.clamps.clampMap()
 	w.mu.Unlock()
-	err = g.SetClamped(set) // those clamped already, if any
+	err = g.SetClamps(m) // those clamped already, if any
 	w.clampMu.Unlock()
 	if err != nil && !errors.Is(err, steer.ErrUnsupported) {
 		g.Close()
@@ -81,20 +83,29 @@ func (w *Watcher) selfFixingNow() bool {
 	return w.selfFixing()
 }
 
-// setClamped tells Clamp and every Listen listener the clamped set, and
-// returns the first error. Under clampMu, not mu.
-func (w *Watcher) setClamped(set []netip.Prefix) error {
+// fixer is the machinery of a Listen listener (a *steer.Group): it
+// applies each prefix's own clamp.
+type fixer interface {
+	SetClamps(map[netip.Prefix]int) error
+}
+
+// setClamped tells Clamp the clamped set and every Listen listener the
+// clamps, and returns the first error. Under clampMu, not mu.
+func (w *Watcher) setClamped(set []netip.Prefix, clamps map[netip.Prefix]int) error {
 	w.mu.Lock()
-	fixes := append([]Clamper(nil), w.fixers...)
+	fixers := append([]fixer(nil), w.fixers...)
 	w.mu.Unlock()
+	var errs []error
 	if w.Clamp != nil {
-		fixes = append([]Clamper{w.Clamp}, fixes...)
+		errs = append(errs, w.Clamp.SetClamped(set))
 	}
-	var first error
-	for _, f := range fixes {
-		if err := f.SetClamped(set); err != nil && first == nil {
-			first = err
+	for _, f := range fixers {
+		errs = append(errs, f.SetClamps(clamps))
+	}
+	for _, err := range errs {
+		if err != nil {
+			return err
 		}
 	}
-	return first
+	return nil
 }

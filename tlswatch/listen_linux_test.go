@@ -45,7 +45,7 @@ func TestListenSelfFix(t *testing.T) {
 	w.record(tcpAddr("127.0.0.9:2"), upstreamObs)
 	require.Equal(t, []netip.Prefix{netip.MustParsePrefix("127.0.0.0/24")}, w.Clamped())
 	assert.Less(t, mss("127.0.0.2"), full, "the clamped prefix")
-	assert.LessOrEqual(t, mss("127.0.0.2"), w.Policy.ClampMSS())
+	assert.Equal(t, pmtu.MSSForMTU(1400, false)-12, mss("127.0.0.2"), "the ladder's first rung, IPv4's MSS")
 	assert.Equal(t, full, mss("127.0.1.1"), "another prefix keeps the full MSS")
 
 	require.NoError(t, ln.Close())

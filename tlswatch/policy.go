@@ -32,16 +32,29 @@ type Policy struct {
 	// TTL is how long a clamp lasts; 0 means 1 hour. Then the prefix is
 	// un-clamped: if its path recovered, its connections complete at full
 	// size; if not, After more failures clamp it again. A clamped prefix
-	// shows no evidence either way (its handshakes complete because of
-	// the clamp), so time is the only way to learn it recovered.
+	// whose handshakes complete shows no evidence either way (they
+	// complete because of the clamp), so time is the only way to learn it
+	// recovered: completions under the clamp neither un-clamp it nor
+	// make it healthy on the status page.
 	TTL time.Duration
 	// MaxPrefixes bounds the prefixes clamped at once; 0 means 256. A
 	// prefix past the bound waits for one to expire.
 	MaxPrefixes int
-	// MSS is the clamp the Clamper applies, as the status page reports
-	// it; 0 means 1220 (a 1280-byte path, IPv6's minimum, fits IPv4 and
-	// IPv6 alike).
+	// MSS, if not 0, is the one clamp, for both families: what a Clamper
+	// applies, and what Listen's listeners and the status page use. 0
+	// means the Ladder, each family's own MSS for each rung.
 	MSS int
+	// Ladder is the path MTUs the clamp of a prefix steps down through,
+	// when MSS is 0: a prefix is clamped to the first; After connections
+	// lost to a black hole under that clamp (within Window) take it to
+	// the next, and so on to the last. Each is clamped to its family's
+	// MSS for it (pmtu.MSSForMTU: 1360 on IPv4, 1340 on IPv6 for 1400).
+	// nil means 1400 then 1280, the rungs of fitshake's own dialer: 1400
+	// fits the common tunnel and VPN overheads, 1280 is IPv6's minimum
+	// link MTU. A Clamper (Watcher.Clamp) is told only which prefixes
+	// are clamped, and applies its own MSS; Listen's listeners follow the
+	// ladder.
+	Ladder []int
 }
 
 func (p Policy) after() int            { return cmpOr(p.After, 3) }
@@ -49,8 +62,51 @@ func (p Policy) window() time.Duration { return cmpOr(p.Window, 10*time.Minute) 
 func (p Policy) ttl() time.Duration    { return cmpOr(p.TTL, time.Hour) }
 func (p Policy) maxPrefixes() int      { return cmpOr(p.MaxPrefixes, 256) }
 
-// ClampMSS returns the clamp the policy reports: MSS, or its default.
-func (p Policy) ClampMSS() int { return cmpOr(p.MSS, pmtu.MSSForMTU(1280, true)) }
+// defaultLadder is Policy.Ladder's default: tlsdial's rungs below the
+// full size.
+var defaultLadder = []int{1400, 1280}
+
+// ClampMSS returns the smallest clamp the policy applies: MSS, or the
+// IPv6 MSS of the ladder's last rung (1220 by default), which fits both
+// families.
+func (p Policy) ClampMSS() int {
+	if p.MSS > 0 {
+		return p.MSS
+	}
+	return p.mss(len(p.ladder())-1, true)
+}
+
+func (p Policy) ladder() []int {
+	if p.MSS > 0 {
+		return []int{0} // one rung: MSS
+	}
+	if len(p.Ladder) == 0 {
+		return defaultLadder
+	}
+	return p.Ladder
+}
+
+// mss returns the clamp of a rung for a family.
+func (p Policy) mss(rung int, ipv6 bool) int {
+	if p.MSS > 0 {
+		return p.MSS
+	}
+	return pmtu.MSSForMTU(p.ladder()[rung], ipv6)
+}
+
+// twins returns every clamp the policy may apply, each once: the TCP_MAXSEG
+// of Listen's clamped twins.
+func (p Policy) twins() []int {
+	var out []int
+	for r := range p.ladder() {
+		for _, v6 := range []bool{false, true} {
+			if m := p.mss(r, v6); !slices.Contains(out, m) {
+				out = append(out, m)
+			}
+		}
+	}
+	return out
+}
 
 func cmpOr[T int | time.Duration](v, def T) T {
 	if v <= 0 {
@@ -63,41 +119,81 @@ func cmpOr[T int | time.Duration](v, def T) T {
 // for concurrent use; the watcher guards it.
 type clamps struct {
 	p        Policy
-	evidence map[netip.Prefix][]time.Time // recent black-hole failures, oldest first
-	until    map[netip.Prefix]time.Time   // clamped prefixes: until when
+	evidence map[netip.Prefix][]time.Time // recent black-hole failures (under the prefix's clamp, if any), oldest first
+	until    map[netip.Prefix]clamp       // clamped prefixes
 	// sweepAt is when expire next has work: the next clamp's end, or a
 	// tenth of the window after the last sweep of stale evidence. It keeps
 	// expire, called for every verdict, from walking the maps each time.
 	sweepAt time.Time
 }
 
-// observe records a connection of class c from pfx at now, and reports
-// whether the clamped set changed.
-func (s *clamps) observe(pfx netip.Prefix, c Class, now time.Time) bool {
+// clamp is a clamped prefix's state.
+type clamp struct {
+	until time.Time
+	rung  int // index in Policy.ladder()
+}
+
+// observe records a connection of class c from pfx at now, whose SYN-ACK
+// announced advMSS (tcpi_advmss; 0 unknown), and reports whether the
+// clamped set, or a clamp, changed. A black hole on a connection of a
+// clamped prefix is evidence only when the clamp applied to it (advMSS at
+// most the clamp): then After of them step the clamp down the ladder.
+func (s *clamps) observe(pfx netip.Prefix, c Class, advMSS int, now time.Time) bool {
 	changed := s.expire(now)
 	if !c.BlackHoleClass() {
 		return changed
 	}
-	if _, ok := s.until[pfx]; ok {
-		return changed // clamped already: evidence under a clamp is not new
+	cl, clamped := s.until[pfx]
+	if clamped && !s.under(pfx, advMSS) {
+		return changed // accepted before the clamp, or not under it: not new
 	}
 	if s.evidence == nil {
 		s.evidence = make(map[netip.Prefix][]time.Time)
-		s.until = make(map[netip.Prefix]time.Time)
+		s.until = make(map[netip.Prefix]clamp)
 	}
 	ev := append(s.evidence[pfx], now)
 	ev = ev[s.stale(ev, now):]
-	if len(ev) < s.p.after() || len(s.until) >= s.p.maxPrefixes() {
+	switch {
+	case len(ev) < s.p.after(),
+		!clamped && len(s.until) >= s.p.maxPrefixes(),
+		clamped && cl.rung+1 >= len(s.p.ladder()): // the last rung: nowhere further to go
 		s.evidence[pfx] = ev
 		return changed
+	case clamped:
+		cl.rung++
 	}
 	delete(s.evidence, pfx)
-	until := now.Add(s.p.ttl())
-	s.until[pfx] = until
-	if until.Before(s.sweepAt) {
-		s.sweepAt = until
+	cl.until = now.Add(s.p.ttl())
+	s.until[pfx] = cl
+	if cl.until.Before(s.sweepAt) {
+		s.sweepAt = cl.until
 	}
 	return true
+}
+
+// under reports whether a connection from pfx whose SYN-ACK announced
+// advMSS was clamped by pfx's clamp.
+func (s *clamps) under(pfx netip.Prefix, advMSS int) bool {
+	m := s.mss(pfx)
+	return m > 0 && advMSS > 0 && advMSS <= m
+}
+
+// mss returns pfx's clamp; 0 when it is not clamped.
+func (s *clamps) mss(pfx netip.Prefix) int {
+	cl, ok := s.until[pfx]
+	if !ok {
+		return 0
+	}
+	return s.p.mss(cl.rung, pfx.Addr().Is6())
+}
+
+// clampMap returns the clamped prefixes with their clamps.
+func (s *clamps) clampMap() map[netip.Prefix]int {
+	m := make(map[netip.Prefix]int, len(s.until))
+	for pfx := range s.until {
+		m[pfx] = s.mss(pfx)
+	}
+	return m
 }
 
 // stale returns how many of ev, oldest first, are out of the window.
@@ -116,8 +212,8 @@ func (s *clamps) expire(now time.Time) bool {
 		return false
 	}
 	changed := false
-	for pfx, t := range s.until {
-		if !now.Before(t) {
+	for pfx, cl := range s.until {
+		if !now.Before(cl.until) {
 			delete(s.until, pfx)
 			changed = true
 		}
@@ -155,9 +251,9 @@ func (s *clamps) isClamped(pfx netip.Prefix) bool {
 // next returns when the next clamp expires; zero when none is set.
 func (s *clamps) next() time.Time {
 	var at time.Time
-	for _, t := range s.until {
-		if at.IsZero() || t.Before(at) {
-			at = t
+	for _, cl := range s.until {
+		if at.IsZero() || cl.until.Before(at) {
+			at = cl.until
 		}
 	}
 	return at

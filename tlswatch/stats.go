@@ -25,6 +25,7 @@ type slot struct {
 	epoch     int64 // which tenth (time / tenth); stale when out of the window
 	byClass   [len(classes)]int32
 	recovered int32
+	fixed     int32 // completed under the self-fix's clamp (among byClass's Healthy)
 }
 
 // failure is a recent failed handshake from one address, kept to see the
@@ -47,7 +48,8 @@ type prefixStats struct {
 	// (smallest and largest), the largest segment received, the largest
 	// of ours acknowledged, the largest flight of ours.
 	synMin, synMax, maxRecv, maxAcked, flight int
-	recoveredMSS                              int // SYN MSS of the latest recovered handshake
+	recoveredMSS                              int   // SYN MSS of the latest recovered handshake
+	hole                                      Class // the latest black-hole class seen
 	recent                                    [recentFailures]failure
 	next                                      int // where the next failure goes in recent
 }
@@ -56,6 +58,7 @@ type prefixStats struct {
 type counts struct {
 	byClass   [len(classes)]int
 	recovered int
+	fixed     int // completed under the self-fix's clamp
 }
 
 func (c counts) handshakes() int {
@@ -72,9 +75,11 @@ func (c counts) failed() int    { return c.handshakes() - c.completed() - c.idle
 
 // class is the prefix's verdict: healthy when at least 90% of its tries
 // completed, else its most frequent failure (BlackHole when both
-// directions lost packets); idle when nothing tried.
+// directions lost packets); idle when nothing tried. Handshakes that
+// completed under the self-fix's clamp are left out: they tell of the
+// clamp, not of the path.
 func (c counts) class() Class {
-	done, failed := c.completed(), c.failed()
+	done, failed := c.completed()-c.fixed, c.failed()
 	switch {
 	case failed == 0 && done == 0 && c.idle() > 0:
 		return Idle
@@ -172,8 +177,18 @@ func (t *table) sum(s *prefixStats, ep int64) counts {
 			c.byClass[k] += int(v)
 		}
 		c.recovered += int(sl.recovered)
+		c.fixed += int(sl.fixed)
 	}
 	return c
+}
+
+// classOf is s's class over c: c's, but the class of its latest black hole
+// when all it has are handshakes the self-fix's clamp carried.
+func (s *prefixStats) classOf(c counts) Class {
+	if c.fixed > 0 && c.fixed == c.completed() && c.failed() == 0 && s.hole != "" {
+		return s.hole
+	}
+	return c.class()
 }
 
 // added is what add found.
@@ -184,8 +199,9 @@ type added struct {
 	change    *PrefixInfo // the prefix started failing or recovered
 }
 
-// add counts one verdict from ap at now.
-func (t *table) add(ap netip.AddrPort, c Class, ev Evidence, now time.Time, failingAfter int) added {
+// add counts one verdict from ap at now; fixed reports a handshake that
+// completed under the self-fix's clamp.
+func (t *table) add(ap netip.AddrPort, c Class, ev Evidence, now time.Time, failingAfter int, fixed bool) added {
 	res := added{prefix: t.prefixOf(ap.Addr())}
 	s := t.entry(res.prefix, now)
 	res.tracked = s != nil
@@ -199,8 +215,10 @@ func (t *table) add(ap netip.AddrPort, c Class, ev Evidence, now time.Time, fail
 	}
 	sl.byClass[classIndex(c)]++
 	switch {
+	case fixed:
+		sl.fixed++
 	case c == Healthy:
-		res.recovered = s.recover(ap.Addr(), ev.SYNMSS, now, t.tenth*slots)
+		res.recovered = s.recover(ap.Addr(), ev.clientMSS(), now, t.tenth*slots)
 		if res.recovered {
 			sl.recovered++
 		}
@@ -208,12 +226,27 @@ func (t *table) add(ap netip.AddrPort, c Class, ev Evidence, now time.Time, fail
 		s.evidence = ev.Sentence(c)
 		s.recent[s.next] = failure{addr: ap.Addr(), synMSS: ev.SYNMSS, at: now}
 		s.next = (s.next + 1) % recentFailures
+		if c.BlackHoleClass() {
+			s.hole = c
+		}
 	}
-	s.sizes(ev)
+	if !fixed { // under the clamp, the SYN MSS seen is the clamp
+		s.sizes(ev)
+	}
 	if res.tracked {
 		res.change = t.update(res.prefix, s, ep, failingAfter)
 	}
 	return res
+}
+
+// clientMSS is the SYN MSS the client chose itself: SYNMSS when it is
+// below what our SYN-ACK announced (else ours may be what bounds it); 0
+// unknown.
+func (ev Evidence) clientMSS() int {
+	if ev.AdvMSS > 0 && ev.SYNMSS >= ev.AdvMSS {
+		return 0
+	}
+	return ev.SYNMSS
 }
 
 // recover reports whether a recent failure from addr had a larger SYN
@@ -250,8 +283,10 @@ func (s *prefixStats) sizes(ev Evidence) {
 // if any.
 func (t *table) update(pfx netip.Prefix, s *prefixStats, ep int64, failingAfter int) *PrefixInfo {
 	c := t.sum(s, ep)
-	class := c.class()
-	failing := class.Failed() && c.failed() >= failingAfter
+	class := s.classOf(c)
+	// A failing prefix whose handshakes now complete under the clamp has
+	// not recovered: it stays failing while they are all it shows.
+	failing := class.Failed() && (c.failed() >= failingAfter || s.failing && c.fixed > 0 && c.fixed == c.completed())
 	if failing == s.failing {
 		return nil
 	}

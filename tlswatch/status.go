@@ -42,9 +42,12 @@ type PrefixStatus struct {
 
 	// Idle counts the connections that never tried (or went quiet with
 	// nothing lost); Recovered the completed handshakes of clients that
-	// had failed and came back with a smaller MSS.
+	// had failed and came back with a smaller MSS; Fixed the completed
+	// handshakes the self-fix's clamp carried (counted in Completed, but
+	// not in the class: they tell of the clamp, not of the path).
 	Idle      int `json:"idle"`
 	Recovered int `json:"recovered"`
+	Fixed     int `json:"fixed"`
 	// Failing reports that the prefix fails (see Trace.Prefix).
 	Failing bool `json:"failing"`
 	// Classes counts the handshakes by class.
@@ -81,8 +84,8 @@ func (w *Watcher) Status() Status {
 			continue
 		}
 		ps := w.prefixStatus(pfx.String(), s, c)
-		if w.clamps.isClamped(pfx) {
-			ps.Clamped, ps.MSS = true, w.Policy.ClampMSS()
+		if m := w.clamps.mss(pfx); m > 0 {
+			ps.Clamped, ps.MSS = true, m
 		}
 		ps.Fixes = w.fixes(pfx, ps)
 		st.Prefixes = append(st.Prefixes, ps)
@@ -108,7 +111,7 @@ func (w *Watcher) Status() Status {
 func (w *Watcher) prefixStatus(name string, s *prefixStats, c counts) PrefixStatus {
 	ps := PrefixStatus{
 		Prefix: name, Handshakes: c.handshakes(), Completed: c.completed(), Failed: c.failed(),
-		Class: c.class(), Idle: c.idle(), Recovered: c.recovered, Failing: s.failing,
+		Class: s.classOf(c), Idle: c.idle(), Recovered: c.recovered, Fixed: c.fixed, Failing: s.failing,
 		Classes: map[Class]int{}, Evidence: s.evidence,
 		SYNMSSMin: s.synMin, SYNMSSMax: s.synMax, MaxReceived: s.maxRecv, MaxAcked: s.maxAcked,
 		Flight: s.flight, RecoveredMSS: s.recoveredMSS,
@@ -144,11 +147,15 @@ func (w *Watcher) fixes(pfx netip.Prefix, ps PrefixStatus) []string {
 		// client's diagnosis words it.
 		return verdict.Fixes(verdict.Path{Class: verdict.SplitIntolerant, IPv6: ipv6})
 	}
-	// A black hole. The limit that worked is the SYN MSS of a client
-	// that recovered; unknown otherwise (verdict then aims at 1280).
+	// A black hole. The limit that worked is the larger of the SYN MSS of
+	// a client that recovered and the self-fix's clamp that carried
+	// handshakes; unknown otherwise (verdict then aims at 1280).
 	mtu := 0
 	if ps.RecoveredMSS > 0 {
 		mtu = ps.RecoveredMSS + pmtu.HeaderBytes(ipv6, false)
+	}
+	if ps.Clamped && ps.Fixed > 0 {
+		mtu = max(mtu, ps.MSS+pmtu.HeaderBytes(ipv6, false))
 	}
 	p := verdict.Path{Class: string(ps.Class), IPv6: ipv6, Flight: ps.Flight}
 	if ps.Class != BlackHoleDownstream {

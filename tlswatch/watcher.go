@@ -60,7 +60,7 @@ type Watcher struct {
 	clampMu sync.Mutex  // serializes calls to Clamp
 	clampN  uint64      // generation of the clamped set, under mu
 	clampAt uint64      // the generation Clamp was last told, under clampMu
-	fixers  []Clamper   // the machinery of Listen's listeners, under mu (changed under clampMu too)
+	fixers  []fixer     // the machinery of Listen's listeners, under mu (changed under clampMu too)
 }
 
 // pollGap and pollBudget bound the stall checks: at most 100 wakes and
@@ -146,10 +146,13 @@ func (w *Watcher) record(addr net.Addr, o observation) {
 	ap := addrPort(addr)
 	now := w.now()
 	w.mu.Lock()
-	res := w.stats.add(ap, class, ev, now, w.failingAfter())
+	// Completed under the self-fix's clamp: the clamp's success, not the
+	// path's.
+	fixed := class == Healthy && w.clamps.under(w.stats.prefixOf(ap.Addr()), ev.AdvMSS)
+	res := w.stats.add(ap, class, ev, now, w.failingAfter(), fixed)
 	var clampChanged bool
 	if res.tracked && w.selfFixing() {
-		clampChanged = w.clamps.observe(res.prefix, class, now)
+		clampChanged = w.clamps.observe(res.prefix, class, ev.AdvMSS, now)
 	} else {
 		clampChanged = w.clamps.expire(now)
 	}
@@ -218,7 +221,7 @@ func (w *Watcher) tellClamp() (info ClampInfo, ok bool) {
 	w.clampMu.Lock()
 	defer w.clampMu.Unlock()
 	w.mu.Lock()
-	gen, set := w.clampN, w.clamps.clamped()
+	gen, set, m := w.clampN, w.clamps.clamped(), w.clamps.clampMap()
 	w.armExpiry()
 	w.mu.Unlock()
 	if gen == w.clampAt {
@@ -226,7 +229,7 @@ func (w *Watcher) tellClamp() (info ClampInfo, ok bool) {
 	}
 	w.clampAt = gen
 	info = ClampInfo{Prefixes: set, MSS: w.Policy.ClampMSS()}
-	info.Err = w.setClamped(set)
+	info.Err = w.setClamped(set, m)
 	if info.Err != nil {
 		w.clampAt = 0 // offer it again at the next change
 	}

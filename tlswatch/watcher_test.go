@@ -328,7 +328,7 @@ func TestStatusJSON(t *testing.T) {
 		assert.JSONEq(t, `3`, string(first["failed"]))
 		assert.JSONEq(t, `"blackhole-upstream"`, string(first["class"]))
 		assert.JSONEq(t, `true`, string(first["clamped"]))
-		assert.JSONEq(t, `1220`, string(first["mss"]))
+		assert.JSONEq(t, `1340`, string(first["mss"]), "the ladder's first rung, 1400, on IPv6")
 		assert.JSONEq(t, `"healthy"`, string(got.Prefixes[1]["class"]))
 		assert.JSONEq(t, `[]`, string(got.Prefixes[1]["fixes"]))
 	}
@@ -497,7 +497,7 @@ func TestPolicyOracle(t *testing.T) {
 			e := ev{now, pfxs[rng.intn(len(pfxs))], cls[rng.intn(len(cls))]}
 			hist = append(hist, e)
 			before := s.clamped()
-			changed := s.observe(e.pfx, e.c, now)
+			changed := s.observe(e.pfx, e.c, 0, now)
 			after := s.clamped()
 			if !changed { // a clamp that expires and starts again at once changes nothing seen
 				require.True(t, equalPrefixes(before, after), "round %d: changed unreported", round)

@@ -54,6 +54,10 @@ type BrowseArgs struct {
 	// Timeout bounds the wait for a Done title, from the navigation;
 	// zero means 60 s. Starting the browser comes on top (a few seconds).
 	Timeout time.Duration
+	// AcceptInsecureCerts lets the browser load an https page whose
+	// certificate it does not trust (the lab's CA is not in its store):
+	// WebDriver's acceptInsecureCerts. The TLS handshake is the same.
+	AcceptInsecureCerts bool
 }
 
 // BrowseResult is what Browse saw.
@@ -82,13 +86,7 @@ func init() { RegisterClient(browserClient, browse) }
 // chromedriver's log) only when the browser could not be driven; a page
 // that never reaches a Done title is a result with TimedOut.
 func (l *Lab) Browse(ctx context.Context, args BrowseArgs) (BrowseResult, error) {
-	var res BrowseResult
-	raw, err := l.RunClient(ctx, browserClient, args)
-	if err != nil {
-		return res, err
-	}
-	err = json.Unmarshal(raw, &res)
-	return res, err
+	return l.BrowseFrom(ctx, Client, args)
 }
 
 // browse is the client function behind Browse.
@@ -216,7 +214,8 @@ func (d *driver) run(ctx context.Context, a BrowseArgs, t0 time.Time) (BrowseRes
 		// "none": navigation returns at once; we wait for the title.
 		// (With "normal", chromedriver first waits ~9 s on the new
 		// tab's pending navigation.)
-		"pageLoadStrategy": "none",
+		"pageLoadStrategy":    "none",
+		"acceptInsecureCerts": a.AcceptInsecureCerts,
 		"goog:chromeOptions": map[string]any{
 			"binary": chromiumBinary(),
 			"args": []string{
@@ -234,14 +233,29 @@ func (d *driver) run(ctx context.Context, a BrowseArgs, t0 time.Time) (BrowseRes
 		return res, err
 	}
 	s := "/session/" + sess.SessionID
-	defer d.call(context.Background(), http.MethodDelete, s, nil, nil)
 	res.Startup = time.Since(t0)
 	t1 := time.Now()
-	if err := d.call(ctx, http.MethodPost, s+"/url", map[string]string{"url": a.URL}, nil); err != nil {
+	// Commands wait for a pending navigation to commit, whatever the page
+	// load strategy: to a server whose handshake never completes they
+	// come back only when the browser gives up (30 to 40 s). Bound the
+	// wait by Timeout; past that the session is left as it is, for stop
+	// to end.
+	wait, cancel := context.WithDeadline(ctx, t1.Add(a.Timeout))
+	defer cancel()
+	abandoned := func(err error) bool { return err != nil && wait.Err() != nil && ctx.Err() == nil }
+	if err := d.call(wait, http.MethodPost, s+"/url", map[string]string{"url": a.URL}, nil); err != nil {
+		if abandoned(err) {
+			res.Elapsed, res.TimedOut = time.Since(t1), true
+			return res, nil
+		}
 		return res, err
 	}
 	for {
-		if err := d.call(ctx, http.MethodGet, s+"/title", nil, &res.Title); err != nil {
+		if err := d.call(wait, http.MethodGet, s+"/title", nil, &res.Title); err != nil {
+			if abandoned(err) {
+				res.Elapsed, res.TimedOut = time.Since(t1), true
+				return res, nil
+			}
 			return res, err
 		}
 		if slices.Contains(a.Done, res.Title) {
@@ -257,8 +271,10 @@ func (d *driver) run(ctx context.Context, a BrowseArgs, t0 time.Time) (BrowseRes
 		time.Sleep(50 * time.Millisecond)
 	}
 	res.Elapsed = time.Since(t1)
+	defer d.call(context.Background(), http.MethodDelete, s, nil, nil)
 	script := `const out = {}; for (const id of arguments[0]) { const e = document.getElementById(id); if (e) out[id] = e.textContent; } return out;`
-	if err := d.call(ctx, http.MethodPost, s+"/execute/sync", map[string]any{"script": script, "args": []any{a.Read}}, &res.Text); err != nil {
+	read := append([]string{}, a.Read...) // [], not null, when none
+	if err := d.call(ctx, http.MethodPost, s+"/execute/sync", map[string]any{"script": script, "args": []any{read}}, &res.Text); err != nil {
 		return res, errors.Join(errors.New("lab: reading the page"), err)
 	}
 	return res, nil

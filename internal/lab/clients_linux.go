@@ -236,15 +236,7 @@ func toReport(r tlsdial.Report) *Report {
 // FitshakeDialer, FitshakeTCP, FitshakeHTTP) in the client namespace. A dial that fails
 // is not an error: see DialRun.OK and Err.
 func (l *Lab) Dial(ctx context.Context, client string, args DialArgs) (DialResult, error) {
-	var res DialResult
-	raw, err := l.RunClient(ctx, client, args)
-	if err != nil {
-		return res, err
-	}
-	if err := json.Unmarshal(raw, &res); err != nil {
-		return res, fmt.Errorf("lab: decoding %s result: %w", client, err)
-	}
-	return res, nil
+	return l.DialFrom(ctx, Client, client, args)
 }
 
 // GoHelloSize returns the size in bytes of the ClientHello record that
@@ -660,6 +652,11 @@ type ToolResult struct {
 // hello to 512), so at N ≥ 1280 only the server's flight can break it;
 // "--curves ffdhe8192" would make it ~1.3 KB, still under 1400.
 func (l *Lab) Curl(ctx context.Context, f Family, port int, path string, bound time.Duration) ToolResult {
+	return l.CurlFrom(ctx, Client, f, port, path, bound)
+}
+
+// CurlFrom is Curl from the namespace of side s (Client or OtherClient).
+func (l *Lab) CurlFrom(ctx context.Context, s Side, f Family, port int, path string, bound time.Duration) ToolResult {
 	pki, err := l.PKI()
 	if err != nil {
 		return ToolResult{Err: err}
@@ -672,7 +669,7 @@ func (l *Lab) Curl(ctx context.Context, f Family, port int, path string, bound t
 		path = "/"
 	}
 	url := fmt.Sprintf("https://%s:%d%s", ServerName, port, path)
-	return l.tool(ctx, bound, nil, toolPath("curl"), "-sS", "-o", "/dev/null", "-w", "%{http_version} %{http_code}\n",
+	return l.tool(ctx, s, bound, nil, toolPath("curl"), "-sS", "-o", "/dev/null", "-w", "%{http_version} %{http_code}\n",
 		"--http2", "--cacert", pki.CAFile, "--resolve", fmt.Sprintf("%s:%d:%s", ServerName, port, host),
 		"--max-time", strconv.FormatFloat(bound.Seconds(), 'f', 3, 64), url)
 }
@@ -682,19 +679,25 @@ func (l *Lab) Curl(ctx context.Context, f Family, port int, path string, bound t
 // stdin closed (it completes the handshake and quits). OK means
 // "CONNECTION ESTABLISHED" and a verified chain.
 func (l *Lab) SClient(ctx context.Context, f Family, port int, bound time.Duration) ToolResult {
+	return l.SClientFrom(ctx, Client, f, port, bound)
+}
+
+// SClientFrom is SClient from the namespace of side s (Client or
+// OtherClient).
+func (l *Lab) SClientFrom(ctx context.Context, s Side, f Family, port int, bound time.Duration) ToolResult {
 	pki, err := l.PKI()
 	if err != nil {
 		return ToolResult{Err: err}
 	}
-	return l.tool(ctx, bound, []string{"CONNECTION ESTABLISHED", "Verification: OK"}, toolPath("openssl"), "s_client",
+	return l.tool(ctx, s, bound, []string{"CONNECTION ESTABLISHED", "Verification: OK"}, toolPath("openssl"), "s_client",
 		"-connect", l.Addr(f, port), "-servername", ServerName, "-CAfile", pki.CAFile,
 		"-verify_return_error", "-brief")
 }
 
-func (l *Lab) tool(ctx context.Context, bound time.Duration, want []string, name string, arg ...string) ToolResult {
+func (l *Lab) tool(ctx context.Context, s Side, bound time.Duration, want []string, name string, arg ...string) ToolResult {
 	ctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
-	cmd := l.Command(ctx, Client, name, arg...)
+	cmd := l.Command(ctx, s, name, arg...)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	t0 := time.Now()

@@ -216,10 +216,12 @@ func (l *Lab) Dir() string { return l.dir }
 // Namespace returns the name of the namespace of side s.
 func (l *Lab) Namespace(s Side) string { return l.prefix + string(s) }
 
-// IP returns the address of side s (Client or Server) in family f; for the
-// Router, its address on the client-side link.
+// IP returns the address of side s (Client, OtherClient or Server) in
+// family f; for the Router, its address on the client-side link.
 func (l *Lab) IP(s Side, f Family) netip.Addr {
 	switch {
+	case s == OtherClient:
+		return otherIP(f)
 	case s == Client && f == IPv4:
 		return clientIPv4
 	case s == Client:
@@ -596,7 +598,7 @@ func (l *Lab) teardown() error {
 	wg.Wait()
 
 	var errs []error
-	for _, s := range sides {
+	for _, s := range createdSides {
 		l.mu.Lock()
 		mine := l.created[s]
 		l.mu.Unlock()

@@ -18,6 +18,11 @@
 // of this works without privileges (Linux 6.18, as nobody, no
 // capabilities).
 //
+// [ListenTwins] opens more than one clamped twin, each with its own
+// TCP_MAXSEG (one per family of a dual-stack group, one per rung of a
+// ladder), and [Group.SetClamps] steers each prefix to the twin of its
+// clamp: the program returns that twin's index.
+//
 // A [Group] is a [net.Listener]: Accept returns the next connection from
 // either twin, as a *net.TCPConn. Serve it with any TLS stack
 // ([crypto/tls.NewListener], [net/http.Server.ServeTLS], gRPC).

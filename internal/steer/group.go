@@ -3,8 +3,10 @@ package steer
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"net/netip"
+	"slices"
 	"sync"
 
 	"golang.org/x/net/bpf"
@@ -21,8 +23,8 @@ var ErrUnsupported = errors.New("steer: steering by client prefix not supported 
 // clamped one. Build it with [Listen]. Its methods are safe for concurrent
 // use.
 type Group struct {
-	lns []*net.TCPListener // by index in the reuseport group: unclamped, clamped
-	mss int
+	lns []*net.TCPListener // by index in the reuseport group: unclamped, then clamped ones
+	mss []int              // the clamped twins' TCP_MAXSEG, by index less one
 
 	conns chan accepted
 	done  chan struct{}
@@ -32,6 +34,7 @@ type Group struct {
 	closed   bool
 	closeErr error
 	prefixes []netip.Prefix
+	clamps   map[netip.Prefix]int // prefixes, with the MSS of the twin each is steered to
 }
 
 // SharedError is returned by [Listen] when other sockets listen on the
@@ -53,7 +56,7 @@ type accepted struct {
 }
 
 // newGroup starts an accept loop for each listener.
-func newGroup(lns []*net.TCPListener, mss int) *Group {
+func newGroup(lns []*net.TCPListener, mss []int) *Group {
 	g := &Group{lns: lns, mss: mss, conns: make(chan accepted), done: make(chan struct{})}
 	for _, ln := range lns {
 		g.wg.Go(func() { g.acceptLoop(ln) })
@@ -96,8 +99,12 @@ func (g *Group) Accept() (net.Conn, error) {
 // Addr returns the address both twins listen on.
 func (g *Group) Addr() net.Addr { return g.lns[0].Addr() }
 
-// MSS returns the TCP_MAXSEG of the clamped twin.
-func (g *Group) MSS() int { return g.mss }
+// MSS returns the TCP_MAXSEG of the (first) clamped twin.
+func (g *Group) MSS() int { return g.mss[0] }
+
+// Twins returns the TCP_MAXSEG of each clamped twin, in the order
+// ListenTwins was given them.
+func (g *Group) Twins() []int { return append([]int(nil), g.mss...) }
 
 // Clamped returns the prefixes steered to the clamped twin now, as
 // SetClamped kept them (masked, IPv4-mapped ones as IPv4, covered ones
@@ -109,19 +116,52 @@ func (g *Group) Clamped() []netip.Prefix {
 }
 
 // SetClamped steers the SYNs of new connections from prefixes to the
-// clamped twin, and every other SYN to the unclamped one, replacing the
-// previous set atomically: each SYN sees the old program or the new one.
-// Connections already accepted, or already in a twin's queue, keep their
-// MSS. An empty or nil prefixes clamps no one.
+// (first) clamped twin, and every other SYN to the unclamped one,
+// replacing the previous set atomically: each SYN sees the old program or
+// the new one. Connections already accepted, or already in a twin's
+// queue, keep their MSS. An empty or nil prefixes clamps no one.
 //
 // It returns a [*PrefixError] for an invalid prefix, a
 // [*TooManyPrefixesError] beyond [MaxPrefixes], an error wrapping
 // [ErrUnsupported] outside Linux (for a non-empty set), and an error
 // wrapping [net.ErrClosed] after Close; the previous set then stays.
 func (g *Group) SetClamped(prefixes []netip.Prefix) error {
-	ps, err := normalize(prefixes)
+	clamps := make(map[netip.Prefix]int, len(prefixes))
+	for _, p := range prefixes {
+		clamps[p] = g.mss[0]
+	}
+	return g.SetClamps(clamps)
+}
+
+// SetClamps is SetClamped with a clamp for each prefix: the SYNs from a
+// prefix go to the twin whose TCP_MAXSEG is its value, one of Twins (an
+// error wrapping [*pmtu.MSSError] otherwise). A prefix covered by another
+// goes with the one that covers it; a prefix given twice (as written, and
+// IPv4-mapped) gets the smaller clamp.
+func (g *Group) SetClamps(clamps map[netip.Prefix]int) error {
+	ps := make([]netip.Prefix, 0, len(clamps))
+	to := make(map[netip.Prefix]int, len(clamps)) // by canon prefix: the twin's index
+	for p, mss := range clamps {
+		i := slices.Index(g.mss, mss)
+		if i < 0 {
+			return fmt.Errorf("steer: no twin clamps to %d (the group's: %v): %w", mss, g.mss, &pmtu.MSSError{MSS: mss})
+		}
+		ps = append(ps, p)
+		if p.IsValid() {
+			if j, ok := to[canon(p)]; !ok || g.mss[j-1] > mss {
+				to[canon(p)] = i + 1
+			}
+		}
+	}
+	ps, err := normalize(ps)
 	if err != nil {
 		return err
+	}
+	index := make([]uint32, len(ps))
+	kept := make(map[netip.Prefix]int, len(ps))
+	for i, p := range ps {
+		index[i] = uint32(to[p])
+		kept[p] = g.mss[to[p]-1]
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
@@ -129,11 +169,19 @@ func (g *Group) SetClamped(prefixes []netip.Prefix) error {
 		addr := g.Addr()
 		return &net.OpError{Op: "setsockopt", Net: addr.Network(), Addr: addr, Err: net.ErrClosed}
 	}
-	if err := g.attach(ps); err != nil {
+	if err := g.attach(ps, index); err != nil {
 		return err
 	}
-	g.prefixes = ps
+	g.prefixes, g.clamps = ps, kept
 	return nil
+}
+
+// Clamps returns the prefixes steered to clamped twins now, as Clamped
+// does, each with its twin's TCP_MAXSEG.
+func (g *Group) Clamps() map[netip.Prefix]int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return maps.Clone(g.clamps)
 }
 
 // Close closes both twins, which resets the connections still in their
@@ -167,15 +215,24 @@ func assemble(prog []bpf.Instruction) ([]bpf.RawInstruction, error) {
 	return raw, nil
 }
 
-// validate checks Listen's network and mss.
-func validate(network string, mss int) error {
+// validate checks ListenTwins's network and mss: at least one, each valid,
+// none twice.
+func validate(network string, mss []int) error {
 	switch network {
 	case "tcp", "tcp4", "tcp6":
 	default:
 		return net.UnknownNetworkError(network)
 	}
-	if mss == 0 || pmtu.ValidateMSS(mss) != nil {
-		return fmt.Errorf("steer: the clamped listener needs an MSS of %d..%d: %w", pmtu.MinMSS, pmtu.MaxMSS, &pmtu.MSSError{MSS: mss})
+	if len(mss) == 0 {
+		return errors.New("steer: no clamped twin: give at least one MSS")
+	}
+	for i, m := range mss {
+		if m == 0 || pmtu.ValidateMSS(m) != nil {
+			return fmt.Errorf("steer: the clamped listener needs an MSS of %d..%d: %w", pmtu.MinMSS, pmtu.MaxMSS, &pmtu.MSSError{MSS: m})
+		}
+		if slices.Contains(mss[:i], m) {
+			return fmt.Errorf("steer: two clamped twins of MSS %d", m)
+		}
 	}
 	return nil
 }

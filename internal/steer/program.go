@@ -24,7 +24,8 @@ const maxInstructions = 4096
 // after the TCP header, so absolute offsets cannot reach the addresses.
 const skfNetOff = 0xfff00000
 
-// The twins' indices in the reuseport group, in the order they listen.
+// The twins' indices in the reuseport group, in the order they listen:
+// the unclamped one, then the clamped ones (the first at clampedIndex).
 const (
 	unclampedIndex = 0
 	clampedIndex   = 1
@@ -56,6 +57,14 @@ func (e *PrefixError) Error() string {
 	return fmt.Sprintf("steer: invalid prefix %v", e.Prefix)
 }
 
+// canon returns p masked, an IPv4-mapped one as IPv4.
+func canon(p netip.Prefix) netip.Prefix {
+	if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
+		p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
+	}
+	return p.Masked()
+}
+
 // normalize returns prefixes masked, IPv4-mapped ones as IPv4, IPv4 first
 // and shortest first, without those another covers; or an error.
 func normalize(prefixes []netip.Prefix) ([]netip.Prefix, error) {
@@ -64,10 +73,7 @@ func normalize(prefixes []netip.Prefix) ([]netip.Prefix, error) {
 		if !p.IsValid() {
 			return nil, &PrefixError{Prefix: p}
 		}
-		if a := p.Addr(); a.Is4In6() && p.Bits() >= 96 {
-			p = netip.PrefixFrom(a.Unmap(), p.Bits()-96)
-		}
-		ps = append(ps, p.Masked())
+		ps = append(ps, canon(p))
 	}
 	slices.SortFunc(ps, func(a, b netip.Prefix) int {
 		return cmp.Or(
@@ -102,15 +108,25 @@ func normalize(prefixes []netip.Prefix) ([]netip.Prefix, error) {
 // Far jumps are ja (32 bits); conditional jumps skip at most one prefix
 // (8 bits).
 func program(prefixes []netip.Prefix, base uint32) []bpf.Instruction {
+	return programTo(prefixes, nil, base)
+}
+
+// programTo is program with a twin for each prefix: SYNs from prefixes[i]
+// go to twin index[i] (the first clamped twin for all when index is nil).
+func programTo(prefixes []netip.Prefix, index []uint32, base uint32) []bpf.Instruction {
 	if len(prefixes) == 0 {
 		return []bpf.Instruction{bpf.RetConstant{Val: unclampedIndex}}
 	}
 	var v4, v6 []bpf.Instruction
-	for _, p := range prefixes {
+	for i, p := range prefixes {
+		to := uint32(clampedIndex)
+		if index != nil {
+			to = index[i]
+		}
 		if p.Addr().Is4() {
-			v4 = append(v4, match(p, base+srcOff4)...)
+			v4 = append(v4, match(p, base+srcOff4, to)...)
 		} else {
-			v6 = append(v6, match(p, base+srcOff6)...)
+			v6 = append(v6, match(p, base+srcOff6, to)...)
 		}
 	}
 	prog := []bpf.Instruction{
@@ -130,10 +146,10 @@ func program(prefixes []netip.Prefix, base uint32) []bpf.Instruction {
 	return append(prog, bpf.RetConstant{Val: unclampedIndex})
 }
 
-// match returns the instructions that return the clamped index for a
+// match returns the instructions that return the twin index to for a
 // source address in p, read from off, and otherwise fall through to the
 // instruction after them.
-func match(p netip.Prefix, off uint32) []bpf.Instruction {
+func match(p netip.Prefix, off, to uint32) []bpf.Instruction {
 	addr, bits := p.Addr().AsSlice(), p.Bits()
 	var ins []bpf.Instruction
 	var jeqs []int
@@ -148,7 +164,7 @@ func match(p netip.Prefix, off uint32) []bpf.Instruction {
 		jeqs = append(jeqs, len(ins))
 		ins = append(ins, bpf.JumpIf{Cond: bpf.JumpEqual, Val: val})
 	}
-	ins = append(ins, bpf.RetConstant{Val: clampedIndex})
+	ins = append(ins, bpf.RetConstant{Val: to})
 	for _, j := range jeqs {
 		jeq := ins[j].(bpf.JumpIf)
 		jeq.SkipFalse = uint8(len(ins) - 1 - j) // past this prefix's ret

@@ -30,15 +30,18 @@ import (
 // the kernel are returned as from net.Listen; an mss out of range as an
 // error wrapping [*pmtu.MSSError].
 func Listen(ctx context.Context, network, addr string, mss int) (*Group, error) {
+	return ListenTwins(ctx, network, addr, []int{mss})
+}
+
+// ListenTwins is Listen with a clamped twin for each of mss, in order (at
+// least one, none twice): one per family of a dual-stack group, say, or
+// per rung of a ladder of clamps. [Group.SetClamps] chooses a prefix's.
+func ListenTwins(ctx context.Context, network, addr string, mss []int) (*Group, error) {
 	if err := validate(network, mss); err != nil {
 		return nil, err
 	}
 	lc := &net.ListenConfig{Control: reusePort}
 	lc.SetMultipathTCP(false) // an MPTCP socket refuses SO_ATTACH_REUSEPORT_CBPF
-	clc, err := pmtu.ListenConfigWithMSS(lc, mss)
-	if err != nil {
-		return nil, err
-	}
 	l0, err := lc.Listen(ctx, network, addr)
 	if err != nil {
 		return nil, err
@@ -49,27 +52,39 @@ func Listen(ctx context.Context, network, addr string, mss int) (*Group, error) 
 		l0.Close()
 		return nil, err
 	}
-	// Steer every SYN to the unclamped twin before the clamped one joins:
-	// with no program the kernel would hash SYNs between the two.
-	if err := attach(l0.(*net.TCPListener), program(nil, skfNetOff)); err != nil {
-		l0.Close()
+	lns := []*net.TCPListener{l0.(*net.TCPListener)}
+	closeAll := func() {
+		for _, ln := range lns {
+			ln.Close()
+		}
+	}
+	// Steer every SYN to the unclamped twin before the clamped ones join:
+	// with no program the kernel would hash SYNs among them.
+	if err := attach(lns[0], program(nil, skfNetOff)); err != nil {
+		closeAll()
 		return nil, err
 	}
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
-		l0.Close()
+		closeAll()
 		return nil, err
 	}
-	port := strconv.Itoa(l0.Addr().(*net.TCPAddr).Port)
-	l1, err := clc.Listen(ctx, network, net.JoinHostPort(host, port))
-	if err != nil {
-		l0.Close()
-		return nil, err
+	port := strconv.Itoa(lns[0].Addr().(*net.TCPAddr).Port)
+	for _, m := range mss {
+		clc, err := pmtu.ListenConfigWithMSS(lc, m)
+		if err != nil {
+			closeAll()
+			return nil, err
+		}
+		ln, err := clc.Listen(ctx, network, net.JoinHostPort(host, port))
+		if err != nil {
+			closeAll()
+			return nil, err
+		}
+		lns = append(lns, ln.(*net.TCPListener))
 	}
-	lns := []*net.TCPListener{l0.(*net.TCPListener), l1.(*net.TCPListener)}
 	if err := alone(lns...); err != nil {
-		l1.Close()
-		l0.Close()
+		closeAll()
 		return nil, err
 	}
 	return newGroup(lns, mss), nil
@@ -148,10 +163,11 @@ func reusePort(_, _ string, c syscall.RawConn) error {
 	return os.NewSyscallError("setsockopt", serr)
 }
 
-// attach attaches the program for ps to the group through the first twin
-// still open (any socket of a reuseport group sets the group's program).
-func (g *Group) attach(ps []netip.Prefix) error {
-	prog := program(ps, skfNetOff)
+// attach attaches the program that steers ps[i] to twin index[i] to the
+// group through the first twin still open (any socket of a reuseport group
+// sets the group's program).
+func (g *Group) attach(ps []netip.Prefix, index []uint32) error {
+	prog := programTo(ps, index, skfNetOff)
 	var err error
 	for _, ln := range g.lns {
 		if err = attach(ln, prog); !errors.Is(err, net.ErrClosed) {

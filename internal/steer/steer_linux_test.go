@@ -353,3 +353,43 @@ func TestGroupUnprivileged(t *testing.T) {
 	assert.Contains(t, string(out), "--- PASS: TestGroupSteersIPv6 ")
 	assert.NotContains(t, string(out), "SKIP")
 }
+
+// Three clamped twins: each prefix's SYNs go to the twin of its clamp, both
+// ways, the rest to the unclamped one; a prefix given twice gets the
+// smaller clamp; a clamp no twin has is refused and the program stays.
+func TestGroupTwins(t *testing.T) {
+	g, err := steer.ListenTwins(t.Context(), "tcp", "[::]:0", []int{1360, 1340, testMSS})
+	require.NoError(t, err)
+	defer g.Close()
+	assert.Equal(t, []int{1360, 1340, testMSS}, g.Twins())
+	assert.Equal(t, 1360, g.MSS())
+	clamps := map[netip.Prefix]int{
+		netip.MustParsePrefix("127.0.0.2/32"):         1360,
+		netip.MustParsePrefix("127.0.0.3/32"):         1340,
+		netip.MustParsePrefix("127.0.0.4/32"):         1360,
+		netip.MustParsePrefix("::ffff:127.0.0.4/128"): testMSS,
+	}
+	require.NoError(t, g.SetClamps(clamps))
+	assert.Equal(t, prefixes("127.0.0.2/32", "127.0.0.3/32", "127.0.0.4/32"), g.Clamped())
+	assert.Equal(t, map[netip.Prefix]int{
+		netip.MustParsePrefix("127.0.0.2/32"): 1360,
+		netip.MustParsePrefix("127.0.0.3/32"): 1340,
+		netip.MustParsePrefix("127.0.0.4/32"): testMSS,
+	}, g.Clamps())
+	for src, want := range map[string]int{"127.0.0.2": 1360, "127.0.0.3": 1340, "127.0.0.4": testMSS} {
+		client, server := dialFrom(t, g, src)
+		assert.Equal(t, want-12, client, "client's MSS from %s", src)
+		assert.Equal(t, want-12, server, "server's MSS from %s", src)
+	}
+	assertClamped(t, g, "127.0.0.1", false)
+
+	err = g.SetClamps(map[netip.Prefix]int{netip.MustParsePrefix("127.0.0.1/32"): 1300})
+	var mssErr *pmtu.MSSError
+	assert.ErrorAs(t, err, &mssErr)
+	assert.Len(t, g.Clamps(), 3, "the previous program stays")
+
+	_, err = steer.ListenTwins(t.Context(), "tcp", "[::]:0", []int{1360, 1360})
+	assert.Error(t, err, "two twins of one MSS")
+	_, err = steer.ListenTwins(t.Context(), "tcp", "[::]:0", nil)
+	assert.Error(t, err, "no clamped twin")
+}

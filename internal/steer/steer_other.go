@@ -14,6 +14,12 @@ import (
 // an error wrapping [ErrUnsupported]. network and mss are checked as on
 // Linux.
 func Listen(ctx context.Context, network, addr string, mss int) (*Group, error) {
+	return ListenTwins(ctx, network, addr, []int{mss})
+}
+
+// ListenTwins is Listen with a clamped twin for each of mss, as on Linux:
+// here a plain listener, mss only checked.
+func ListenTwins(ctx context.Context, network, addr string, mss []int) (*Group, error) {
 	if err := validate(network, mss); err != nil {
 		return nil, err
 	}
@@ -25,7 +31,7 @@ func Listen(ctx context.Context, network, addr string, mss int) (*Group, error) 
 }
 
 // attach has nothing to attach to: no prefix can be steered.
-func (g *Group) attach(ps []netip.Prefix) error {
+func (g *Group) attach(ps []netip.Prefix, _ []uint32) error {
 	if len(ps) == 0 {
 		return nil
 	}
