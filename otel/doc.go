@@ -138,7 +138,10 @@
 //     and why, is the status page's business: no prefix is an attribute.
 //   - clamped_prefixes: how many prefixes the self-fix clamps now (the
 //     Clamp hook: the set the watcher decided, as the status page's
-//     "clamped"), with the clamp as fitshake.mss (Policy.MSS).
+//     "clamped"), a series per clamp, fitshake.mss: each prefix's rung
+//     of the Policy's ladder for its family (ClampInfo.Clamps: 1360 and
+//     1340 for a 1400-byte path), or Policy.MSS; a clamp no prefix has any
+//     more reads 0.
 //   - clamp.changes: each change of that set the listener machinery was
 //     told (Watcher.Clamp, the listeners of Watcher.Listen); error.type
 //     "unsupported" where the platform cannot steer connections by prefix

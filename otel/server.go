@@ -1,11 +1,14 @@
 package fitshakeotel
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
+	"sync"
 
 	"github.com/fitshake/fitshake/tlswatch"
 	"go.opentelemetry.io/otel/attribute"
@@ -40,6 +43,12 @@ type server struct {
 	clampChanges metric.Int64Counter
 
 	plain metric.MeasurementOption // attrs alone
+
+	// mu serializes clamp's recordings; seen holds every clamp recorded,
+	// so that a clamp no prefix has any more is recorded as 0 (a few
+	// values: the rungs of the Policy's ladder).
+	mu   sync.Mutex
+	seen []int
 }
 
 // measures are the measurement options of one class.
@@ -133,10 +142,25 @@ func (s *server) prefix(p tlswatch.PrefixInfo) {
 	s.failing.Add(context.Background(), d, s.plain)
 }
 
-// clamp records a change of the clamped set: the Trace's Clamp hook.
+// clamp records a change of the clamped set: the Trace's Clamp hook. The
+// gauge has a series per clamp (fitshake.mss), each the number of
+// prefixes clamped to it.
 func (s *server) clamp(c tlswatch.ClampInfo) {
 	ctx := context.Background()
-	s.clamped.Record(ctx, int64(len(c.Prefixes)), with(s.attrs, MSSKey.Int(c.MSS)))
+	n := make(map[int]int64)
+	for _, p := range c.Prefixes {
+		n[cmp.Or(c.Clamps[p], c.MSS)]++
+	}
+	s.mu.Lock()
+	for mss := range n {
+		if !slices.Contains(s.seen, mss) {
+			s.seen = append(s.seen, mss)
+		}
+	}
+	for _, mss := range s.seen {
+		s.clamped.Record(ctx, n[mss], with(s.attrs, MSSKey.Int(mss)))
+	}
+	s.mu.Unlock()
 	if c.Err == nil {
 		s.clampChanges.Add(ctx, 1, s.plain)
 		return

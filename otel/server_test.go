@@ -197,6 +197,22 @@ func TestServerTraceClamp(t *testing.T) {
 	}, c.counts(t, "fitshake.server.clamp.changes"))
 }
 
+// With Listen's ladder each prefix has its own clamp (ClampInfo.Clamps):
+// a series per clamp, and one no prefix has any more goes to 0.
+func TestServerTraceClampLadder(t *testing.T) {
+	trace, reader := newServerTrace(t)
+	v4, v6 := netip.MustParsePrefix("198.18.0.0/24"), netip.MustParsePrefix("fd00:198:18::/48")
+	trace.Clamp(tlswatch.ClampInfo{Prefixes: []netip.Prefix{v4, v6}, MSS: 1220,
+		Clamps: map[netip.Prefix]int{v4: 1360, v6: 1340}})
+	assert.Equal(t, map[string]int64{"fitshake.mss=1360": 1, "fitshake.mss=1340": 1},
+		collect(t, reader).gauges(t, "fitshake.server.clamped_prefixes"))
+
+	// The IPv6 prefix steps down the ladder; the IPv4 one expires.
+	trace.Clamp(tlswatch.ClampInfo{Prefixes: []netip.Prefix{v6}, MSS: 1220, Clamps: map[netip.Prefix]int{v6: 1220}})
+	assert.Equal(t, map[string]int64{"fitshake.mss=1360": 0, "fitshake.mss=1340": 0, "fitshake.mss=1220": 1},
+		collect(t, reader).gauges(t, "fitshake.server.clamped_prefixes"))
+}
+
 // server.address and server.port come from WithServerAddr: a name or an
 // address of the listener's own, never an unspecified one; none without
 // it; WithoutServerAddress keeps the port alone. A recovered client is

@@ -2,6 +2,7 @@ package tlswatch
 
 import (
 	"net/netip"
+	"slices"
 	"time"
 )
 
@@ -67,8 +68,13 @@ type PrefixInfo struct {
 type ClampInfo struct {
 	// Prefixes is the whole set clamped from now on, sorted.
 	Prefixes []netip.Prefix
-	// MSS is Policy's clamp.
+	// MSS is Policy.ClampMSS: the one clamp of a Policy with MSS set,
+	// else the smallest the ladder may apply.
 	MSS int
+	// Clamps is the MSS each prefix of Prefixes is clamped to now, as
+	// Listen's listeners apply it (its rung of Policy.Ladder, for its
+	// family). A Clamper applies its own MSS.
+	Clamps map[netip.Prefix]int
 	// Err is what Watcher.Clamp returned; nil without one.
 	Err error
 }
@@ -127,4 +133,17 @@ func (ts traces) clamp(i ClampInfo) {
 			t.Clamp(i)
 		}
 	}
+}
+
+// clampMSSes returns the distinct clamps of info, smallest first: what a
+// log line says of them.
+func clampMSSes(info ClampInfo) []int {
+	var out []int
+	for _, mss := range info.Clamps {
+		if !slices.Contains(out, mss) {
+			out = append(out, mss)
+		}
+	}
+	slices.Sort(out)
+	return out
 }

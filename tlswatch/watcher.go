@@ -203,7 +203,7 @@ func (w *Watcher) applyClamps() {
 	if !ok {
 		return
 	}
-	attrs := []slog.Attr{slog.Any("prefixes", info.Prefixes), slog.Int("mss", info.MSS)}
+	attrs := []slog.Attr{slog.Any("prefixes", info.Prefixes), slog.Any("mss", clampMSSes(info))}
 	switch {
 	case info.Err != nil:
 		w.logger().LogAttrs(context.Background(), slog.LevelError, "tlswatch: self-fix failed", append(attrs, slog.Any("err", info.Err))...)
@@ -228,7 +228,7 @@ func (w *Watcher) tellClamp() (info ClampInfo, ok bool) {
 		return info, false
 	}
 	w.clampAt = gen
-	info = ClampInfo{Prefixes: set, MSS: w.Policy.ClampMSS()}
+	info = ClampInfo{Prefixes: set, MSS: w.Policy.ClampMSS(), Clamps: m}
 	info.Err = w.setClamped(set, m)
 	if info.Err != nil {
 		w.clampAt = 0 // offer it again at the next change
