@@ -138,31 +138,38 @@ func (t *table) epoch(now time.Time) int64 { return now.UnixNano() / int64(t.ten
 
 // entry returns pfx's counts, making room for them if it must; nil when
 // there is none (the handshake goes to other).
-func (t *table) entry(pfx netip.Prefix, now time.Time) *prefixStats {
+func (t *table) entry(pfx netip.Prefix, now time.Time) (*prefixStats, []PrefixInfo) {
 	if !pfx.IsValid() {
-		return nil
+		return nil, nil
 	}
 	if s := t.m[pfx]; s != nil {
-		return s
+		return s, nil
 	}
+	var gone []PrefixInfo
 	if len(t.m) >= t.max {
 		ep := t.epoch(now)
 		if t.noRoom == ep {
-			return nil
+			return nil, nil
 		}
 		for p, s := range t.m {
-			if t.sum(s, ep).handshakes() == 0 {
-				delete(t.m, p)
+			if t.sum(s, ep).handshakes() > 0 {
+				continue
 			}
+			// A failing prefix whose window emptied recovered: say so
+			// before it is forgotten, as Status would have.
+			if ch := t.update(p, s, ep, 1); ch != nil {
+				gone = append(gone, *ch)
+			}
+			delete(t.m, p)
 		}
 		if len(t.m) >= t.max {
 			t.noRoom = ep
-			return nil
+			return nil, gone
 		}
 	}
 	s := new(prefixStats)
 	t.m[pfx] = s
-	return s
+	return s, gone
 }
 
 // sum totals s over the window ending in epoch ep.
@@ -196,14 +203,17 @@ type added struct {
 	prefix    netip.Prefix
 	tracked   bool        // counted apart (not in other)
 	recovered bool        // see HandshakeInfo.Recovered
-	change    *PrefixInfo // the prefix started failing or recovered
+	// changes are the prefixes that started failing or recovered: this
+	// one, and any failing one forgotten to make room for it.
+	changes []PrefixInfo
 }
 
 // add counts one verdict from ap at now; fixed reports a handshake that
 // completed under the self-fix's clamp.
 func (t *table) add(ap netip.AddrPort, c Class, ev Evidence, now time.Time, failingAfter int, fixed bool) added {
 	res := added{prefix: t.prefixOf(ap.Addr())}
-	s := t.entry(res.prefix, now)
+	s, gone := t.entry(res.prefix, now)
+	res.changes = gone
 	res.tracked = s != nil
 	if s == nil {
 		s = &t.other
@@ -234,7 +244,9 @@ func (t *table) add(ap netip.AddrPort, c Class, ev Evidence, now time.Time, fail
 		s.sizes(ev)
 	}
 	if res.tracked {
-		res.change = t.update(res.prefix, s, ep, failingAfter)
+		if ch := t.update(res.prefix, s, ep, failingAfter); ch != nil {
+			res.changes = append(res.changes, *ch)
+		}
 	}
 	return res
 }

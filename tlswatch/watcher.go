@@ -168,8 +168,8 @@ func (w *Watcher) record(addr net.Addr, o observation) {
 	if t := w.Trace; t != nil && t.Handshake != nil {
 		t.Handshake(info)
 	}
-	if res.change != nil {
-		w.prefixChanged(*res.change)
+	for _, ch := range res.changes {
+		w.prefixChanged(ch)
 	}
 	if clampChanged {
 		w.applyClamps()

@@ -299,6 +299,30 @@ func TestPrefixLogAndTrace(t *testing.T) {
 	assert.Equal(t, Healthy, w.Status().Prefixes[0].Class)
 }
 
+// A failing prefix forgotten to make room for a new one (its window
+// empty, and no Status call to notice it) is reported recovered first, so
+// that a count of failing prefixes kept from the Prefix hook comes back
+// down.
+func TestEvictedFailingPrefixRecovers(t *testing.T) {
+	clk := &fakeClock{now: time.Unix(1e9, 0)}
+	failing := 0
+	w := &Watcher{Window: time.Minute, MaxPrefixes: 1, now: clk.Now, Logger: slog.New(slog.DiscardHandler),
+		Trace: &Trace{Prefix: func(p PrefixInfo) {
+			failing += map[bool]int{true: 1, false: -1}[p.Failing]
+		}}}
+	w.init()
+	for range 3 {
+		w.record(tcpAddr("192.0.2.7:1000"), upstreamObs)
+	}
+	require.Equal(t, 1, failing)
+	clk.Add(2 * time.Minute)
+	w.record(tcpAddr("198.51.100.7:1000"), healthyObs) // takes the one place
+	assert.Equal(t, 0, failing)
+	st := w.Status()
+	require.Len(t, st.Prefixes, 1)
+	assert.Equal(t, "198.51.100.0/24", st.Prefixes[0].Prefix)
+}
+
 // TestStatusJSON checks the JSON contract of the status page.
 func TestStatusJSON(t *testing.T) {
 	clk := &fakeClock{now: time.Unix(1e9, 0)}
