@@ -201,8 +201,8 @@ func (s *prefixStats) classOf(c counts) Class {
 // added is what add found.
 type added struct {
 	prefix    netip.Prefix
-	tracked   bool        // counted apart (not in other)
-	recovered bool        // see HandshakeInfo.Recovered
+	tracked   bool // counted apart (not in other)
+	recovered bool // see HandshakeInfo.Recovered
 	// changes are the prefixes that started failing or recovered: this
 	// one, and any failing one forgotten to make room for it.
 	changes []PrefixInfo
