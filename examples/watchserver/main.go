@@ -2,7 +2,9 @@
 // tlswatch.Watcher that tells which client networks fail to complete their
 // handshakes and why, and its self-fix, which clamps the MSS of new
 // connections from a network once it is known to black-hole large packets
-// (twin listeners steered by client prefix; Linux, no privileges).
+// (twin listeners steered by client prefix; Linux, no privileges): to its
+// family's MSS for a 1400-byte path (1360 IPv4, 1340 IPv6), then, after
+// more black holes under that clamp, for a 1280-byte one (1240, 1220).
 //
 //	go run ./examples/watchserver -listen :8443 -cert cert.pem -key key.pem -admin 127.0.0.1:8081
 //
@@ -28,10 +30,13 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
 	fitshakeotel "github.com/fitshake/fitshake/otel"
+	"github.com/fitshake/fitshake/pmtu"
 	"github.com/fitshake/fitshake/tlswatch"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -83,7 +88,12 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.key, "key", "", "the certificate's private key, PEM (`file`)")
 	fs.StringVar(&c.admin, "admin", "127.0.0.1:8081", "serve the status page, /status.json and /metrics on this `address` (it names client networks: keep it private)")
 	fs.IntVar(&c.policy.After, "after", 0, "clamp a prefix after `n` connections from it lost to a black hole (0: 3)")
-	fs.IntVar(&c.policy.MSS, "mss", 0, "the self-fix's `mss` (0: 1220, which fits a 1280-byte path)")
+	fs.IntVar(&c.policy.MSS, "mss", 0, "the self-fix's one clamp, MSS `n` for both families (0: the ladder, each family's MSS for each path MTU of -ladder)")
+	fs.Func("ladder", "the path `MTUs` the self-fix's clamp steps down through, comma-separated, each after -after more black holes under the one before (none: 1400,1280: MSS 1360 then 1240 on IPv4, 1340 then 1220 on IPv6)", func(v string) error {
+		l, err := parseLadder(v)
+		c.policy.Ladder = l
+		return err
+	})
 	fs.DurationVar(&c.policy.TTL, "ttl", 0, "how long a clamp lasts (0: 1h)")
 	fs.DurationVar(&c.stallAfter, "stall", 0, "judge a handshake still open after this long (0: 5s)")
 	fs.IntVar(&c.failingAfter, "failing-after", 0, "call a prefix failing after `n` failed handshakes in the window (0: 3)")
@@ -97,8 +107,52 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 		return c, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	case (c.cert == "") != (c.key == ""):
 		return c, errors.New("-cert and -key go together")
+	case c.policy.MSS != 0 && c.policy.Ladder != nil:
+		return c, errors.New("-mss and -ladder: one or the other")
 	}
-	return c, nil
+	return c, pmtu.ValidateMSS(c.policy.MSS)
+}
+
+// parseLadder reads -ladder: path MTUs, comma-separated, each one
+// pmtu.ValidateMTU accepts.
+func parseLadder(v string) ([]int, error) {
+	var l []int
+	for f := range strings.SplitSeq(v, ",") {
+		mtu, err := strconv.Atoi(strings.TrimSpace(f))
+		if err != nil {
+			return nil, fmt.Errorf("path MTU %q: not a number", f)
+		}
+		if mtu == 0 {
+			return nil, errors.New("path MTU 0")
+		}
+		if err := pmtu.ValidateMTU(mtu); err != nil {
+			return nil, err
+		}
+		l = append(l, mtu)
+	}
+	return l, nil
+}
+
+// defaultLadder is tlswatch.Policy's Ladder when none is set, as -ladder's
+// help and the start line tell it.
+var defaultLadder = []int{1400, 1280}
+
+// clampText says what the self-fix clamps to: "MSS 1340", or each rung
+// of the ladder, "MSS 1360 (IPv4) / 1340 (IPv6) for a 1400-byte path,
+// then …".
+func clampText(p tlswatch.Policy) string {
+	if p.MSS > 0 {
+		return fmt.Sprintf("MSS %d", p.MSS)
+	}
+	ladder := p.Ladder
+	if len(ladder) == 0 {
+		ladder = defaultLadder
+	}
+	var rungs []string
+	for _, mtu := range ladder {
+		rungs = append(rungs, fmt.Sprintf("MSS %d (IPv4) / %d (IPv6) for a %d-byte path", pmtu.MSSForMTU(mtu, false), pmtu.MSSForMTU(mtu, true), mtu))
+	}
+	return strings.Join(rungs, ", then ")
 }
 
 // server is a running watchserver.
@@ -153,8 +207,8 @@ func start(ctx context.Context, c config, stderr io.Writer) (*server, error) {
 	s.admin = &http.Server{Handler: s.adminMux(reg), ReadHeaderTimeout: 10 * time.Second}
 	go func() { s.errc <- s.https.ServeTLS(ln, "", "") }()
 	go func() { s.errc <- s.admin.Serve(s.adminLn) }()
-	fmt.Fprintf(stderr, "watchserver: https on %s (self-fix: clamp to MSS %d after %d connections lost to a black hole); admin on http://%s/ (/status.json, /metrics)\n",
-		s.addr, c.policy.ClampMSS(), orDefault(c.policy.After, 3), s.adminLn.Addr())
+	fmt.Fprintf(stderr, "watchserver: https on %s (self-fix: after %d connections lost to a black hole, clamp to %s); admin on http://%s/ (/status.json, /metrics)\n",
+		s.addr, orDefault(c.policy.After, 3), clampText(c.policy), s.adminLn.Addr())
 	return s, nil
 }
 

@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fitshake/fitshake/pmtu"
 	"github.com/fitshake/fitshake/tlswatch"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -64,6 +65,7 @@ func TestWatchServer(t *testing.T) {
 		}
 	})
 	assert.Contains(t, stderr.String(), "watchserver: no -cert: serving a self-signed certificate for localhost, 127.0.0.1, ::1")
+	assert.Contains(t, stderr.String(), "(self-fix: after 3 connections lost to a black hole, clamp to MSS 1360 (IPv4) / 1340 (IPv6) for a 1400-byte path, then MSS 1240 (IPv4) / 1220 (IPv6) for a 1280-byte path)")
 
 	client := &http.Client{Transport: &http.Transport{
 		TLSClientConfig:   &tls.Config{InsecureSkipVerify: true}, // the self-signed certificate
@@ -132,6 +134,11 @@ func TestParseFlags(t *testing.T) {
 		{[]string{"-key", "k.pem"}, "-cert and -key go together"},
 		{[]string{"extra"}, "unexpected arguments"},
 		{[]string{"-after", "x"}, "invalid value"},
+		{[]string{"-mss", "50"}, "pmtu: invalid MSS 50"},
+		{[]string{"-ladder", "1400,x"}, `path MTU "x": not a number`},
+		{[]string{"-ladder", "1400,100"}, "pmtu: invalid MTU 100"},
+		{[]string{"-ladder", "1400,0"}, "path MTU 0"},
+		{[]string{"-mss", "1340", "-ladder", "1400"}, "-mss and -ladder: one or the other"},
 	} {
 		t.Run(strings.Join(tc.args, " "), func(t *testing.T) {
 			_, err := parseFlags(tc.args, io.Discard)
@@ -142,6 +149,27 @@ func TestParseFlags(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, tlswatch.Policy{After: 2, MSS: 1340, Window: time.Minute}, c.policy)
 	assert.Equal(t, time.Second, c.stallAfter)
+	c, err = parseFlags([]string{"-ladder", "1400, 1300,1280"}, io.Discard)
+	require.NoError(t, err)
+	assert.Equal(t, tlswatch.Policy{Ladder: []int{1400, 1300, 1280}}, c.policy)
+}
+
+// The start line says what the self-fix clamps to: each rung of the
+// ladder, by family, or the one MSS.
+func TestClampText(t *testing.T) {
+	for _, tc := range []struct {
+		policy tlswatch.Policy
+		want   string
+	}{
+		{tlswatch.Policy{}, "MSS 1360 (IPv4) / 1340 (IPv6) for a 1400-byte path, then MSS 1240 (IPv4) / 1220 (IPv6) for a 1280-byte path"},
+		{tlswatch.Policy{Ladder: []int{1300}}, "MSS 1260 (IPv4) / 1240 (IPv6) for a 1300-byte path"},
+		{tlswatch.Policy{MSS: 1300}, "MSS 1300"},
+	} {
+		assert.Equal(t, tc.want, clampText(tc.policy))
+	}
+	// defaultLadder is tlswatch's: its last rung is the smallest clamp
+	// tlswatch's default Policy applies.
+	assert.Equal(t, tlswatch.Policy{}.ClampMSS(), pmtu.MSSForMTU(defaultLadder[len(defaultLadder)-1], true))
 }
 
 // A server whose listener cannot be made is an error, not a half-started
