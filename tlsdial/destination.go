@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net"
+	"sync"
 
 	"github.com/fitshake/fitshake/pmtu"
 )
@@ -18,13 +19,16 @@ func newDestination(ctx context.Context, network, addr string, cache *pmtu.Cache
 	if l == nil {
 		l = discard
 	}
+	recallable := cache.Len() > 0
 	return destination{
-		network: network,
-		addr:    addr,
-		cache:   cache,
-		key:     keyFor(network, addr),
-		traces:  collectTraces(t, ctx),
-		log:     l,
+		network:    network,
+		addr:       addr,
+		cache:      cache,
+		remote:     network + "|" + addr,
+		key:        newDialKey(keyFor, network, addr, recallable),
+		recallable: recallable,
+		traces:     collectTraces(t, ctx),
+		log:        l,
 	}
 }
 
@@ -33,10 +37,68 @@ func newDestination(ctx context.Context, network, addr string, cache *pmtu.Cache
 // learned on one network is not used on another. Tests replace it.
 var keyFor = pmtu.KeyFor
 
+// dialKey is a dial's cache key. Its Local costs a route lookup (20–300
+// µs of netlink on Linux, the most in a fresh process) unless the route was
+// looked up in the last two seconds. A dial needs the key before it
+// connects only to recall what the cache remembers; when the cache is
+// empty (a fresh process, or one whose dials never needed anything) there
+// is nothing to recall, and the key is looked up only once the dial may
+// learn something: beside its second attempt (engine.startLeg), so that a
+// recovering dial finds it ready when it stores what it learned, and a
+// healthy one never pays for it.
+type dialKey struct {
+	once          sync.Once
+	ready         chan struct{} // closed once key is set
+	key           pmtu.Key
+	f             func(network, addr string) pmtu.Key // keyFor, as the dial began
+	network, addr string
+}
+
+// newDialKey returns the key of a dial to addr over network, named by f:
+// looked up at once if now, else when start or get first asks.
+func newDialKey(f func(network, addr string) pmtu.Key, network, addr string, now bool) *dialKey {
+	k := &dialKey{f: f, network: network, addr: addr}
+	if now {
+		k.once.Do(func() {
+			k.key = f(network, addr)
+			k.ready = readyNow
+		})
+	}
+	return k
+}
+
+// start begins the lookup, in a goroutine of its own, unless it began.
+func (k *dialKey) start() {
+	k.once.Do(func() {
+		k.ready = make(chan struct{})
+		go func() {
+			k.key = k.f(k.network, k.addr)
+			close(k.ready)
+		}()
+	})
+}
+
+// get returns the key, waiting for its lookup.
+func (k *dialKey) get() pmtu.Key {
+	k.start()
+	<-k.ready
+	return k.key
+}
+
+// readyNow is a closed channel: the key of a dial that looked it up at once.
+var readyNow = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
+
 // recall starts mc where the cache remembers the destination, if it does;
 // else where its local network's prior says (pmtu.Cache.LoadNetwork).
 func (d destination) recall(mc *machineConfig) {
-	e, ok := d.cache.Load(d.key)
+	if !d.recallable {
+		return
+	}
+	e, ok := d.cache.Load(d.key.get())
 	if !ok {
 		d.recallNetwork(mc)
 		return
@@ -66,7 +128,7 @@ func (d destination) recall(mc *machineConfig) {
 // and cost every dial a grace (belief.go); a wrong prior ends with its
 // evidence instead (pmtu's prior.go).
 func (d destination) recallNetwork(mc *machineConfig) {
-	p, ok := d.cache.LoadNetwork(d.key.Local)
+	p, ok := d.cache.LoadNetwork(d.key.get().Local)
 	if !ok {
 		return
 	}

@@ -68,7 +68,9 @@ type engine struct {
 type destination struct {
 	network, addr string
 	cache         *pmtu.Cache
-	key           pmtu.Key
+	remote        string   // network|addr: the key of its group of dials (peers.go)
+	key           *dialKey // the cache key, looked up when needed
+	recallable    bool     // the cache had entries when the dial began
 	traces        traces
 	log           *slog.Logger
 }
@@ -139,7 +141,7 @@ func (e *engine) watch() {
 		return
 	}
 	var known []news
-	e.grp, known = joinGroup(groupKey{e.dst.cache, e.dst.key}, e)
+	e.grp, known = joinGroup(groupKey{e.dst.cache, e.dst.remote}, e)
 	e.m.budget = e.grp
 	for _, n := range known {
 		e.m.peer(time.Now(), n)
@@ -265,6 +267,9 @@ func (e *engine) startLeg(id int, st step) {
 		e.first = l
 		return
 	}
+	if id > 1 {
+		e.dst.key.start() // the dial may learn something: see dialKey
+	}
 	e.queue = append(e.queue, func() { go e.drv.attempt(l) })
 }
 
@@ -299,8 +304,8 @@ func (e *engine) queueEnded(a Attempt) {
 }
 
 // conclude completes a dial that is over, once, under e.mu: the waiters
-// are released, the group left, the cache taught; the Done hook, onOver
-// and the end of quiet are queued last.
+// are released and the group left; teaching the cache, the Done hook,
+// onOver and the end of quiet are queued last.
 func (e *engine) conclude() {
 	if e.concluded {
 		return
@@ -318,9 +323,7 @@ func (e *engine) conclude() {
 		// registered in the caller's would live as long as that one.
 		l.cancel()
 	}
-	if entry, ok := e.m.remember(time.Now()); ok {
-		e.dst.cache.Store(e.dst.key, entry)
-	}
+	entry, learned := e.m.remember(time.Now())
 	r := e.m.report.clone()
 	var err error
 	if e.m.winner == 0 {
@@ -333,6 +336,10 @@ func (e *engine) conclude() {
 		won = e.legs[e.m.winner-1].val
 	}
 	e.queue = append(e.queue, func() {
+		if learned {
+			// Outside e.mu: the key may wait for its route lookup.
+			d.cache.Store(d.key.get(), entry)
+		}
 		i := DoneInfo{Addr: d.addr, Report: r, Err: err}
 		// Recovered, not "more than one attempt": a hedge that lost to a
 		// slow server's reply is not a recovery.

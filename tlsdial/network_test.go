@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/fitshake/fitshake/pmtu"
+	"github.com/fitshake/fitshake/pmtu/pmtutest"
 	"github.com/fitshake/fitshake/tlsdial"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -37,6 +38,49 @@ func TestCacheScopedByNetwork(t *testing.T) {
 			c.Close()
 			assert.False(t, r.FromCache, "not at the café: %s", r)
 			assert.Zero(t, r.MSS, "%s", r)
+		})
+	}
+}
+
+// TestRouteLookedUpOnlyToLearn: with an empty cache, a healthy dial never
+// looks up its route (it has nothing to recall or store); a dial that
+// learns a clamp stores it under the local network all the same, and the
+// next dial, with something to recall, looks it up before it connects.
+func TestRouteLookedUpOnlyToLearn(t *testing.T) {
+	srv := startServer(t, 0)
+	hole := blackHole(t, srv.addr, 1400, pmtutest.Upstream)
+	var lookups atomic.Int32
+	defer tlsdial.SetKeyFor(func(n, addr string) pmtu.Key {
+		lookups.Add(1)
+		return pmtu.Key{Local: "office", Remote: n + "|" + addr}
+	})()
+	for _, k := range kinds {
+		t.Run(k.name, func(t *testing.T) {
+			checkLeaks(t)
+			lookups.Store(0)
+			cache := &pmtu.Cache{}
+			for range 3 {
+				c, r, err := k.dial(context.Background(), srv.addr, srv.config(), options{cache: cache})
+				require.NoError(t, err, "%s", r)
+				c.Close()
+			}
+			assert.Zero(t, lookups.Load(), "healthy dials with nothing to recall")
+			assert.Zero(t, cache.Len())
+
+			c, r, err := k.dial(context.Background(), hole, srv.config(), options{cache: cache})
+			require.NoError(t, err, "%s", r)
+			c.Close()
+			require.NotZero(t, r.MTU, "recovered with a clamp: %s", r)
+			assert.Equal(t, int32(1), lookups.Load(), "looked up once, to store what was learned")
+			e, ok := cache.Load(pmtu.Key{Local: "office", Remote: "tcp|" + hole})
+			require.True(t, ok, "stored under the local network")
+			assert.Equal(t, r.MTU, e.MTU)
+
+			c, r, err = k.dial(context.Background(), hole, srv.config(), options{cache: cache})
+			require.NoError(t, err, "%s", r)
+			c.Close()
+			assert.True(t, r.FromCache, "%s", r)
+			assert.Equal(t, int32(2), lookups.Load(), "looked up to recall")
 		})
 	}
 }

@@ -13,11 +13,12 @@ import (
 // waiting for a reply (machine.peer). A group exists only while a dial to
 // its destination runs: the last to leave deletes it. Groups are keyed by
 // cache as well as destination, so that dialers sharing a cache share
-// news, and dialers with separate caches stay independent.
+// news, and dialers with separate caches stay independent; not by local
+// network (the cache key's Local): dials running at once leave from one.
 
 type groupKey struct {
-	cache *pmtu.Cache
-	key   pmtu.Key
+	cache  *pmtu.Cache
+	remote string // pmtu.Key.Remote
 }
 
 // group is the set of running dials to one destination, the news its

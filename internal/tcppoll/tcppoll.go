@@ -75,6 +75,13 @@ func (p *Poller) Set(t Target, at time.Time) {
 			p.targets = p.targets[:last]
 			*idx = 0
 		}
+		if len(p.targets) == 0 && !p.next.IsZero() {
+			// No wake for nobody: a dial that ends before its first
+			// poll (every healthy one) would leave a wake behind it,
+			// tens of µs of CPU in a process that has nothing to poll.
+			p.timer.Stop()
+			p.next = time.Time{}
+		}
 		return
 	}
 	if *idx == 0 {

@@ -95,3 +95,21 @@ func TestPollerRemove(t *testing.T) {
 		assert.Zero(t, tg.polls.Load())
 	}
 }
+
+// TestPollerIdleStopsTimer: once the last target leaves, the timer is
+// stopped, so that a process with nothing to poll is not woken; a target
+// set later is polled as usual.
+func TestPollerIdleStopsTimer(t *testing.T) {
+	p := &Poller{Gap: time.Millisecond, Budget: 8}
+	tg := &target{p: p, want: 1, done: make(chan struct{})}
+	p.Set(tg, time.Now().Add(time.Hour))
+	p.Set(tg, time.Time{})
+	p.mu.Lock()
+	assert.True(t, p.next.IsZero(), "timer still due at %v", p.next)
+	p.mu.Unlock()
+	assert.False(t, p.timer.Stop(), "the timer was still running")
+
+	p.Set(tg, time.Now().Add(2*time.Millisecond))
+	<-tg.done
+	assert.Equal(t, int32(1), tg.polls.Load())
+}
