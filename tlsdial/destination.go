@@ -24,7 +24,6 @@ func newDestination(ctx context.Context, network, addr string, cache *pmtu.Cache
 		network:    network,
 		addr:       addr,
 		cache:      cache,
-		remote:     network + "|" + addr,
 		key:        newDialKey(keyFor, network, addr, recallable),
 		recallable: recallable,
 		traces:     collectTraces(t, ctx),

@@ -68,7 +68,6 @@ type engine struct {
 type destination struct {
 	network, addr string
 	cache         *pmtu.Cache
-	remote        string   // network|addr: the key of its group of dials (peers.go)
 	key           *dialKey // the cache key, looked up when needed
 	recallable    bool     // the cache had entries when the dial began
 	traces        traces
@@ -141,7 +140,7 @@ func (e *engine) watch() {
 		return
 	}
 	var known []news
-	e.grp, known = joinGroup(groupKey{e.dst.cache, e.dst.remote}, e)
+	e.grp, known = joinGroup(groupKey{e.dst.cache, e.dst.network, e.dst.addr}, e)
 	e.m.budget = e.grp
 	for _, n := range known {
 		e.m.peer(time.Now(), n)

@@ -17,8 +17,8 @@ import (
 // network (the cache key's Local): dials running at once leave from one.
 
 type groupKey struct {
-	cache  *pmtu.Cache
-	remote string // pmtu.Key.Remote
+	cache         *pmtu.Cache
+	network, addr string
 }
 
 // group is the set of running dials to one destination, the news its
