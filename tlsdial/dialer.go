@@ -42,8 +42,12 @@ type Dialer struct {
 
 	// Config is the TLS configuration. Nil means the zero configuration.
 	// It is never modified. An empty ServerName is taken from addr's host.
-	// ClientSessionCache is not used (utls has its own session types), so
-	// connections do not resume sessions.
+	// ClientSessionCache is not used, so connections do not resume
+	// sessions. The full post-quantum hello is crypto/tls's own, sent with
+	// this Config held to the ladder's rules (fingerprint.Rung.StdConfig:
+	// TLS 1.2 at least, AEAD suites only); the smaller hellos, and the full
+	// one where crypto/tls sends no post-quantum share (GODEBUG
+	// tlsmlkem=0), are built with utls.
 	Config *tls.Config
 
 	// Trace receives the dial's events. Nil means none; a Trace attached
@@ -172,7 +176,7 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 	if w == nil {
 		return nil, e.failure()
 	}
-	return &Conn{uc: w.val.(*utls.UConn), raw: w.conn, report: e.report()}, nil
+	return &Conn{tc: w.val.(tlsConn), raw: w.conn, report: e.report()}, nil
 }
 
 // prepare checks the dial's inputs and builds its driver and the
@@ -194,6 +198,11 @@ func (d *Dialer) prepare(ctx context.Context, dst destination, nd *net.Dialer) (
 		dst: dst, nd: nd, ucfg: utlsconv.Config(cfg), opts: opts, rungs: rungs,
 		timerOnly: d.TimerOnly || d.StallWindow < 0,
 	}
+	if std, ok := rungs[0].StdConfig(cfg, opts); ok {
+		// crypto/tls sends the first rung's hello: its size is known once
+		// written, as TCPDialer's.
+		drv.std, infos[0].size = std, 0
+	}
 	mtus, hmtu := ladderMTUs()
 	mc := machineConfig{
 		addr:        dst.addr,
@@ -207,11 +216,13 @@ func (d *Dialer) prepare(ctx context.Context, dst destination, nd *net.Dialer) (
 	return drv, mc, nil
 }
 
-// dialDriver runs the Dialer's attempts: build the hello with utls,
-// connect with the step's clamp, complete the handshake.
+// dialDriver runs the Dialer's attempts: connect with the step's clamp,
+// build the hello (with crypto/tls on the first rung where it can send it,
+// else with utls) and complete the handshake.
 type dialDriver struct {
 	dst       destination
 	nd        *net.Dialer
+	std       *tls.Config // the first rung's, for crypto/tls; nil: utls sends every rung
 	ucfg      *utls.Config
 	opts      fingerprint.Options
 	rungs     []fingerprint.Rung
@@ -256,6 +267,10 @@ func (dr *dialDriver) attempt(l *leg) {
 		l.finished(legResult{kind: resFailed, err: err}, nil)
 		return
 	}
+	if l.st.rung == 0 && dr.std != nil {
+		dr.attemptStd(l, conn, rtt)
+		return
+	}
 	hello, err := dr.hello(l.st.rung)
 	if err != nil {
 		conn.Close()
@@ -275,14 +290,52 @@ func (dr *dialDriver) attempt(l *leg) {
 	}
 }
 
+// attemptStd runs attempt l's handshake over conn with crypto/tls, which
+// builds the hello itself: the first write reports it (helloConn).
+func (dr *dialDriver) attemptStd(l *leg, conn net.Conn, rtt time.Duration) {
+	hc := &helloConn{countingConn: countingConn{Conn: conn}, l: l, rtt: rtt, timerOnly: dr.timerOnly}
+	tc := tls.Client(hc, dr.std)
+	err := tc.HandshakeContext(dr.handshakeContext(l.ctx))
+	if hc.unwanted {
+		conn.Close()
+		return
+	}
+	if !l.finished(resultOf(err, hc.read.Load() > 0), tc) {
+		conn.Close()
+	}
+}
+
+// helloConn is an attempt's connection under crypto/tls: its first write,
+// the ClientHello, is reported (leg.sent) before it goes out, as the utls
+// attempts report theirs before the handshake.
+type helloConn struct {
+	countingConn
+	l         *leg
+	rtt       time.Duration
+	timerOnly bool
+	written   bool // the hello was reported
+	unwanted  bool // the dial did not want it: the attempt is over
+}
+
+func (c *helloConn) Write(b []byte) (int, error) {
+	if !c.written {
+		c.written = true
+		if !c.l.sent(c.Conn, c.rtt, len(b), sending(c.Conn, c.timerOnly), &c.read) {
+			c.unwanted = true
+			return 0, net.ErrClosed
+		}
+	}
+	return c.Conn.Write(b)
+}
+
 // connectionState is the TLS state of a completed attempt, for the Done
 // hook (see stater).
 func (dr *dialDriver) connectionState(val any) *tls.ConnectionState {
-	uc, ok := val.(*utls.UConn)
+	tc, ok := val.(tlsConn)
 	if !ok {
 		return nil
 	}
-	s := connectionState(uc)
+	s := stateOf(tc)
 	return &s
 }
 

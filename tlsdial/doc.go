@@ -73,9 +73,10 @@
 // them race the next, and once the server answered at a step, silence
 // there is slowness.
 //
-// [Dialer] builds the ClientHello itself (with utls, see package
-// fingerprint), so its exact size is known before it is sent; [Transport]
-// serves net/http with it. [TCPDialer] is for TLS stacks fitshake does not
+// [Dialer] runs the handshake itself: its full hello is crypto/tls's, its
+// smaller ones are built with utls (see package fingerprint), and
+// [Dialer.Ladder] gives the exact size of each; [Transport] serves
+// net/http with it. [TCPDialer] is for TLS stacks fitshake does not
 // control (crypto/tls inside net/http, gRPC): it returns TCP connections
 // that replay the stack's own ClientHello.
 //

@@ -138,7 +138,10 @@ func ExampleWithTrace() {
 }
 
 // A Dialer says what it would try, with the exact ClientHello sizes,
-// without dialing and without utls types.
+// without dialing and without utls types. The full hello is crypto/tls's,
+// whose size changes with Go's version (Go 1.27 adds ML-DSA), so this
+// prints whether each hello fits one full-size segment of a 1500-byte
+// path (MSS 1460) rather than its size.
 func ExampleDialer_Ladder() {
 	d := &tlsdial.Dialer{
 		Config:         &tls.Config{NextProtos: []string{"h2", "http/1.1"}},
@@ -149,13 +152,13 @@ func ExampleDialer_Ladder() {
 		log.Fatal(err)
 	}
 	for _, s := range steps {
-		fmt.Printf("MTU %4d  %-10s %4d bytes  post-quantum=%t\n", s.MTU, s.Rung, s.HelloSize, s.PostQuantum)
+		fmt.Printf("MTU %4d  %-10s one segment=%-5t post-quantum=%t\n", s.MTU, s.Rung, s.HelloSize <= 1460, s.PostQuantum)
 	}
 	// Output:
-	// MTU    0  pq         1479 bytes  post-quantum=true
-	// MTU 1400  pq         1479 bytes  post-quantum=true
-	// MTU 1280  pq         1479 bytes  post-quantum=true
-	// MTU  576  pq         1479 bytes  post-quantum=true
-	// MTU    0  pq-compact 1418 bytes  post-quantum=true
-	// MTU 1280  classical   257 bytes  post-quantum=false
+	// MTU    0  pq         one segment=false post-quantum=true
+	// MTU 1400  pq         one segment=false post-quantum=true
+	// MTU 1280  pq         one segment=false post-quantum=true
+	// MTU  576  pq         one segment=false post-quantum=true
+	// MTU    0  pq-compact one segment=true  post-quantum=true
+	// MTU 1280  classical  one segment=true  post-quantum=false
 }

@@ -134,9 +134,18 @@ func (d *Dialer) Ladder(addr string) ([]Step, error) {
 	if err != nil {
 		return nil, err
 	}
-	_, infos, err := d.rungs(fingerprint.OptionsFrom(cfg, cfg.ServerName))
+	opts := fingerprint.OptionsFrom(cfg, cfg.ServerName)
+	rungs, infos, err := d.rungs(opts)
 	if err != nil {
 		return nil, err
+	}
+	if std, ok := rungs[0].StdConfig(cfg, opts); ok {
+		// crypto/tls sends this one (see Dialer): measure its hello.
+		hello, err := fingerprint.StdHello(std)
+		if err != nil {
+			return nil, err
+		}
+		infos[0].size = len(hello)
 	}
 	mtus, hmtu := ladderMTUs()
 	var out []Step

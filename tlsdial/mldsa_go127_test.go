@@ -13,16 +13,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fitshake/fitshake/fingerprint"
 	"github.com/fitshake/fitshake/tlsdial"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
 // A Go 1.27 server whose only certificate is ML-DSA: crypto/tls reaches
-// it, over TCPDialer too; the Dialer's utls hello offers no ML-DSA
-// signature algorithm, so the server refuses it (README, "Go 1.27"). This
-// pins the documented limitation: when utls learns ML-DSA and the Dialer
-// offers it, this test fails and the README must change.
+// it, over TCPDialer too, and so does the Dialer, whose full hello is
+// crypto/tls's. A hello built by utls offers no ML-DSA signature
+// algorithm, so the server refuses it (README, "Go 1.27"): this pins the
+// documented limitation; when utls learns ML-DSA, this test fails and the
+// README must change.
 func TestMLDSAOnlyServerGo127(t *testing.T) {
 	checkLeaks(t)
 	key, err := mldsa.GenerateKey(mldsa.MLDSA44())
@@ -68,7 +70,16 @@ func TestMLDSAOnlyServerGo127(t *testing.T) {
 	assert.NoError(t, tc.HandshakeContext(ctx), "crypto/tls over TCPDialer")
 	tc.Close()
 
-	_, err = (&tlsdial.Dialer{Config: cfg}).DialContext(ctx, "tcp", addr)
+	d := &tlsdial.Dialer{Config: cfg}
+	c, err = d.DialContext(ctx, "tcp", addr)
+	require.NoError(t, err, "the Dialer's first hello is crypto/tls's")
+	assert.Equal(t, fingerprint.NamePostQuantum, c.(*tlsdial.Conn).Report().Rung)
+	c.Close()
+
+	// Where utls sends the full hello (crypto/tls here sends no
+	// post-quantum share), the server refuses it.
+	t.Setenv("GODEBUG", "tlsmlkem=0")
+	_, err = d.DialContext(ctx, "tcp", addr)
 	// utls's alert, not crypto/tls's AlertError: only its text says it.
-	assert.ErrorContains(t, err, "remote error: tls: handshake failure", "the Dialer offers ML-DSA now? update the README")
+	assert.ErrorContains(t, err, "remote error: tls: handshake failure", "utls offers ML-DSA now? update the README")
 }

@@ -245,29 +245,11 @@ func (l *Lab) Dial(ctx context.Context, client string, args DialArgs) (DialResul
 // built this binary (the one the lab re-executes), so tests read it rather
 // than assume one. cfg needs ServerName or InsecureSkipVerify.
 func GoHelloSize(cfg *tls.Config) (int, error) {
-	c, s := net.Pipe()
-	defer s.Close()
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		tls.Client(c, cfg.Clone()).Handshake() // ends when s closes
-		c.Close()
-	}()
-	s.SetDeadline(time.Now().Add(5 * time.Second))
-	hdr := make([]byte, 5)
-	if _, err := io.ReadFull(s, hdr); err != nil {
-		return 0, fmt.Errorf("lab: reading crypto/tls's ClientHello: %w", err)
+	hello, err := fingerprint.StdHello(cfg)
+	if err != nil {
+		return 0, fmt.Errorf("lab: building crypto/tls's ClientHello: %w", err)
 	}
-	if hdr[0] != 22 { // handshake
-		return 0, fmt.Errorf("lab: crypto/tls's first record has type %d, not handshake", hdr[0])
-	}
-	n := int(hdr[3])<<8 | int(hdr[4])
-	if _, err := io.ReadFull(s, make([]byte, n)); err != nil {
-		return 0, fmt.Errorf("lab: reading crypto/tls's ClientHello: %w", err)
-	}
-	s.Close()
-	<-done
-	return len(hdr) + n, nil
+	return len(hello), nil
 }
 
 // ClearDF is a net.Dialer.Control that clears DF: IP_MTU_DISCOVER =
