@@ -167,10 +167,12 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 	e := newEngine(ctx, dst, cfg, drv)
 	e.inline = true
 	e.begin()
-	e.watch()
 	if e.first != nil {
-		drv.attempt(e.first) // here: a healthy dial hands nothing to another goroutine
+		// Here: a healthy dial hands nothing to another goroutine. The
+		// engine watches once the hello is out (helloConn).
+		drv.attempt(e.first)
 	}
+	e.watch()
 	<-e.quiet
 	w := e.winner()
 	if w == nil {
@@ -283,6 +285,7 @@ func (dr *dialDriver) attempt(l *leg) {
 		conn.Close()
 		return
 	}
+	l.e.watch()
 	hello.Conn.SetUnderlyingConn(cc)
 	err = hello.Conn.HandshakeContext(dr.handshakeContext(l.ctx))
 	if !l.finished(resultOf(err, cc.read.Load() > 0), hello.Conn) {
@@ -306,8 +309,10 @@ func (dr *dialDriver) attemptStd(l *leg, conn net.Conn, rtt time.Duration) {
 }
 
 // helloConn is an attempt's connection under crypto/tls: its first write,
-// the ClientHello, is reported (leg.sent) before it goes out, as the utls
-// attempts report theirs before the handshake.
+// the ClientHello, is reported (leg.sent), and the engine starts watching.
+// Attempt 1 reports after its write, as TCPConn's does, so that none of it
+// delays the hello on a healthy path; the others report first, so that an
+// attempt the dial no longer wants sends nothing.
 type helloConn struct {
 	countingConn
 	l         *leg
@@ -318,12 +323,25 @@ type helloConn struct {
 }
 
 func (c *helloConn) Write(b []byte) (int, error) {
-	if !c.written {
-		c.written = true
-		if !c.l.sent(c.Conn, c.rtt, len(b), sending(c.Conn, c.timerOnly), &c.read) {
-			c.unwanted = true
-			return 0, net.ErrClosed
+	if c.written {
+		return c.Conn.Write(b)
+	}
+	c.written = true
+	o := sending(c.Conn, c.timerOnly)
+	n := 0
+	if c.l.id == 1 {
+		var err error
+		if n, err = c.Conn.Write(b); err != nil {
+			return n, err
 		}
+	}
+	if !c.l.sent(c.Conn, c.rtt, len(b), o, &c.read) {
+		c.unwanted = true
+		return n, net.ErrClosed
+	}
+	c.l.e.watch()
+	if c.l.id == 1 {
+		return n, nil
 	}
 	return c.Conn.Write(b)
 }
