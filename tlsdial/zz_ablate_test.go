@@ -61,3 +61,41 @@ func BenchmarkZZAblate(b *testing.B) {
 		})
 	}
 }
+
+func BenchmarkZZConnect(b *testing.B) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			c.Close()
+		}
+	}()
+	addr := ln.Addr().String()
+	var nd net.Dialer
+	td := &tlsdial.TCPDialer{Cache: &pmtu.Cache{}}
+	b.Run("net", func(b *testing.B) {
+		for b.Loop() {
+			c, err := nd.DialContext(context.Background(), "tcp", addr)
+			if err != nil {
+				b.Fatal(err)
+			}
+			c.Close()
+		}
+	})
+	b.Run("TCPDialer", func(b *testing.B) {
+		for b.Loop() {
+			c, err := td.DialContext(context.Background(), "tcp", addr)
+			if err != nil {
+				b.Fatal(err)
+			}
+			c.Close()
+		}
+	})
+}

@@ -21,7 +21,8 @@ import (
 //
 //   - upstream, head segment lost and tail SACKed: a stall diagnosed as an
 //     upstream black hole, then a clamped redial;
-//   - upstream, the hello one oversized segment (TLS 1.3 only, no SNI):
+//   - upstream, the hello one oversized segment (the Dialer's utls hello,
+//     TLS 1.3 only, no SNI):
 //     nothing acked or SACKed before the kernel's tail-loss probe, so the
 //     evidence is ambiguous: a clamped attempt is raced beside it and wins,
 //     and the first attempt, overtaken, is reported as a stall of class
@@ -55,10 +56,13 @@ func TestLabStallClasses(t *testing.T) {
 	}
 	for _, tt := range tests {
 		for _, f := range lab.Families() {
-			for _, client := range []string{lab.FitshakeDialer, lab.FitshakeTCP} {
-				if tt.oneSegment && client == lab.FitshakeTCP {
-					continue // crypto/tls's own TLS 1.3 hello is still two segments
-				}
+			clients := []string{lab.FitshakeDialer, lab.FitshakeTCP}
+			if tt.oneSegment {
+				// crypto/tls's own TLS 1.3 hello is still two segments;
+				// the Dialer's utls one is not.
+				clients = []string{lab.FitshakeDialerUTLS}
+			}
+			for _, client := range clients {
 				t.Run(tt.name+"/"+string(f)+"/"+client, func(t *testing.T) {
 					t.Parallel()
 					l := labs[tt.dir]

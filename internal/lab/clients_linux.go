@@ -37,6 +37,11 @@ const (
 	StockTLSNoMLKEM = "stock-tls-nomlkem"
 	// FitshakeDialer is tlsdial.Dialer.
 	FitshakeDialer = "fitshake-dialer"
+	// FitshakeDialerUTLS is FitshakeDialer in a process run with
+	// GODEBUG=tlsmlkem=0: crypto/tls would send no post-quantum share, so
+	// the Dialer builds its full hello with utls (fingerprint.Build), a
+	// few dozen bytes smaller than crypto/tls's.
+	FitshakeDialerUTLS = "fitshake-dialer-utls"
 	// FitshakeTCP is tlsdial.TCPDialer under crypto/tls (tls.Client on
 	// the returned connection, then HandshakeContext).
 	FitshakeTCP = "fitshake-tcpdialer"
@@ -87,9 +92,9 @@ type DialArgs struct {
 	// NextProtos is the ALPN offer; nil means h2 and http/1.1.
 	NextProtos []string
 	// MinVersion is tls.Config.MinVersion; zero means crypto/tls's default.
-	// With TLS 1.3 and an IP address as ServerName (no SNI), fitshake's
-	// post-quantum hello fits one 1448-byte segment: the "nothing acked"
-	// black hole rather than "head lost, tail SACKed".
+	// With TLS 1.3 and an IP address as ServerName (no SNI),
+	// FitshakeDialerUTLS's post-quantum hello fits one 1448-byte segment:
+	// the "nothing acked" black hole rather than "head lost, tail SACKed".
 	MinVersion uint16
 	// AllowClassical sets tlsdial.Dialer.AllowClassical, so that a test
 	// can check that a weaker hello is not used when it is allowed.
@@ -233,7 +238,7 @@ func toReport(r tlsdial.Report) *Report {
 }
 
 // Dial runs one of the package's clients (StockTLS, StockTLSNoMLKEM,
-// FitshakeDialer, FitshakeTCP, FitshakeHTTP) in the client namespace. A dial that fails
+// FitshakeDialer, FitshakeDialerUTLS, FitshakeTCP, FitshakeHTTP) in the client namespace. A dial that fails
 // is not an error: see DialRun.OK and Err.
 func (l *Lab) Dial(ctx context.Context, client string, args DialArgs) (DialResult, error) {
 	return l.DialFrom(ctx, Client, client, args)
@@ -275,12 +280,13 @@ func ClearDF(network, address string, c syscall.RawConn) error {
 
 // clientGODEBUG is the GODEBUG setting a package client's process runs
 // with, by client name.
-var clientGODEBUG = map[string]string{StockTLSNoMLKEM: "tlsmlkem=0"}
+var clientGODEBUG = map[string]string{StockTLSNoMLKEM: "tlsmlkem=0", FitshakeDialerUTLS: "tlsmlkem=0"}
 
 func init() {
 	RegisterClient(StockTLS, dialClient(newStock))
 	RegisterClient(StockTLSNoMLKEM, dialClient(newStock))
 	RegisterClient(FitshakeDialer, dialClient(newFitshake))
+	RegisterClient(FitshakeDialerUTLS, dialClient(newFitshake))
 	RegisterClient(FitshakeTCP, dialClient(newTCPDialer))
 	RegisterClient(FitshakeHTTP, dialClient(newHTTP))
 	RegisterClient(FingerprintRung, dialClient(newRung))
