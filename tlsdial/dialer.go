@@ -197,7 +197,7 @@ func (d *Dialer) prepare(ctx context.Context, dst destination, nd *net.Dialer) (
 		return nil, machineConfig{}, err
 	}
 	drv := &dialDriver{
-		dst: dst, nd: nd, ucfg: utlsconv.Config(cfg), opts: opts, rungs: rungs,
+		dst: dst, nd: nd, cfg: cfg, opts: opts, rungs: rungs,
 		timerOnly: d.TimerOnly || d.StallWindow < 0,
 	}
 	if std, ok := rungs[0].StdConfig(cfg, opts); ok {
@@ -224,13 +224,14 @@ func (d *Dialer) prepare(ctx context.Context, dst destination, nd *net.Dialer) (
 type dialDriver struct {
 	dst       destination
 	nd        *net.Dialer
+	cfg       *tls.Config // the dial's, ServerName set
 	std       *tls.Config // the first rung's, for crypto/tls; nil: utls sends every rung
-	ucfg      *utls.Config
 	opts      fingerprint.Options
 	rungs     []fingerprint.Rung
 	timerOnly bool
 
 	mu    sync.Mutex
+	ucfg  *utls.Config               // cfg for utls, made when a utls hello is first built
 	built map[int]*fingerprint.Hello // the first hello built per rung
 }
 
@@ -241,11 +242,17 @@ type dialDriver struct {
 func (dr *dialDriver) hello(rung int) (*fingerprint.Hello, error) {
 	dr.mu.Lock()
 	first := dr.built[rung]
+	if dr.ucfg == nil {
+		// Here, not per dial: a dial whose hellos are all crypto/tls's
+		// needs none.
+		dr.ucfg = utlsconv.Config(dr.cfg)
+	}
+	ucfg := dr.ucfg.Clone()
 	dr.mu.Unlock()
 	if first != nil {
-		return first.Again(dr.ucfg.Clone(), dr.opts)
+		return first.Again(ucfg, dr.opts)
 	}
-	h, err := fingerprint.Build(dr.rungs[rung], dr.ucfg.Clone(), dr.opts)
+	h, err := fingerprint.Build(dr.rungs[rung], ucfg, dr.opts)
 	if err != nil {
 		return nil, err
 	}
@@ -366,7 +373,7 @@ func (dr *dialDriver) connectionState(val any) *tls.ConnectionState {
 // its connection whenever the attempt is abandoned or the dial ends
 // (effAbort, including on ctx's end).
 func (dr *dialDriver) handshakeContext(ctx context.Context) context.Context {
-	if dr.ucfg.GetClientCertificate != nil {
+	if dr.cfg.GetClientCertificate != nil {
 		return ctx
 	}
 	return context.WithoutCancel(ctx)

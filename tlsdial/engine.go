@@ -250,6 +250,7 @@ func (e *engine) apply() {
 			}
 		}
 	}
+	e.m.recycle(effs)
 	if e.m.over {
 		e.conclude()
 	}

@@ -198,6 +198,16 @@ func (m *machine) drain() []effect {
 
 func (m *machine) emit(e effect) { m.out = append(m.out, e) }
 
+// recycle takes back effs, which drain returned and which have been
+// carried out, so that later effects reuse its array: unless effects were
+// emitted meanwhile (they are in m.out, on effs's array).
+func (m *machine) recycle(effs []effect) {
+	if len(m.out) == 0 {
+		clear(effs)
+		m.out = effs[:0]
+	}
+}
+
 func (m *machine) leg(id int) *mleg { return m.legs[id-1] }
 
 func (m *machine) attempt(id int) *Attempt { return &m.report.Attempts[id-1] }

@@ -123,6 +123,14 @@ func (p *Poller) schedule(at time.Time) {
 // where the last wake stopped, and sets the timer for the next one due.
 func (p *Poller) wake() {
 	p.mu.Lock()
+	if p.ticking {
+		// The timer was reset (a target due sooner) while a wake was
+		// polling: that wake sets the timer when it is done, and two
+		// would share the batch.
+		p.next = time.Time{}
+		p.mu.Unlock()
+		return
+	}
 	now := time.Now()
 	p.ticking, p.next, p.last = true, time.Time{}, now
 	due := p.batch[:0]

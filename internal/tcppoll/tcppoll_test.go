@@ -113,3 +113,57 @@ func TestPollerIdleStopsTimer(t *testing.T) {
 	<-tg.done
 	assert.Equal(t, int32(1), tg.polls.Load())
 }
+
+// slowTarget's Poll takes a while and counts the polls running at once.
+type slowTarget struct {
+	running, most *atomic.Int32
+	at            time.Time
+	idx           int
+}
+
+func (t *slowTarget) PollState() (*time.Time, *int) { return &t.at, &t.idx }
+
+func (t *slowTarget) Poll() {
+	n := t.running.Add(1)
+	for {
+		m := t.most.Load()
+		if n <= m || t.most.CompareAndSwap(m, n) {
+			break
+		}
+	}
+	time.Sleep(50 * time.Microsecond)
+	t.running.Add(-1)
+}
+
+// TestPollerOneWakeAtATime: targets set sooner than the timer, and the
+// last one leaving, while a wake is polling never start a second wake
+// beside it. Two at once shared the wake's batch: one cleared the targets
+// the other was polling, and a herd of dials crashed on a nil Target.
+func TestPollerOneWakeAtATime(t *testing.T) {
+	p := &Poller{}
+	var running, most atomic.Int32
+	ts := make([]*slowTarget, 16)
+	for i := range ts {
+		ts[i] = &slowTarget{running: &running, most: &most}
+	}
+	var wg sync.WaitGroup
+	deadline := time.Now().Add(500 * time.Millisecond)
+	for g := range 4 {
+		wg.Go(func() {
+			for i := g; time.Now().Before(deadline); i++ {
+				tg := ts[i%len(ts)]
+				if i%3 == 0 {
+					p.Set(tg, time.Time{})
+				} else {
+					p.Set(tg, time.Now().Add(time.Duration(i%5)*100*time.Microsecond))
+				}
+			}
+		})
+	}
+	wg.Wait()
+	for _, tg := range ts {
+		p.Set(tg, time.Time{})
+	}
+	assert.Equal(t, int32(1), most.Load(), "polls ran at once: two wakes overlapped")
+	assert.Equal(t, 0, p.Len())
+}
