@@ -163,7 +163,6 @@ const (
 	extEarlyData       = 42
 	extVersions        = 43
 	extPSKModes        = 45
-	extKeyShare        = 51
 	extRenegotiation   = 0xff01
 	extECH             = 0xfe0d
 	extSigAlgsCert     = 50

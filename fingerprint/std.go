@@ -2,14 +2,9 @@ package fingerprint
 
 import (
 	"context"
-	"crypto/fips140"
 	"crypto/tls"
 	"errors"
 	"net"
-	"os"
-	"runtime/debug"
-	"strings"
-	"sync"
 	"time"
 )
 
@@ -33,12 +28,11 @@ import (
 //
 // ok is false, and r's hello needs Build, when crypto/tls would not send
 // the same key shares: r is not the post-quantum rung or sends no
-// post-quantum share for o, c asks for Encrypted Client Hello, or
-// crypto/tls in this process sends no X25519MLKEM768 share (GODEBUG
-// tlsmlkem=0, in the environment or the main module's defaults; FIPS 140-3
-// mode).
+// post-quantum share for o, or c asks for Encrypted Client Hello. Where
+// the process turned crypto/tls's post-quantum share off, its hello has
+// none all the same: check it with HasPostQuantumShare before sending it.
 func (r Rung) StdConfig(c *tls.Config, o Options) (cfg *tls.Config, ok bool) {
-	if !r.valid || r.Compact || !r.PostQuantum || !stdSendsPostQuantum() {
+	if !r.valid || r.Compact || !r.PostQuantum {
 		return nil, false
 	}
 	if c != nil && c.EncryptedClientHelloConfigList != nil {
@@ -94,45 +88,84 @@ func (w *helloCatcher) SetDeadline(time.Time) error      { return nil }
 func (w *helloCatcher) SetReadDeadline(time.Time) error  { return nil }
 func (w *helloCatcher) SetWriteDeadline(time.Time) error { return nil }
 
-// stdSendsPostQuantum reports whether crypto/tls in this process offers
-// X25519MLKEM768 by default: not under GODEBUG tlsmlkem=0 (the
-// environment overrides the main module's defaults, as at run time) nor in
-// FIPS 140-3 mode. Measuring a hello would tell for sure, but costs a key
-// generation on a process's first dial.
-func stdSendsPostQuantum() bool {
-	if fips140.Enabled() {
+// HasPostQuantumShare reports whether hello, a TLS record holding a
+// ClientHello, carries an X25519MLKEM768 key share. crypto/tls's does
+// unless the process turned it off (GODEBUG tlsmlkem=0, in the environment
+// or the main module's defaults; FIPS 140-3 mode): the caller of StdConfig
+// checks the hello crypto/tls writes before it is sent.
+func HasPostQuantumShare(hello []byte) bool {
+	r := reader(hello)
+	if len(hello) < 5 || hello[0] != 22 || !r.skip(5+4+2+32) || // record and handshake headers, version, random
+		!r.skipVec(1) || !r.skipVec(2) || !r.skipVec(1) { // session ID, suites, compression
 		return false
 	}
-	v, set := godebug(os.Getenv("GODEBUG"), "tlsmlkem")
-	if !set {
-		v, _ = godebug(defaultGODEBUG(), "tlsmlkem")
+	exts, ok := r.vec(2)
+	for ok && len(exts) > 0 {
+		var typ int
+		var body reader
+		if typ, ok = exts.uint16(); !ok {
+			return false
+		}
+		if body, ok = exts.vec(2); !ok {
+			return false
+		}
+		if typ != extKeyShare {
+			continue
+		}
+		shares, ok := body.vec(2)
+		for ok && len(shares) > 0 {
+			var group int
+			if group, ok = shares.uint16(); ok && group == int(tls.X25519MLKEM768) {
+				return true
+			}
+			ok = ok && shares.skipVec(2)
+		}
+		return false
 	}
-	return v != "0"
+	return false
 }
 
-// defaultGODEBUG is the main module's GODEBUG defaults (go.mod godebug
-// lines, //go:debug directives, its go version), as the linker recorded
-// them.
-var defaultGODEBUG = sync.OnceValue(func() string {
-	bi, ok := debug.ReadBuildInfo()
-	if !ok {
-		return ""
-	}
-	for _, s := range bi.Settings {
-		if s.Key == "DefaultGODEBUG" {
-			return s.Value
-		}
-	}
-	return ""
-})
+const extKeyShare = 51
 
-// godebug returns the last value of key in the comma-separated list s, as
-// the runtime reads GODEBUG.
-func godebug(s, key string) (value string, set bool) {
-	for kv := range strings.SplitSeq(s, ",") {
-		if k, v, ok := strings.Cut(kv, "="); ok && k == key {
-			value, set = v, true
-		}
+// reader reads a ClientHello's fields, big-endian, with bounds checked.
+type reader []byte
+
+func (r *reader) skip(n int) bool {
+	if n > len(*r) {
+		return false
 	}
-	return value, set
+	*r = (*r)[n:]
+	return true
+}
+
+func (r *reader) uint16() (int, bool) {
+	if len(*r) < 2 {
+		return 0, false
+	}
+	v := int((*r)[0])<<8 | int((*r)[1])
+	*r = (*r)[2:]
+	return v, true
+}
+
+// vec reads a vector whose length takes n bytes (1 or 2).
+func (r *reader) vec(n int) (reader, bool) {
+	if len(*r) < n {
+		return nil, false
+	}
+	l := int((*r)[0])
+	if n == 2 {
+		l = l<<8 | int((*r)[1])
+	}
+	*r = (*r)[n:]
+	if l > len(*r) {
+		return nil, false
+	}
+	v := (*r)[:l]
+	*r = (*r)[l:]
+	return v, true
+}
+
+func (r *reader) skipVec(n int) bool {
+	_, ok := r.vec(n)
+	return ok
 }

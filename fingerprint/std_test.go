@@ -4,7 +4,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
-	"slices"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -86,26 +85,27 @@ func TestStdConfigOnlyForTheFullPostQuantumHello(t *testing.T) {
 		_, ok := full.StdConfig(c, OptionsFrom(c, "example.com"))
 		assert.False(t, ok, name)
 	}
-	t.Setenv("GODEBUG", "tlsmlkem=1,tlsmlkem=0")
-	_, ok = full.StdConfig(nil, o)
-	assert.False(t, ok, "crypto/tls sends no post-quantum share under tlsmlkem=0")
-	h := offered(t, &tls.Config{ServerName: "example.com"})
-	assert.False(t, slices.Contains(h.SupportedCurves, tls.X25519MLKEM768), "GODEBUG is what crypto/tls reads")
 }
 
-func TestGodebug(t *testing.T) {
-	for _, c := range []struct {
-		s, v string
-		set  bool
-	}{
-		{"", "", false},
-		{"tlsmlkem=0", "0", true},
-		{"x509sha1=1,tlsmlkem=0,tlsmlkem=1", "1", true},
-		{"tlsmlkem", "", false},
-		{"tlsmlkemx=0", "", false},
-	} {
-		v, set := godebug(c.s, "tlsmlkem")
-		assert.Equal(t, c.v, v, c.s)
-		assert.Equal(t, c.set, set, c.s)
+func TestHasPostQuantumShare(t *testing.T) {
+	cfg, ok := Ladder(false)[0].StdConfig(nil, Options{ServerName: "example.com"})
+	require.True(t, ok)
+	hello, err := StdHello(cfg)
+	require.NoError(t, err)
+	assert.True(t, HasPostQuantumShare(hello))
+	for n := range len(hello) {
+		assert.False(t, HasPostQuantumShare(hello[:n]), "cut at %d", n) // and no panic
 	}
+	for _, r := range Ladder(true) {
+		h, err := Build(r, nil, Options{ServerName: "example.com"})
+		require.NoError(t, err)
+		rec := append([]byte{22, 3, 1, byte(len(h.Conn.HandshakeState.Hello.Raw) >> 8), byte(len(h.Conn.HandshakeState.Hello.Raw))}, h.Conn.HandshakeState.Hello.Raw...)
+		assert.Equal(t, h.PostQuantum, HasPostQuantumShare(rec), r.Name)
+	}
+
+	// The process can turn crypto/tls's share off; the check tells.
+	t.Setenv("GODEBUG", "tlsmlkem=0")
+	hello, err = StdHello(cfg)
+	require.NoError(t, err)
+	assert.False(t, HasPostQuantumShare(hello), "crypto/tls under tlsmlkem=0")
 }

@@ -130,8 +130,10 @@ func buildHellos(cfg *tls.Config) (hellos, error) {
 			if err != nil {
 				return hellos{}, fmt.Errorf("probe: building the %s hello: %w", r.Name, err)
 			}
-			hs.full = rec
-			continue
+			if fingerprint.HasPostQuantumShare(rec) {
+				hs.full = rec
+				continue
+			}
 		}
 		h, err := fingerprint.Build(r, &utls.Config{InsecureSkipVerify: true}, o)
 		if err != nil {

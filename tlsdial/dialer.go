@@ -226,6 +226,7 @@ type dialDriver struct {
 	nd        *net.Dialer
 	cfg       *tls.Config // the dial's, ServerName set
 	std       *tls.Config // the first rung's, for crypto/tls; nil: utls sends every rung
+	stdOff    atomic.Bool // crypto/tls's hello had no post-quantum share: utls sends it
 	opts      fingerprint.Options
 	rungs     []fingerprint.Rung
 	timerOnly bool
@@ -276,9 +277,13 @@ func (dr *dialDriver) attempt(l *leg) {
 		l.finished(legResult{kind: resFailed, err: err}, nil)
 		return
 	}
-	if l.st.rung == 0 && dr.std != nil {
-		dr.attemptStd(l, conn, rtt)
-		return
+	if l.st.rung == 0 && dr.std != nil && !dr.stdOff.Load() {
+		if dr.attemptStd(l, conn, rtt) {
+			return
+		}
+		// crypto/tls here sends no post-quantum share: utls sends the
+		// full hello, on this connection, where nothing went out yet.
+		dr.stdOff.Store(true)
 	}
 	hello, err := dr.hello(l.st.rung)
 	if err != nil {
@@ -301,19 +306,25 @@ func (dr *dialDriver) attempt(l *leg) {
 }
 
 // attemptStd runs attempt l's handshake over conn with crypto/tls, which
-// builds the hello itself: the first write reports it (helloConn).
-func (dr *dialDriver) attemptStd(l *leg, conn net.Conn, rtt time.Duration) {
+// builds the hello itself: the first write reports it (helloConn). It
+// returns false, with nothing sent and conn open, when that hello has no
+// post-quantum share (GODEBUG tlsmlkem=0, FIPS 140-3 mode).
+func (dr *dialDriver) attemptStd(l *leg, conn net.Conn, rtt time.Duration) bool {
 	hc := &helloConn{countingConn: countingConn{Conn: conn}, l: l, rtt: rtt, timerOnly: dr.timerOnly}
 	tc := tls.Client(hc, dr.std)
 	err := tc.HandshakeContext(dr.handshakeContext(l.ctx))
-	if hc.unwanted {
+	switch {
+	case hc.notPQ:
+		return false
+	case hc.unwanted:
 		conn.Close()
-		return
-	}
-	if !l.finished(resultOf(err, hc.read.Load() > 0), tc) {
+	case !l.finished(resultOf(err, hc.read.Load() > 0), tc):
 		conn.Close()
 	}
+	return true
 }
+
+var errNotPQ = errors.New("tlsdial: crypto/tls's hello has no post-quantum share")
 
 // helloConn is an attempt's connection under crypto/tls: its first write,
 // the ClientHello, is reported (leg.sent), and the engine starts watching.
@@ -327,11 +338,18 @@ type helloConn struct {
 	timerOnly bool
 	written   bool // the hello was reported
 	unwanted  bool // the dial did not want it: the attempt is over
+	notPQ     bool // the hello has no post-quantum share: it was not sent
 }
 
 func (c *helloConn) Write(b []byte) (int, error) {
-	if c.written {
+	switch {
+	case c.notPQ:
+		return 0, errNotPQ
+	case c.written:
 		return c.Conn.Write(b)
+	case !fingerprint.HasPostQuantumShare(b):
+		c.notPQ = true
+		return 0, errNotPQ
 	}
 	c.written = true
 	o := sending(c.Conn, c.timerOnly)

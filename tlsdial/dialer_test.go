@@ -173,3 +173,41 @@ func copyConn(dst io.Writer, src io.Reader) {
 		}
 	}
 }
+
+// The Dialer's full hello is crypto/tls's, exactly as Ladder sizes it, with
+// its post-quantum share; where the process turned that share off
+// (GODEBUG tlsmlkem=0), utls sends the full hello instead, still
+// post-quantum, and Ladder says so.
+func TestDialerFullHelloIsCryptoTLSs(t *testing.T) {
+	checkLeaks(t)
+	srv := startServer(t, 0)
+	d := &tlsdial.Dialer{Config: srv.config(), Cache: &pmtu.Cache{}}
+	dial := func() (tlsdial.Report, []tlsdial.Step) {
+		t.Helper()
+		steps, err := d.Ladder(srv.addr)
+		require.NoError(t, err)
+		c, err := d.DialContext(context.Background(), "tcp", srv.addr)
+		require.NoError(t, err)
+		defer c.Close()
+		echo(t, c)
+		return c.(*tlsdial.Conn).Report(), steps
+	}
+	cfg, ok := fingerprint.Ladder(false)[0].StdConfig(srv.config(), fingerprint.OptionsFrom(srv.config(), ""))
+	require.True(t, ok)
+	std, err := fingerprint.StdHello(cfg)
+	require.NoError(t, err)
+	pq, err := fingerprint.Ladder(false)[0].RecordSize(fingerprint.OptionsFrom(srv.config(), ""))
+	require.NoError(t, err)
+	require.NotEqual(t, len(std), pq, "the two hellos differ in size, or this test tells nothing")
+
+	r, steps := dial()
+	assert.Equal(t, len(std), r.HelloSize, "crypto/tls's hello: %s", r)
+	assert.Equal(t, len(std), steps[0].HelloSize)
+	assert.Equal(t, fingerprint.NamePostQuantum, r.Rung)
+
+	t.Setenv("GODEBUG", "tlsmlkem=0")
+	r, steps = dial()
+	assert.Equal(t, pq, r.HelloSize, "utls's full hello, post-quantum: %s", r)
+	assert.Equal(t, pq, steps[0].HelloSize)
+	assert.Len(t, r.Attempts, 1, "on the same connection: %s", r)
+}

@@ -145,7 +145,9 @@ func (d *Dialer) Ladder(addr string) ([]Step, error) {
 		if err != nil {
 			return nil, err
 		}
-		infos[0].size = len(hello)
+		if fingerprint.HasPostQuantumShare(hello) {
+			infos[0].size = len(hello)
+		}
 	}
 	mtus, hmtu := ladderMTUs()
 	var out []Step
