@@ -64,7 +64,7 @@ func (e *engine) poll() {
 		l.nextPoll = now.Add(e.m.pollEvery(l.id))
 	}
 	e.m.tick(now, e.received)
-	e.apply()
+	e.apply(now)
 	if e.running || len(e.queue) == 0 {
 		e.mu.Unlock()
 		return
