@@ -20,6 +20,15 @@
 // state and reports the same size, which is exactly the first Write on the
 // wire.
 //
+// The full post-quantum rung offers what crypto/tls offers, and crypto/tls
+// can send it itself: Rung.StdConfig gives the Config for that (the
+// caller's, held to the ladder's rules), StdHello builds the record
+// crypto/tls writes (1513 bytes for the example above with Go 1.26: a few
+// extensions more than the spec), and HasPostQuantumShare tells whether it
+// carries the post-quantum share, which GODEBUG tlsmlkem=0 takes away.
+// tlsdial.Dialer sends its full hello that way, and the spec where it
+// cannot.
+//
 // # Why sizes matter
 //
 // Some paths silently drop packets larger than about 1,400 bytes. A

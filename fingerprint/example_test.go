@@ -67,3 +67,31 @@ func ExampleBuild_dial() {
 	defer h.Conn.Close()
 	fmt.Println(h.Conn.ConnectionState().NegotiatedProtocol)
 }
+
+// crypto/tls can send the full post-quantum rung's hello itself: StdConfig
+// holds the caller's Config to the ladder's rules, and StdHello shows the
+// record crypto/tls writes with it, before any connection.
+func ExampleRung_StdConfig() {
+	user := &tls.Config{ServerName: "example.com", NextProtos: []string{"h2", "http/1.1"}}
+	o := fingerprint.OptionsFrom(user, "")
+	full := fingerprint.Ladder(false)[0]
+	cfg, ok := full.StdConfig(user, o)
+	if !ok {
+		log.Fatal("crypto/tls cannot send this rung's hello")
+	}
+	hello, err := fingerprint.StdHello(cfg)
+	if err != nil {
+		log.Fatal(err)
+	}
+	spec, err := full.RecordSize(o)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("post-quantum share:", fingerprint.HasPostQuantumShare(hello))
+	fmt.Println("minimum version TLS 1.2:", cfg.MinVersion == tls.VersionTLS12)
+	fmt.Println("at least the spec's size:", len(hello) >= spec)
+	// Output:
+	// post-quantum share: true
+	// minimum version TLS 1.2: true
+	// at least the spec's size: true
+}
