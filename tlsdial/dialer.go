@@ -353,12 +353,14 @@ func (c *helloConn) Write(b []byte) (int, error) {
 	}
 	c.written = true
 	o := sending(c.Conn, c.timerOnly)
-	n := 0
+	var (
+		n   int
+		err error
+	)
 	if c.l.id == 1 {
-		var err error
-		if n, err = c.Conn.Write(b); err != nil {
-			return n, err
-		}
+		// A failed write is reported as sent all the same, as the
+		// other attempts' are: the handshake's error then says why.
+		n, err = c.Conn.Write(b)
 	}
 	if !c.l.sent(c.Conn, c.rtt, len(b), o, &c.read) {
 		c.unwanted = true
@@ -366,7 +368,7 @@ func (c *helloConn) Write(b []byte) (int, error) {
 	}
 	c.l.e.watch()
 	if c.l.id == 1 {
-		return n, nil
+		return n, err
 	}
 	return c.Conn.Write(b)
 }
