@@ -93,6 +93,10 @@ func (w *helloCatcher) SetWriteDeadline(time.Time) error { return nil }
 // unless the process turned it off (GODEBUG tlsmlkem=0, in the environment
 // or the main module's defaults; FIPS 140-3 mode): the caller of StdConfig
 // checks the hello crypto/tls writes before it is sent.
+//
+// It reads only the fields before the key shares, with no allocation:
+// utls.UnmarshalClientHello would parse the whole hello, 2.9 µs and 24
+// allocations on every Dialer's dial.
 func HasPostQuantumShare(hello []byte) bool {
 	r := reader(hello)
 	if len(hello) < 5 || hello[0] != 22 || !r.skip(5+4+2+32) || // record and handshake headers, version, random

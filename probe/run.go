@@ -122,10 +122,8 @@ func buildHellos(cfg *tls.Config) (hellos, error) {
 	var hs hellos
 	for _, r := range fingerprint.Ladder(true) {
 		// The full hello is crypto/tls's where tlsdial.Dialer sends that.
-		sc := cfg.Clone()
-		sc.NextProtos = o.NextProtos
-		std, ok := r.StdConfig(sc, o)
-		if ok {
+		if std, ok := r.StdConfig(cfg, o); ok {
+			std.NextProtos = o.NextProtos // StdConfig's is a clone
 			rec, err := fingerprint.StdHello(std)
 			if err != nil {
 				return hellos{}, fmt.Errorf("probe: building the %s hello: %w", r.Name, err)

@@ -172,7 +172,7 @@ func (d *Dialer) DialContext(ctx context.Context, network, addr string) (net.Con
 		// engine watches once the hello is out (helloConn).
 		drv.attempt(e.first)
 	}
-	e.watch()
+	e.watch() // if attempt 1 sent no hello (its connect failed), from here
 	<-e.quiet
 	w := e.winner()
 	if w == nil {
