@@ -183,6 +183,42 @@ type TCPInfo struct {
 	LastAckRecv  time.Duration // time since an ACK was last received
 }
 
+// BeforeWrite returns t, read just after a write of n bytes, with its
+// byte counters as they stood before that write: BytesSent, BytesAcked and
+// NotSent. It lets a caller write first and read TCP_INFO once, after the
+// write, where reading it before would delay the bytes (a getsockopt costs
+// microseconds). It assumes that everything written before had been
+// acknowledged, as it has when the peer answered it.
+//
+// The part of the write already acknowledged is what was sent less what is
+// in flight: on a path whose round trip is longer than the read took,
+// none. Where the kernel does not report BytesSent (before Linux 4.19), it
+// is taken as all of it when nothing is in flight on an established
+// connection, and none otherwise. Other
+// fields are as read: within that moment they do not move unless the peer
+// answers at once (loopback).
+func (t TCPInfo) BeforeWrite(n int) TCPInfo {
+	const established = 1 // TCP_ESTABLISHED
+	sent := uint64(n) - min(uint64(t.NotSent), uint64(n))
+	var acked uint64
+	switch {
+	case t.BytesSent != 0:
+		// First transmissions less what was acknowledged (the SYN
+		// counts one byte) is what is in flight.
+		inFlight := sub(t.BytesSent-min(t.BytesRetrans, t.BytesSent)+1, t.BytesAcked)
+		acked = sent - min(inFlight, sent)
+	case t.Unacked == 0 && t.State == established:
+		// Nothing in flight on a live connection (a reset one has
+		// nothing in flight either).
+		acked = sent
+	}
+	b := t
+	b.BytesSent = sub(t.BytesSent, sent)
+	b.BytesAcked = sub(t.BytesAcked, acked)
+	b.NotSent = t.NotSent - min(t.NotSent, uint32(n))
+	return b
+}
+
 // ReadTCPInfo reads TCP_INFO from a TCP connection, unwrapping c as
 // [EffectiveMSS] does. It is supported on Linux; elsewhere it returns
 // [ErrUnsupported].

@@ -293,11 +293,10 @@ func (dr *dialDriver) attempt(l *leg) {
 	}
 	cc := &countingConn{Conn: conn}
 	// utls writes the hello inside the handshake: report it first.
-	if !l.sent(conn, rtt, hello.RecordSize, sending(conn, dr.timerOnly), &cc.read) {
+	if _, _, wanted := l.sendHello(conn, rtt, hello.RecordSize, &cc.read, dr.timerOnly, nil); !wanted {
 		conn.Close()
 		return
 	}
-	l.e.watch()
 	hello.Conn.SetUnderlyingConn(cc)
 	err = hello.Conn.HandshakeContext(dr.handshakeContext(l.ctx))
 	if !l.finished(resultOf(err, cc.read.Load() > 0), hello.Conn) {
@@ -327,10 +326,8 @@ func (dr *dialDriver) attemptStd(l *leg, conn net.Conn, rtt time.Duration) bool 
 var errNotPQ = errors.New("tlsdial: crypto/tls's hello has no post-quantum share")
 
 // helloConn is an attempt's connection under crypto/tls: its first write,
-// the ClientHello, is reported (leg.sent), and the engine starts watching.
-// Attempt 1 reports after its write, as TCPConn's does, so that none of it
-// delays the hello on a healthy path; the others report first, so that an
-// attempt the dial no longer wants sends nothing.
+// the ClientHello, is sent and reported by leg.sendHello, and the engine
+// starts watching.
 type helloConn struct {
 	countingConn
 	l         *leg
@@ -352,25 +349,9 @@ func (c *helloConn) Write(b []byte) (int, error) {
 		return 0, errNotPQ
 	}
 	c.written = true
-	o := sending(c.Conn, c.timerOnly)
-	var (
-		n   int
-		err error
-	)
-	if c.l.id == 1 {
-		// A failed write is reported as sent all the same, as the
-		// other attempts' are: the handshake's error then says why.
-		n, err = c.Conn.Write(b)
-	}
-	if !c.l.sent(c.Conn, c.rtt, len(b), o, &c.read) {
-		c.unwanted = true
-		return n, net.ErrClosed
-	}
-	c.l.e.watch()
-	if c.l.id == 1 {
-		return n, err
-	}
-	return c.Conn.Write(b)
+	n, err, wanted := c.l.sendHello(c.Conn, c.rtt, len(b), &c.read, c.timerOnly, func() (int, error) { return c.Conn.Write(b) })
+	c.unwanted = !wanted
+	return n, err
 }
 
 // connectionState is the TLS state of a completed attempt, for the Done

@@ -1,6 +1,7 @@
 package tlsdial
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -438,31 +439,49 @@ func (e *engine) do(f func(now time.Time)) {
 func abortConn(c net.Conn) { reset.Close(c) }
 
 // outgoing is the moment a ClientHello goes out on a connection: TCP_INFO
-// just before it (base, when info) and the time.
+// as it stood just before it (base, when info) and the time.
 type outgoing struct {
 	base pmtu.TCPInfo
 	info bool
 	at   time.Time
 }
 
-// sending reads TCP_INFO of c, unless timerOnly, just before a ClientHello
-// is written on it.
-func sending(c net.Conn, timerOnly bool) outgoing {
-	var o outgoing
-	if !timerOnly {
-		var err error
-		o.base, err = pmtu.ReadTCPInfo(c)
-		o.info = err == nil
+// sendHello sends attempt l's ClientHello of size bytes over c with write,
+// reports it, and has the engine watch from then on. Attempt 1 writes
+// first and reads TCP_INFO after, so that a healthy path's hello waits for
+// nothing (a getsockopt costs microseconds); the others report first, so
+// that an attempt the dial no longer wants sends nothing. A failed write is
+// reported as sent all the same: the caller's error says why. write nil:
+// the TLS stack writes the hello itself, after this. wanted is false when
+// the dial no longer wants the attempt: the caller closes c. rx counts what
+// the server sent, for a timer-only judge; nil when the caller's Read
+// reports the reply itself.
+func (l *leg) sendHello(c net.Conn, took time.Duration, size int, rx *atomic.Int64, timerOnly bool, write func() (int, error)) (n int, err error, wanted bool) {
+	o := outgoing{at: time.Now()}
+	first := l.id == 1 && write != nil
+	if first {
+		n, err = write()
 	}
-	o.at = time.Now()
-	return o
+	if !timerOnly {
+		ti, terr := pmtu.ReadTCPInfo(c)
+		if o.info = terr == nil; o.info && first {
+			ti = ti.BeforeWrite(n)
+		}
+		o.base = ti
+	}
+	if !l.sent(c, took, size, o, rx) {
+		return n, cmp.Or(err, net.ErrClosed), false
+	}
+	l.e.watch()
+	if write != nil && !first {
+		n, err = write()
+	}
+	return n, err, true
 }
 
 // sent reports that the attempt is connected over c (after took) and its
 // ClientHello of hello bytes went out as o says. It returns false when the
-// attempt is not wanted any more: the caller closes c. Attempt 1 of a
-// TCPConn reports after its write, so that none of this delays the hello
-// on a healthy path; the others report first.
+// attempt is not wanted any more.
 func (l *leg) sent(c net.Conn, took time.Duration, hello int, o outgoing, rx *atomic.Int64) bool {
 	e := l.e
 	e.mu.Lock()

@@ -326,16 +326,14 @@ func (c *TCPConn) watch(b []byte) (int, error) {
 	if names != "" {
 		c.e.do(func(time.Time) { c.e.m.report.Prelude = names })
 	}
-	out := sending(conn, c.timerOnly)
-	n, err := conn.Write(hello)
+	n, err, wanted := c.first.sendHello(conn, c.took, len(b), nil, c.timerOnly, func() (int, error) { return conn.Write(hello) })
 	switch {
+	case !wanted:
+		return 0, net.ErrClosed // closed meanwhile: the dial is over
 	case err != nil:
 		// Final even if the path cut it: the stack sees this error.
 		c.first.finished(legResult{kind: resFailed, err: err}, nil)
-	case !c.first.sent(conn, c.took, len(b), out, nil):
-		return 0, net.ErrClosed // closed meanwhile: the dial is over
 	}
-	c.e.watch()
 	return n, err
 }
 
@@ -619,17 +617,20 @@ func (c *TCPConn) redial(l *leg) net.Conn {
 		l.finished(legResult{kind: resFailed, err: err}, nil)
 		return nil
 	}
-	if !l.sent(conn, took, len(hello), sending(conn, c.timerOnly), nil) {
+	_, err, wanted := l.sendHello(conn, took, len(hello), nil, c.timerOnly, func() (int, error) {
+		conn.SetWriteDeadline(wdl)
+		defer conn.SetWriteDeadline(time.Time{})
+		return conn.Write(hello)
+	})
+	switch {
+	case !wanted:
 		conn.Close()
 		return nil
-	}
-	conn.SetWriteDeadline(wdl)
-	if _, err := conn.Write(hello); err != nil {
+	case err != nil:
 		conn.Close()
 		l.finished(resultOf(err, false), nil)
 		return nil
 	}
-	conn.SetWriteDeadline(time.Time{})
 	return conn
 }
 
