@@ -194,9 +194,8 @@ type TCPInfo struct {
 // in flight: on a path whose round trip is longer than the read took,
 // none. Where the kernel does not report BytesSent (before Linux 4.19), it
 // is taken as all of it when nothing is in flight on an established
-// connection, and none otherwise. Other
-// fields are as read: within that moment they do not move unless the peer
-// answers at once (loopback).
+// connection, and none otherwise. Other fields are as read: within that
+// moment they do not move unless the peer answers at once (loopback).
 func (t TCPInfo) BeforeWrite(n int) TCPInfo {
 	const established = 1 // TCP_ESTABLISHED
 	sent := uint64(n) - min(uint64(t.NotSent), uint64(n))
