@@ -39,6 +39,9 @@ type engine struct {
 	drv    driver
 	ctx    context.Context // ends the dial; its cause is the dial's error
 	inline bool            // attempt 1 runs in the caller's goroutine, not its own
+	// bareFirst: an inline attempt 1 takes no context of its own (its I/O
+	// takes none, and the engine stops it by closing its connection).
+	bareFirst bool
 	// onOver, if set, is run after the hooks of the dial's last events.
 	onOver func()
 
@@ -51,10 +54,11 @@ type engine struct {
 	first     *leg   // attempt 1 when inline: its I/O is the caller's to run
 	queue     []func()
 	running   bool        // a goroutine is running the queue
-	grp       *group      // the destination's, once joined
+	grp       *group      // the destination's, once enlisted
 	timer     *time.Timer // the next timer decision; nil until armed
 	pollSet   time.Time   // when the poller was told to poll next (poll.go)
 	stopCtx   func() bool // stops the context's cancellation callback
+	watching  bool        // the first hello is out: the engine reacts by itself
 	concluded bool
 	final     error // the dial's error, built by failure
 
@@ -106,7 +110,7 @@ type leg struct {
 	nextPoll time.Time     // when to read its TCP_INFO next (see pollFrom)
 
 	// TCPConn's first read of an attempt running in its own goroutine:
-	// set before got is closed.
+	// set before got is closed (nil for an inline attempt 1).
 	got      chan struct{}
 	buf      *[firstReadSize]byte // first's storage, from firstBufs
 	first    []byte
@@ -132,26 +136,45 @@ func (e *engine) begin() {
 }
 
 // watch makes the dial react by itself, once its first hello is on its
-// way: it joins the destination's group, arms the timers and ends the dial
-// when its context does.
+// way: it arms the polls and timers. A dial whose attempt 1 is polled
+// joins the destination's group and watches its context only at its first
+// event other than attempt 1's reply (enlist): a healthy dial is over
+// before its first poll, and the join and leave were a sixth of what the
+// engine added to a loopback handshake. The others enlist at once: their
+// timer decides with the group's news and budget.
 func (e *engine) watch() {
 	e.mu.Lock()
-	if e.grp != nil || e.m.over {
+	if e.watching || e.m.over {
 		e.mu.Unlock()
+		return
+	}
+	e.watching = true
+	now := time.Now()
+	if e.m.pollEvery(1) == 0 || len(e.legs) > 1 {
+		e.enlist(now)
+	}
+	e.apply(now)
+	e.unlockAndRun()
+}
+
+// enlist joins the destination's group, hears what its members learned
+// and ends the dial when its context ends; once, under e.mu, after watch.
+// Every event that can start an attempt enlists first (poll, fire, a
+// failed attempt), so that the machine decides with the group's budget.
+// The news it missed meanwhile (at most a poll interval) is in known.
+func (e *engine) enlist(now time.Time) {
+	if e.grp != nil || !e.watching || e.m.over {
 		return
 	}
 	var known []news
 	e.grp, known = joinGroup(groupKey{e.dst.cache, e.dst.network, e.dst.addr}, e)
 	e.m.budget = e.grp
-	now := time.Now()
 	for _, n := range known {
 		e.m.peer(now, n)
 	}
 	e.stopCtx = context.AfterFunc(e.ctx, func() {
 		e.do(func(now time.Time) { e.m.cancel(now, ctxErr(e.ctx)) })
 	})
-	e.apply(now)
-	e.unlockAndRun()
 }
 
 // hear applies news from another dial to the same destination.
@@ -162,8 +185,8 @@ func (e *engine) hear(n news) {
 // arm tells the poller when the next TCP_INFO poll is due (poll.go) and
 // sets the timer for the next timer decision, under e.mu.
 func (e *engine) arm(now time.Time) {
-	if e.grp == nil {
-		return // not watching yet
+	if !e.watching {
+		return
 	}
 	if e.m.over {
 		if e.timer != nil {
@@ -202,7 +225,10 @@ func (e *engine) nextWake(now time.Time) (time.Duration, bool) {
 // fire is the timer's: it lets the machine judge the attempts without
 // TCP_INFO, and the time spent.
 func (e *engine) fire() {
-	e.do(func(now time.Time) { e.m.tick(now, e.received) })
+	e.do(func(now time.Time) {
+		e.enlist(now)
+		e.m.tick(now, e.received)
+	})
 }
 
 // pollFrom schedules the first TCP_INFO poll of l, whose hello was
@@ -247,9 +273,14 @@ func (e *engine) apply(now time.Time) {
 		case effEnded:
 			e.queueEnded(e.m.report.Attempts[ef.id-1])
 		case effShare:
+			n := news{step: ef.step, replied: ef.replied, needed: ef.needed}
 			if g := e.grp; g != nil {
-				n := news{step: ef.step, replied: ef.replied, needed: ef.needed}
 				e.queue = append(e.queue, func() { g.tell(e, n) })
+			} else if e.watching {
+				// Not enlisted (a reply before the first poll): the
+				// dials waiting to the destination still hear it.
+				k := groupKey{e.dst.cache, e.dst.network, e.dst.addr}
+				e.queue = append(e.queue, func() { tellGroup(k, e, n) })
 			}
 		}
 	}
@@ -261,15 +292,24 @@ func (e *engine) apply(now time.Time) {
 }
 
 func (e *engine) startLeg(id int, st step) {
-	ctx, cancel := context.WithCancel(e.ctx)
-	l := &leg{id: id, st: st, e: e, ctx: ctx, cancel: cancel, got: make(chan struct{})}
+	l := &leg{id: id, st: st, e: e}
 	e.legs = append(e.legs, l)
-	info := e.startInfo(id)
-	e.queue = append(e.queue, func() { e.dst.traces.attemptStart(info) })
+	if len(e.dst.traces) > 0 {
+		info := e.startInfo(id)
+		e.queue = append(e.queue, func() { e.dst.traces.attemptStart(info) })
+	}
 	if e.inline && id == 1 {
+		// Run by the caller: no goroutine to signal; and no context of
+		// its own where closing its connection is enough to stop it.
+		l.ctx, l.cancel = e.ctx, noCancel
+		if !e.bareFirst {
+			l.ctx, l.cancel = context.WithCancel(e.ctx)
+		}
 		e.first = l
 		return
 	}
+	l.ctx, l.cancel = context.WithCancel(e.ctx)
+	l.got = make(chan struct{})
 	if id > 1 {
 		e.dst.key.start() // the dial may learn something: see dialKey
 	}
@@ -297,6 +337,9 @@ func (e *engine) queueStall(i StallInfo) {
 
 func (e *engine) queueEnded(a Attempt) {
 	d := e.dst
+	if len(d.traces) == 0 && !d.logs(slog.LevelDebug) {
+		return // a closure per attempt, on a healthy dial's path, for no one
+	}
 	e.queue = append(e.queue, func() {
 		d.traces.attemptDone(AttemptDoneInfo{Addr: d.addr, Attempt: a})
 		if d.logs(slog.LevelDebug) {
@@ -512,9 +555,14 @@ func (l *leg) finished(res legResult, val any) (kept bool) {
 			e.m.look(l.id, now, ti)
 		}
 	}
-	if err := ended(e.ctx); res.kind != resOK && err != nil {
+	var over error
+	if res.kind != resOK {
+		e.enlist(now) // it may start another attempt: see enlist
+		over = ended(e.ctx)
+	}
+	if over != nil {
 		// The attempt failed because the dial is over: say so.
-		e.m.cancel(now, err)
+		e.m.cancel(now, over)
 	} else {
 		e.m.finished(l.id, now, res)
 	}
@@ -523,6 +571,9 @@ func (l *leg) finished(res legResult, val any) (kept bool) {
 	e.unlockAndRun()
 	return kept
 }
+
+// noCancel is the cancel of a leg with no context of its own.
+func noCancel() {}
 
 // ended returns why ctx is over, or nil: ctxErr, or DeadlineExceeded as
 // soon as its deadline has passed (a connect bounded by it can fail a

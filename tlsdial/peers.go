@@ -92,6 +92,17 @@ func (g *group) tell(from *engine, n news) {
 	}
 }
 
+// tellGroup tells n to the group of k, if it exists, for a dial that is
+// not a member (see engine.enlist).
+func tellGroup(k groupKey, from *engine, n news) {
+	groups.mu.Lock()
+	g := groups.m[k]
+	groups.mu.Unlock()
+	if g != nil {
+		g.tell(from, n)
+	}
+}
+
 // groupCount returns the number of live groups, for tests.
 func groupCount() int {
 	groups.mu.Lock()

@@ -50,6 +50,7 @@ func (e *engine) PollState() (*time.Time, *int) { return &e.pollAt, &e.pollIdx }
 func (e *engine) poll() {
 	e.mu.Lock()
 	now := time.Now()
+	e.enlist(now)
 	for _, l := range e.legs {
 		every := e.m.pollEvery(l.id)
 		if every == 0 || now.Before(l.nextPoll) {

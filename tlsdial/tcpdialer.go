@@ -132,7 +132,7 @@ func (d *TCPDialer) DialContext(ctx context.Context, network, addr string) (net.
 		closed:    make(chan struct{}),
 	}
 	c.e = newEngine(ectx, dst, mc, c)
-	c.e.inline, c.e.onOver = true, c.settle
+	c.e.inline, c.e.bareFirst, c.e.onOver = true, true, c.settle
 	if err := c.connectFirst(ctx); err != nil {
 		return nil, err
 	}
