@@ -161,7 +161,10 @@ func (e *engine) startWatching(now time.Time) {
 // and ends the dial when its context ends; once, under e.mu, after watch.
 // Every event that can start an attempt enlists first (poll, fire, a
 // failed attempt), so that the machine decides with the group's budget.
-// The news it missed meanwhile (at most a poll interval) is in known.
+// The news it missed meanwhile (at most a poll interval) is in known, and
+// a context that ended meanwhile ends the dial at once (AfterFunc): a
+// Dialer's handshake sees its context's end up to a poll interval later
+// than crypto/tls would, as it sees a black hole.
 func (e *engine) enlist(now time.Time) {
 	if e.grp != nil || !e.watching || e.m.over {
 		return
