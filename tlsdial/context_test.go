@@ -132,3 +132,32 @@ func TestCancelWithCause(t *testing.T) {
 		})
 	}
 }
+
+// TestCancelDuringStallIsPrompt: a Dialer's dial through a black hole ends
+// soon after its context does, whether the context ends before the
+// connect, while the hello is built, or just after it went out (before the
+// dial's first TCP_INFO poll, when it has not enlisted yet) or later.
+func TestCancelDuringStallIsPrompt(t *testing.T) {
+	checkLeaks(t)
+	srv := startServer(t, 0)
+	stalled := blackHole(t, srv.addr, 1400, pmtutest.Both)
+	d := &tlsdial.Dialer{Config: srv.config(), Cache: &pmtu.Cache{}, StallWindow: 10 * time.Second}
+	for _, after := range []time.Duration{0, 50 * time.Microsecond, 200 * time.Microsecond, 500 * time.Microsecond,
+		900 * time.Microsecond, 2 * time.Millisecond, 20 * time.Millisecond} {
+		for range 3 {
+			ctx, cancel := context.WithCancel(context.Background())
+			var at atomic.Int64
+			time.AfterFunc(after, func() { at.Store(time.Now().UnixNano()); cancel() })
+			_, err := d.DialContext(ctx, "tcp", stalled)
+			end := time.Now()
+			require.Error(t, err, "cancelled %v in", after)
+			assert.ErrorIs(t, err, context.Canceled, "cancelled %v in: %v", after, err)
+			if at.Load() != 0 {
+				// A poll interval (1 ms) at most, plus a loaded machine's
+				// scheduling: far below the 10 s stall window.
+				assert.Less(t, end.Sub(time.Unix(0, at.Load())), 250*time.Millisecond, "cancelled %v in", after)
+			}
+			cancel()
+		}
+	}
+}
