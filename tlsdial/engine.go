@@ -373,22 +373,41 @@ func (e *engine) conclude(now time.Time) {
 		l.cancel()
 	}
 	entry, learned := e.m.remember(now)
-	r := e.m.report.clone()
-	var err error
-	if e.m.winner == 0 {
-		err = e.failure()
-	}
-	d, onOver := e.dst, e.onOver
-	st, _ := e.drv.(stater)
-	var won any // the winner's connection, for the Done hook
-	if e.m.winner != 0 && len(d.traces) > 0 {
-		won = e.legs[e.m.winner-1].val
-	}
+	d, onOver, tell := e.dst, e.onOver, e.tellDone()
 	e.queue = append(e.queue, func() {
 		if learned {
 			// Outside e.mu: the key may wait for its route lookup.
 			d.cache.Store(d.key.get(), entry)
 		}
+		if tell != nil {
+			tell()
+		}
+		if onOver != nil {
+			onOver()
+		}
+		close(e.quiet)
+	})
+}
+
+// tellDone returns what tells the end of the dial to its Done hooks and
+// its log, to run outside e.mu; nil when neither listens, so that a
+// healthy dial copies no report for no one. Under e.mu, once over.
+func (e *engine) tellDone() func() {
+	d := e.dst
+	if len(d.traces) == 0 && !d.logs(slog.LevelInfo) {
+		return nil
+	}
+	r := e.m.report.clone()
+	var err error
+	if e.m.winner == 0 {
+		err = e.failure()
+	}
+	st, _ := e.drv.(stater)
+	var won any // the winner's connection, for the Done hook
+	if e.m.winner != 0 && len(d.traces) > 0 {
+		won = e.legs[e.m.winner-1].val
+	}
+	return func() {
 		i := DoneInfo{Addr: d.addr, Report: r, Err: err}
 		// Recovered, not "more than one attempt": a hedge that lost to a
 		// slow server's reply is not a recovery.
@@ -405,11 +424,7 @@ func (e *engine) conclude(now time.Time) {
 			i.ConnectionState = st.connectionState(won)
 		}
 		d.traces.done(i)
-		if onOver != nil {
-			onOver()
-		}
-		close(e.quiet)
-	})
+	}
 }
 
 // unlockAndRun releases e.mu and runs the queue, unless another goroutine

@@ -358,11 +358,12 @@ func (c *TCPConn) settle() {
 			return
 		}
 		c.conn = w.conn
-		c.fastW.Store(&connBox{w.conn})
+		box := &connBox{w.conn}
+		c.fastW.Store(box)
 		if w == c.first {
 			// Attempt 1 has had the stack's deadlines all along, and Read
 			// reads its bytes itself: nothing is pending.
-			c.fastR.Store(&connBox{w.conn})
+			c.fastR.Store(box)
 			return
 		}
 		w.conn.SetReadDeadline(c.rdl)
