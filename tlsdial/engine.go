@@ -163,8 +163,8 @@ func (e *engine) startWatching(now time.Time) {
 // failed attempt), so that the machine decides with the group's budget.
 // The news it missed meanwhile (at most a poll interval) is in known, and
 // a context that ended meanwhile ends the dial at once (AfterFunc): a
-// Dialer's handshake sees its context's end up to a poll interval later
-// than crypto/tls would, as it sees a black hole.
+// Dialer's dial sees its context end at most a poll interval (1 ms) later
+// than crypto/tls would (TestCancelDuringStallIsPrompt).
 func (e *engine) enlist(now time.Time) {
 	if e.grp != nil || !e.watching || e.m.over {
 		return
