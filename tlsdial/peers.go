@@ -10,8 +10,10 @@ import (
 // ever waiting for each other: every dial starts its first attempt at once
 // (from the cache, if it remembers the destination), and what one finds —
 // a step that stalled, a step that worked — reaches the others still
-// waiting for a reply (machine.peer). A group exists only while a dial to
-// its destination runs: the last to leave deletes it. Groups are keyed by
+// waiting for a reply (machine.peer). A dial joins at its first event
+// other than its first attempt's reply (engine.enlist: a healthy dial
+// never joins, and tells what worked with tellGroup). A group exists only
+// while a dial that joined runs: the last to leave deletes it. Keyed by
 // cache as well as destination, so that dialers sharing a cache share
 // news, and dialers with separate caches stay independent; not by local
 // network (the cache key's Local): dials running at once leave from one.
