@@ -13,10 +13,11 @@ import (
 // waiting for a reply (machine.peer). A dial joins at its first event
 // other than its first attempt's reply (engine.enlist: a healthy dial
 // never joins, and tells what worked with tellGroup). A group exists only
-// while a dial that joined runs: the last to leave deletes it. Keyed by
-// cache as well as destination, so that dialers sharing a cache share
-// news, and dialers with separate caches stay independent; not by local
-// network (the cache key's Local): dials running at once leave from one.
+// while a dial that joined runs: the last to leave deletes it. Groups are
+// keyed by cache as well as destination, so that dialers sharing a cache
+// share news, and dialers with separate caches stay independent; not by
+// local network (the cache key's Local): dials running at once leave from
+// one.
 
 type groupKey struct {
 	cache         *pmtu.Cache
