@@ -170,7 +170,7 @@ func (e *engine) enlist(now time.Time) {
 		return
 	}
 	var known []news
-	e.grp, known = joinGroup(groupKey{e.dst.cache, e.dst.network, e.dst.addr}, e)
+	e.grp, known = joinGroup(e.dst.groupKey(), e)
 	e.m.budget = e.grp
 	for _, n := range known {
 		e.m.peer(now, n)
@@ -282,7 +282,7 @@ func (e *engine) apply(now time.Time) {
 			} else if e.watching {
 				// Not enlisted (a reply before the first poll): the
 				// dials waiting to the destination still hear it.
-				k := groupKey{e.dst.cache, e.dst.network, e.dst.addr}
+				k := e.dst.groupKey()
 				e.queue = append(e.queue, func() { tellGroup(k, e, n) })
 			}
 		}

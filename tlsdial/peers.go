@@ -24,6 +24,9 @@ type groupKey struct {
 	network, addr string
 }
 
+// groupKey returns the key of d's group.
+func (d destination) groupKey() groupKey { return groupKey{d.cache, d.network, d.addr} }
+
 // group is the set of running dials to one destination, the news its
 // members told (each piece told once, and to every dial that joins), and
 // the destination's budget of hedged attempts.
