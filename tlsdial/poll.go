@@ -46,7 +46,7 @@ func (e *engine) PollState() (*time.Time, *int) { return &e.pollAt, &e.pollIdx }
 
 // poll reads TCP_INFO of the attempts of e whose turn it is and lets the
 // machine judge them. The effects that call out run in a goroutine of
-// their own, so that a slow hook delays no other dial's poll.
+// their own (release), so that a slow hook delays no other dial's poll.
 func (e *engine) poll() {
 	e.mu.Lock()
 	now := time.Now()
@@ -66,16 +66,7 @@ func (e *engine) poll() {
 	}
 	e.m.tick(now, e.received)
 	e.apply(now)
-	if e.running || len(e.queue) == 0 {
-		e.mu.Unlock()
-		return
-	}
-	e.running = true
-	e.mu.Unlock()
-	go func() {
-		e.mu.Lock()
-		e.runQueue()
-	}()
+	e.release(true)
 }
 
 // pollDue returns when the next of e's attempts is due a poll; zero when
