@@ -121,6 +121,7 @@ type leg struct {
 
 // newEngine prepares the engine of one dial; begin starts it.
 func newEngine(ctx context.Context, dst destination, cfg machineConfig, drv driver) *engine {
+	cfg.lookSoon = !answered.has(dst.groupKey())
 	return &engine{
 		dst:   dst,
 		drv:   drv,
@@ -237,14 +238,13 @@ func (e *engine) fire() {
 }
 
 // pollFrom schedules the first TCP_INFO poll of l, whose hello was
-// written at sent, one poll interval later, not at once: polled at once
-// (as soon as the timer's goroutine ran), a loopback dial paid a goroutine,
-// a TCP_INFO read and a timer reset while the server computed its reply,
-// 3–4% of its time, and the poll saw something only where the round trip
-// is shorter than that delay (the lab's veth paths, where a head-lost hello
-// was then judged about 1 ms sooner). Under e.mu.
+// written at sent, one poll interval later (sooner where the destination
+// was not seen to answer: looks.go), not at once: polled at once (as soon
+// as the timer's goroutine ran), a loopback dial paid a goroutine, a
+// TCP_INFO read and a timer reset while the server computed its reply,
+// 3–4% of its time. Under e.mu.
 func (l *leg) pollFrom(sent time.Time) {
-	l.nextPoll = sent.Add(l.e.m.pollEvery(l.id))
+	l.nextPoll = sent.Add(l.e.m.firstPoll(l.id))
 }
 
 func (e *engine) received(id int) uint64 {
@@ -374,6 +374,9 @@ func (e *engine) conclude(now time.Time) {
 		if !l.aborted {
 			l.cancel()
 		}
+	}
+	if e.m.winner != 0 {
+		answered.note(e.dst.groupKey(), e.m.answeredFirst())
 	}
 	entry, learned := e.m.remember(now)
 	d, onOver, tell := e.dst, e.onOver, e.tellDone()

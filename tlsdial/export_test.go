@@ -19,3 +19,9 @@ func SetKeyFor(f func(network, addr string) pmtu.Key) (restore func()) {
 	keyFor = f
 	return func() { keyFor = old }
 }
+
+// Answered reports whether the process saw the destination answer its
+// last dial's first attempt (looks.go).
+func Answered(c *pmtu.Cache, network, addr string) bool {
+	return answered.has(groupKey{c, network, addr})
+}

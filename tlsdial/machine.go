@@ -96,6 +96,10 @@ type machineConfig struct {
 	// rejected is what the destination was learned to do to the hello
 	// (a Class whose HelloRejected is true), or ClassUnknown.
 	rejected pmtu.Class
+	// lookSoon: the process has not seen the destination answer a dial's
+	// first attempt, so attempts take their first look at TCP_INFO sooner
+	// (looks.go).
+	lookSoon bool
 }
 
 // rungInfo describes one hello rung of the ladder.

@@ -84,3 +84,37 @@ func TestRouteLookedUpOnlyToLearn(t *testing.T) {
 		})
 	}
 }
+
+// A dial looks at TCP_INFO early only where the process has not seen the
+// destination answer a dial's first attempt (looks.go): after a healthy
+// dial, and after a dial that started from what the cache remembered and
+// needed nothing more; not after a dial that had to recover.
+func TestAnsweredAfterFirstAttemptOnly(t *testing.T) {
+	srv := startServer(t, 0)
+	hole := blackHole(t, srv.addr, 1400, pmtutest.Upstream)
+	for _, k := range kinds {
+		t.Run(k.name, func(t *testing.T) {
+			checkLeaks(t)
+			cache := &pmtu.Cache{}
+			require.False(t, tlsdial.Answered(cache, "tcp", srv.addr))
+			c, r, err := k.dial(context.Background(), srv.addr, srv.config(), options{cache: cache})
+			require.NoError(t, err, "%s", r)
+			c.Close()
+			assert.True(t, tlsdial.Answered(cache, "tcp", srv.addr), "a healthy dial")
+			assert.False(t, tlsdial.Answered(&pmtu.Cache{}, "tcp", srv.addr), "per cache")
+
+			c, r, err = k.dial(context.Background(), hole, srv.config(), options{cache: cache})
+			require.NoError(t, err, "%s", r)
+			c.Close()
+			require.NotZero(t, r.MTU, "recovered with a clamp: %s", r)
+			assert.False(t, tlsdial.Answered(cache, "tcp", hole), "a dial that recovered")
+
+			c, r, err = k.dial(context.Background(), hole, srv.config(), options{cache: cache})
+			require.NoError(t, err, "%s", r)
+			c.Close()
+			require.True(t, r.FromCache, "%s", r)
+			assert.Equal(t, 1, len(r.Attempts), "%s", r)
+			assert.True(t, tlsdial.Answered(cache, "tcp", hole), "a dial from the cache that needed nothing more")
+		})
+	}
+}

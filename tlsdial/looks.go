@@ -1,0 +1,91 @@
+package tlsdial
+
+import (
+	"sync"
+	"time"
+)
+
+// The first look. An attempt's first TCP_INFO poll comes one poll interval
+// after its hello (pollFrom): a healthy loopback handshake is over by then,
+// and a poll during it costs the handshake a timer wake and a read while
+// the server computes its reply (1.5–2% of a loopback handshake,
+// BENCHMARKS.md). Where the round trip is that short, a black hole shows a
+// round trip after the hello, so a dial that waits a whole interval learns
+// it late: a fresh process's first recovery through the lab's upstream black
+// hole saw its verdict 1.4–1.7 ms after the hello, against 0.3–0.5 ms with
+// a look 200 µs in.
+//
+// So a dial looks sooner where the process has not seen the destination
+// answer: its first poll comes firstLookRTTs round trips after the hello
+// (at least minFirstLook, at most pollInterval). Once a dial's first attempt
+// is answered there, the next dials wait the whole interval. This is a hint
+// about timing, never evidence: it changes when the machine looks, not what
+// it believes, so a stale entry costs at most a late look.
+const (
+	firstLookRTTs = 2
+	minFirstLook  = 200 * time.Microsecond
+	// answeredMax bounds the destinations remembered; past it, one is
+	// forgotten at random for each new one (its next dial looks early).
+	answeredMax = 4096
+)
+
+// answeredSet holds the destinations whose last dial's first attempt was
+// answered, by their group key (a Cache and an address). Safe for
+// concurrent use.
+type answeredSet struct {
+	mu sync.Mutex
+	m  map[groupKey]struct{}
+}
+
+// answered is the process's.
+var answered answeredSet
+
+// has reports whether k's last dial's first attempt was answered.
+func (s *answeredSet) has(k groupKey) bool {
+	s.mu.Lock()
+	_, ok := s.m[k]
+	s.mu.Unlock()
+	return ok
+}
+
+// note records whether k's dial that just completed did so at its first
+// attempt's step.
+func (s *answeredSet) note(k groupKey, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !ok {
+		delete(s.m, k)
+		return
+	}
+	if _, had := s.m[k]; had {
+		return
+	}
+	if s.m == nil {
+		s.m = make(map[groupKey]struct{})
+	}
+	if len(s.m) >= answeredMax {
+		for old := range s.m {
+			delete(s.m, old)
+			break
+		}
+	}
+	s.m[k] = struct{}{}
+}
+
+// firstPoll returns how long after attempt id's hello its TCP_INFO is
+// first read: the poll interval, or sooner for a dial that looks early
+// (machineConfig.lookSoon); 0 when it is never read (pollEvery).
+func (m *machine) firstPoll(id int) time.Duration {
+	every := m.pollEvery(id)
+	if every != pollInterval || !m.cfg.lookSoon {
+		return every
+	}
+	return min(every, max(firstLookRTTs*m.attempt(id).ConnectRTT, minFirstLook))
+}
+
+// answeredFirst reports whether the dial, completed, completed at its
+// first attempt's step: the path needed nothing the dial did not start
+// with. A failed dial says nothing either way: its caller does not ask.
+func (m *machine) answeredFirst() bool {
+	return m.leg(m.winner).idx == m.cfg.first
+}

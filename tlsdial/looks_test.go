@@ -1,0 +1,49 @@
+package tlsdial
+
+import (
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/fitshake/fitshake/pmtu"
+	"github.com/stretchr/testify/assert"
+)
+
+func TestFirstPoll(t *testing.T) {
+	for _, tt := range []struct {
+		lookSoon, info bool
+		rtt, want      time.Duration
+	}{
+		{lookSoon: false, info: true, rtt: 50 * time.Microsecond, want: pollInterval},
+		{lookSoon: true, info: true, rtt: 50 * time.Microsecond, want: minFirstLook},
+		{lookSoon: true, info: true, rtt: 300 * time.Microsecond, want: 600 * time.Microsecond},
+		{lookSoon: true, info: true, rtt: 20 * time.Millisecond, want: pollInterval},
+		{lookSoon: true, info: false, rtt: 50 * time.Microsecond, want: 0},
+	} {
+		t.Run(fmt.Sprintf("soon=%v/info=%v/rtt=%v", tt.lookSoon, tt.info, tt.rtt), func(t *testing.T) {
+			m := newMachine(machineConfig{addr: "x", rungs: pqRungs(false), lookSoon: tt.lookSoon,
+				steps: ladderSteps(defaultMTUs, helloMTU, pqRungs(false))})
+			m.begin(t0)
+			m.drain()
+			m.connected(1, tt.rtt, 1460)
+			m.sent(1, t0, 1500, pmtu.TCPInfo{BytesAcked: 1}, tt.info)
+			assert.Equal(t, tt.want, m.firstPoll(1))
+			// Later polls keep the interval: only the first look moves.
+			assert.Equal(t, map[bool]time.Duration{true: pollInterval, false: 0}[tt.info], m.pollEvery(1))
+		})
+	}
+}
+
+func TestAnsweredSetIsBounded(t *testing.T) {
+	var s answeredSet
+	c := &pmtu.Cache{}
+	k := func(i int) groupKey { return groupKey{c, "tcp", fmt.Sprint("10.0.0.1:", i)} }
+	for i := range answeredMax + 10 {
+		s.note(k(i), true)
+	}
+	assert.Len(t, s.m, answeredMax)
+	assert.True(t, s.has(k(answeredMax+9)), "the newest is kept")
+	s.note(k(answeredMax+9), false)
+	assert.False(t, s.has(k(answeredMax+9)), "a dial that needed more forgets it")
+	assert.Len(t, s.m, answeredMax-1)
+}
