@@ -17,7 +17,9 @@
 // 1280 and 576, which shrink segments in both directions because the
 // server obeys the MSS the client advertises), carrying the same
 // ClientHello. While it waits for the reply, the socket's TCP_INFO is read
-// every millisecond (Linux) and classified (pmtu.Classify):
+// every millisecond (Linux; the first read comes two round trips after the
+// hello, at least 200 µs, where the process has not yet seen the
+// destination answer a first attempt) and classified (pmtu.Classify):
 //
 //   - a black hole, upstream or downstream, or a reset or end of stream
 //     before any reply, is conclusive: the attempt ends and the next clamp

@@ -121,7 +121,7 @@ type leg struct {
 
 // newEngine prepares the engine of one dial; begin starts it.
 func newEngine(ctx context.Context, dst destination, cfg machineConfig, drv driver) *engine {
-	cfg.lookSoon = !answered.has(dst.groupKey())
+	cfg.lookSoon = !answered.has(dst.answeredKey())
 	return &engine{
 		dst:   dst,
 		drv:   drv,
@@ -376,7 +376,7 @@ func (e *engine) conclude(now time.Time) {
 		}
 	}
 	if e.m.winner != 0 {
-		answered.note(e.dst.groupKey(), e.m.answeredFirst())
+		answered.note(e.dst.answeredKey(), e.m.answeredFirst())
 	}
 	entry, learned := e.m.remember(now)
 	d, onOver, tell := e.dst, e.onOver, e.tellDone()

@@ -22,6 +22,6 @@ func SetKeyFor(f func(network, addr string) pmtu.Key) (restore func()) {
 
 // Answered reports whether the process saw the destination answer its
 // last dial's first attempt (looks.go).
-func Answered(c *pmtu.Cache, network, addr string) bool {
-	return answered.has(groupKey{c, network, addr})
+func Answered(network, addr string) bool {
+	return answered.has(answeredKey{network, addr})
 }

@@ -30,18 +30,28 @@ const (
 )
 
 // answeredSet holds the destinations whose last dial's first attempt was
-// answered, by their group key (a Cache and an address). Safe for
-// concurrent use.
+// answered. Safe for concurrent use.
+//
+// By address alone, whatever the dial's Cache: a process that makes a
+// Cache per dial (or per client) would otherwise look early at every
+// dial, and a hint wrong for one Cache's network costs at most a late
+// look.
 type answeredSet struct {
 	mu sync.Mutex
-	m  map[groupKey]struct{}
+	m  map[answeredKey]struct{}
 }
+
+// answeredKey names a destination in the answeredSet.
+type answeredKey struct{ network, addr string }
+
+// answeredKey returns d's key in the answeredSet.
+func (d destination) answeredKey() answeredKey { return answeredKey{d.network, d.addr} }
 
 // answered is the process's.
 var answered answeredSet
 
 // has reports whether k's last dial's first attempt was answered.
-func (s *answeredSet) has(k groupKey) bool {
+func (s *answeredSet) has(k answeredKey) bool {
 	s.mu.Lock()
 	_, ok := s.m[k]
 	s.mu.Unlock()
@@ -50,7 +60,7 @@ func (s *answeredSet) has(k groupKey) bool {
 
 // note records whether k's dial that just completed did so at its first
 // attempt's step.
-func (s *answeredSet) note(k groupKey, ok bool) {
+func (s *answeredSet) note(k answeredKey, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !ok {
@@ -61,7 +71,7 @@ func (s *answeredSet) note(k groupKey, ok bool) {
 		return
 	}
 	if s.m == nil {
-		s.m = make(map[groupKey]struct{})
+		s.m = make(map[answeredKey]struct{})
 	}
 	if len(s.m) >= answeredMax {
 		for old := range s.m {

@@ -36,8 +36,7 @@ func TestFirstPoll(t *testing.T) {
 
 func TestAnsweredSetIsBounded(t *testing.T) {
 	var s answeredSet
-	c := &pmtu.Cache{}
-	k := func(i int) groupKey { return groupKey{c, "tcp", fmt.Sprint("10.0.0.1:", i)} }
+	k := func(i int) answeredKey { return answeredKey{"tcp", fmt.Sprint("10.0.0.1:", i)} }
 	for i := range answeredMax + 10 {
 		s.note(k(i), true)
 	}

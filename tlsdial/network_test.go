@@ -90,31 +90,31 @@ func TestRouteLookedUpOnlyToLearn(t *testing.T) {
 // dial, and after a dial that started from what the cache remembered and
 // needed nothing more; not after a dial that had to recover.
 func TestAnsweredAfterFirstAttemptOnly(t *testing.T) {
-	srv := startServer(t, 0)
-	hole := blackHole(t, srv.addr, 1400, pmtutest.Upstream)
 	for _, k := range kinds {
 		t.Run(k.name, func(t *testing.T) {
+			srv := startServer(t, 0) // an address no dial of the process knows
+			hole := blackHole(t, srv.addr, 1400, pmtutest.Upstream)
 			checkLeaks(t)
 			cache := &pmtu.Cache{}
-			require.False(t, tlsdial.Answered(cache, "tcp", srv.addr))
+			require.False(t, tlsdial.Answered("tcp", srv.addr))
 			c, r, err := k.dial(context.Background(), srv.addr, srv.config(), options{cache: cache})
 			require.NoError(t, err, "%s", r)
 			c.Close()
-			assert.True(t, tlsdial.Answered(cache, "tcp", srv.addr), "a healthy dial")
-			assert.False(t, tlsdial.Answered(&pmtu.Cache{}, "tcp", srv.addr), "per cache")
+			assert.True(t, tlsdial.Answered("tcp", srv.addr), "a healthy dial")
+			assert.False(t, tlsdial.Answered("tcp4", srv.addr), "per network and address")
 
 			c, r, err = k.dial(context.Background(), hole, srv.config(), options{cache: cache})
 			require.NoError(t, err, "%s", r)
 			c.Close()
 			require.NotZero(t, r.MTU, "recovered with a clamp: %s", r)
-			assert.False(t, tlsdial.Answered(cache, "tcp", hole), "a dial that recovered")
+			assert.False(t, tlsdial.Answered("tcp", hole), "a dial that recovered")
 
 			c, r, err = k.dial(context.Background(), hole, srv.config(), options{cache: cache})
 			require.NoError(t, err, "%s", r)
 			c.Close()
 			require.True(t, r.FromCache, "%s", r)
 			assert.Equal(t, 1, len(r.Attempts), "%s", r)
-			assert.True(t, tlsdial.Answered(cache, "tcp", hole), "a dial from the cache that needed nothing more")
+			assert.True(t, tlsdial.Answered("tcp", hole), "a dial from the cache that needed nothing more")
 		})
 	}
 }
