@@ -107,8 +107,7 @@ type leg struct {
 	info     bool
 	rx       *atomic.Int64 // bytes read from the server; nil if not counted
 	val      any           // the driver's result, from finished
-	ended    bool          // the machine ended it; its connection is closed (when aborted, by abort)
-	aborted  bool          // the machine abandoned it: abort is queued, and cancels it
+	ended    bool          // the machine abandoned it: its abort (RST, then the context's end) is queued
 	nextPoll time.Time     // when to read its TCP_INFO next (see pollFrom)
 
 	// TCPConn's first read of an attempt running in its own goroutine:
@@ -266,7 +265,7 @@ func (e *engine) apply(now time.Time) {
 			e.startLeg(ef.id, ef.step)
 		case effAbort:
 			l := e.legs[ef.id-1]
-			l.ended, l.aborted = true, true
+			l.ended = true
 			// Queued, after the next attempt is on its way: on the lab's
 			// veth paths the RST's journey costs the closing thread
 			// 0.1–0.5 ms, which was spent before the redial began.
@@ -371,7 +370,7 @@ func (e *engine) conclude(now time.Time) {
 		// The winner's too: its I/O is over, and a context left
 		// registered in the caller's would live as long as that one.
 		// An abandoned attempt's abort cancels it, after its RST.
-		if !l.aborted {
+		if !l.ended {
 			l.cancel()
 		}
 	}
