@@ -58,6 +58,7 @@ type engine struct {
 	grp       *group      // the destination's, once enlisted
 	timer     *time.Timer // the next timer decision; nil until armed
 	pollSet   time.Time   // when the poller was told to poll next (poll.go)
+	lookAt    time.Time   // when an attempt's early first look is due (pollFrom); zero: none
 	stopCtx   func() bool // stops the context's cancellation callback
 	watching  bool        // the first hello is out: the engine reacts by itself
 	concluded bool
@@ -243,7 +244,11 @@ func (e *engine) fire() {
 // TCP_INFO read and a timer reset while the server computed its reply,
 // 3–4% of its time. Under e.mu.
 func (l *leg) pollFrom(sent time.Time) {
-	l.nextPoll = sent.Add(l.e.m.firstPoll(l.id))
+	d := l.e.m.firstPoll(l.id)
+	l.nextPoll = sent.Add(d)
+	if d > 0 && d < pollInterval {
+		l.e.lookAt = l.nextPoll // an early look: see polled
+	}
 }
 
 func (e *engine) received(id int) uint64 {

@@ -12,6 +12,16 @@ const MinHedgeAfter = minHedgeAfter
 // PollReads is how many TCP_INFO reads the poller has made.
 func PollReads() int64 { return polls.reads.Load() }
 
+// PreciseLooks is how many first looks were set precisely (poll.go).
+func PreciseLooks() int64 { return polls.precise.Load() }
+
+// FirstLookRTTs and MinFirstLook set when an early first look comes
+// (looks.go).
+const (
+	FirstLookRTTs = firstLookRTTs
+	MinFirstLook  = minFirstLook
+)
+
 // SetKeyFor makes dials name their destination in the cache with f until
 // the returned function restores pmtu.KeyFor.
 func SetKeyFor(f func(network, addr string) pmtu.Key) (restore func()) {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/fitshake/fitshake/pmtu"
 	"github.com/fitshake/fitshake/pmtu/pmtutest"
@@ -89,6 +90,36 @@ func TestRouteLookedUpOnlyToLearn(t *testing.T) {
 // destination answer a dial's first attempt (looks.go): after a healthy
 // dial, and after a dial that started from what the cache remembered and
 // needed nothing more; not after a dial that had to recover.
+// TestEarlyLookIsPrecise: a dial to an address the process has not seen
+// answer sets its first look, when due within a poll interval of its
+// hello, precisely (the runtime's timers would wake an idle process a
+// millisecond late); a dial to an address that answered does not.
+func TestEarlyLookIsPrecise(t *testing.T) {
+	for _, k := range kinds {
+		t.Run(k.name, func(t *testing.T) {
+			srv := startServer(t, 0) // an address no dial of the process knows
+			checkLeaks(t)
+			cache := &pmtu.Cache{}
+			p0 := tlsdial.PreciseLooks()
+			c, r, err := k.dial(context.Background(), srv.addr, srv.config(), options{cache: cache})
+			require.NoError(t, err, "%s", r)
+			c.Close()
+			look := max(tlsdial.FirstLookRTTs*r.Attempts[0].ConnectRTT, tlsdial.MinFirstLook)
+			var want int64
+			if look < time.Millisecond {
+				want = 1
+			}
+			assert.Equal(t, want, tlsdial.PreciseLooks()-p0, "first look %v after the hello", look)
+
+			p0 = tlsdial.PreciseLooks()
+			c, r, err = k.dial(context.Background(), srv.addr, srv.config(), options{cache: cache})
+			require.NoError(t, err, "%s", r)
+			c.Close()
+			assert.Zero(t, tlsdial.PreciseLooks()-p0, "the address answered: the first look waits a poll interval")
+		})
+	}
+}
+
 func TestAnsweredAfterFirstAttemptOnly(t *testing.T) {
 	for _, k := range kinds {
 		t.Run(k.name, func(t *testing.T) {
