@@ -19,7 +19,9 @@
 // ClientHello. While it waits for the reply, the socket's TCP_INFO is read
 // every millisecond (Linux; the first read comes two round trips after the
 // hello, at least 200 µs, where the process has not yet seen the
-// destination answer a first attempt) and classified (pmtu.Classify):
+// destination answer a first attempt, woken by a timerfd because the
+// runtime's timers wake an idle process a millisecond late) and
+// classified (pmtu.Classify):
 //
 //   - a black hole, upstream or downstream, or a reset or end of stream
 //     before any reply, is conclusive: the attempt ends and the next clamp
