@@ -21,8 +21,8 @@
 // after they are due (its netpoller sleeps in epoll_wait, whose timeout is
 // whole milliseconds: a 200 µs timer fires after 1.1 ms); a poll set with
 // SetPrecise comes from the kernel's timer instead, a timerfd in the
-// netpoller, which an idle process sees 0.1–0.2 ms after it is due
-// (Linux; elsewhere SetPrecise is Set).
+// netpoller, which wakes an idle process within about 0.1 ms of it
+// (BenchmarkWakeLate; Linux, elsewhere SetPrecise is Set).
 package tcppoll
 
 import (
