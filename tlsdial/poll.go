@@ -10,8 +10,9 @@ import (
 
 // The TCP_INFO polls of every dial in the process are run by one poller
 // (package tcppoll, which says why), so that their cost stays bounded
-// however many dials wait at once. A lone dial is polled exactly as with
-// a timer of its own: one interval after its hello, then every interval.
+// however many dials wait at once. A lone dial is polled as with a timer
+// of its own: one interval after its hello (or its early first look,
+// looks.go, set precisely: see polled), then every interval.
 const (
 	// pollGap is the shortest time between two wakes of the poller: at
 	// most 2000 wakes a second, whatever the number of dials.
