@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fitshake/fitshake/internal/leaktest"
 	"github.com/fitshake/fitshake/pmtu"
 	"github.com/fitshake/fitshake/pmtu/pmtutest"
 	"github.com/fitshake/fitshake/tlsdial"
@@ -96,7 +97,7 @@ func TestClientTraceBlackHole(t *testing.T) {
 	srv := server(t, p.Addr())
 	for _, d := range dialers {
 		t.Run(d.name, func(t *testing.T) {
-			checkLeaks(t)
+			leaktest.Check(t)
 			trace, reader := newTrace(t)
 			r, err := d.dial(t, p.Addr(), cfg, trace)
 			require.NoError(t, err)
@@ -135,7 +136,7 @@ func TestClientTraceHealthy(t *testing.T) {
 	srv := server(t, target)
 	for _, d := range dialers {
 		t.Run(d.name, func(t *testing.T) {
-			checkLeaks(t)
+			leaktest.Check(t)
 			trace, reader := newTrace(t)
 			r, err := d.dial(t, target, cfg, trace)
 			require.NoError(t, err)
@@ -164,7 +165,7 @@ func TestClientTraceCertificateFailure(t *testing.T) {
 	untrusted := &tls.Config{ServerName: "example.com", RootCAs: x509.NewCertPool()} // trusts nothing
 	for _, d := range dialers {
 		t.Run(d.name, func(t *testing.T) {
-			checkLeaks(t)
+			leaktest.Check(t)
 			trace, reader := newTrace(t)
 			_, err := d.dial(t, target, untrusted, trace)
 			require.Error(t, err)
@@ -192,7 +193,7 @@ func TestClientTraceTransport(t *testing.T) {
 		t.Skipf("black-hole simulator unavailable here: %v", err)
 	}
 	t.Cleanup(func() { p.Close() })
-	checkLeaks(t)
+	leaktest.Check(t)
 	trace, reader := newTrace(t)
 	tr := &tlsdial.Transport{Dialer: &tlsdial.Dialer{Config: cfg, Cache: &pmtu.Cache{}, Trace: trace}}
 	defer tr.CloseIdleConnections()

@@ -2,10 +2,7 @@ package fitshakeotel_test
 
 import (
 	"context"
-	"os"
-	"runtime"
 	"testing"
-	"time"
 
 	fitshakeotel "github.com/fitshake/fitshake/otel"
 	"github.com/fitshake/fitshake/tlsdial"
@@ -81,33 +78,6 @@ func (c collected) histograms(t *testing.T, name string) map[string]metricdata.H
 		out[key(p.Attributes)] = p
 	}
 	return out
-}
-
-// checkLeaks fails the test if goroutines or file descriptors started
-// during it are still there shortly after it ends. Register it first so
-// that its cleanup runs last.
-func checkLeaks(t *testing.T) {
-	t.Helper()
-	g0, f0 := runtime.NumGoroutine(), countFDs()
-	t.Cleanup(func() {
-		var g, f int
-		for range 100 {
-			g, f = runtime.NumGoroutine(), countFDs()
-			if g <= g0 && f <= f0 {
-				return
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		t.Errorf("leak: goroutines %d → %d, fds %d → %d", g0, g, f0, f)
-	})
-}
-
-func countFDs() int {
-	es, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		return 0 // not Linux: goroutines only
-	}
-	return len(es)
 }
 
 // gauges returns the points of an int64 gauge or up-down counter (a

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"testing"
 
+	"github.com/fitshake/fitshake/internal/leaktest"
 	fitshakeotel "github.com/fitshake/fitshake/otel"
 	"github.com/fitshake/fitshake/pmtu/pmtutest"
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,7 +24,7 @@ import (
 // /metrics endpoint serves them: counters end in _total, durations in
 // _seconds, attributes are labels with underscores.
 func TestClientTracePrometheusText(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	target, cfg := tlsServer(t)
 	p, err := pmtutest.Start(pmtutest.Config{Target: target, MTU: 1400})
 	if err != nil {

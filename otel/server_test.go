@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fitshake/fitshake/internal/leaktest"
 	"github.com/fitshake/fitshake/internal/testcert"
 	fitshakeotel "github.com/fitshake/fitshake/otel"
 	"github.com/fitshake/fitshake/tlswatch"
@@ -82,7 +83,7 @@ func (s *seen) prefixInfos() []tlswatch.PrefixInfo {
 // StallAfter with their connections open. The failures make 127.0.0.0/24
 // failing; once they leave the window it recovers.
 func TestServerTraceWatcher(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	srvCfg, cliCfg, err := testcert.Configs([]string{"watch.test"}, 0)
 	require.NoError(t, err)
 	ln := testcert.Listen(t)

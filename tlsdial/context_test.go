@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fitshake/fitshake/internal/leaktest"
 	"github.com/fitshake/fitshake/pmtu"
 	"github.com/fitshake/fitshake/pmtu/pmtutest"
 	"github.com/fitshake/fitshake/tlsdial"
@@ -52,7 +53,7 @@ func (c *countingCtx) AfterFunc(f func()) func() bool {
 // successful or not, leave no child registered in it once they return (the
 // winner's attempt context included).
 func TestDialsLeaveNothingInTheContext(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	srv := startServer(t, 0)
 	parent, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -92,7 +93,7 @@ func TestDialsLeaveNothingInTheContext(t *testing.T) {
 // error that is both ctx.Err() and the cause, for both dialers, during the
 // connect and during a stall.
 func TestCancelWithCause(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	srv := startServer(t, 0)
 	stalled := blackHole(t, srv.addr, 1400, pmtutest.Both)
 	errWhy := errors.New("the user pressed stop")
@@ -138,7 +139,7 @@ func TestCancelWithCause(t *testing.T) {
 // connect, while the hello is built, or just after it went out (before the
 // dial's first TCP_INFO poll, when it has not enlisted yet) or later.
 func TestCancelDuringStallIsPrompt(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	srv := startServer(t, 0)
 	stalled := blackHole(t, srv.addr, 1400, pmtutest.Both)
 	d := &tlsdial.Dialer{Config: srv.config(), Cache: &pmtu.Cache{}, StallWindow: 10 * time.Second}

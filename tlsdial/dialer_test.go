@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fitshake/fitshake/fingerprint"
+	"github.com/fitshake/fitshake/internal/leaktest"
 	"github.com/fitshake/fitshake/pmtu"
 	"github.com/fitshake/fitshake/pmtu/pmtutest"
 	"github.com/fitshake/fitshake/tlsdial"
@@ -48,7 +49,7 @@ func TestDialerZeroValue(t *testing.T) {
 }
 
 func TestDialerCancelMidStall(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	srv := startServer(t, 0)
 	addr := blackHole(t, srv.addr, 1400, pmtutest.Both)
 	d := &tlsdial.Dialer{Config: srv.config(), Cache: &pmtu.Cache{}, StallWindow: 10 * time.Second}
@@ -66,7 +67,7 @@ func TestDialerCancelMidStall(t *testing.T) {
 }
 
 func TestDialerNegotiates(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	srv := startServer(t, 0)
 	d := &tlsdial.Dialer{Config: srv.config(), Cache: &pmtu.Cache{}}
 	c, err := d.DialContext(context.Background(), "tcp", blackHole(t, srv.addr, 1400, pmtutest.Both))
@@ -103,7 +104,7 @@ func TestDialerNeverMutatesConfig(t *testing.T) {
 }
 
 func TestDialerAllowClassical(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	srv := startServer(t, 0)
 	// A box that reads any first flight over 1000 bytes whole and resets
 	// it, however it is segmented, is beyond what a clamp fixes: only a
@@ -179,7 +180,7 @@ func copyConn(dst io.Writer, src io.Reader) {
 // (GODEBUG tlsmlkem=0), utls sends the full hello instead, still
 // post-quantum, and Ladder says so.
 func TestDialerFullHelloIsCryptoTLSs(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	srv := startServer(t, 0)
 	d := &tlsdial.Dialer{Config: srv.config(), Cache: &pmtu.Cache{}}
 	dial := func() (tlsdial.Report, []tlsdial.Step) {

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/fitshake/fitshake/fingerprint"
+	"github.com/fitshake/fitshake/internal/leaktest"
 	"github.com/fitshake/fitshake/pmtu"
 	"github.com/fitshake/fitshake/pmtu/pmtutest"
 	"github.com/fitshake/fitshake/tlsdial"
@@ -27,7 +28,7 @@ import (
 // behind any box that terminates TCP. Only racing a clamped attempt gets
 // past it, down the whole ladder if needed, with no option set.
 func TestRecoverThroughSimulator(t *testing.T) {
-	checkLeaks(t) // after the parallel subtests
+	leaktest.Check(t) // after the parallel subtests
 	t.Cleanup(func() { checkNoGroups(t) })
 	for _, k := range kinds {
 		for _, mtu := range []int{1400, 1280, 576} {
@@ -126,7 +127,7 @@ func netConnOf(c net.Conn) net.Conn {
 func TestRecoverFromReset(t *testing.T) {
 	for _, k := range kinds {
 		t.Run(k.name, func(t *testing.T) {
-			checkLeaks(t)
+			leaktest.Check(t)
 			srv := startServer(t, 0)
 			addr, conns := resetProxy(t, srv.addr, 1400, 0)
 			rec := &recorder{}
@@ -157,7 +158,7 @@ func TestRecoverFromReset(t *testing.T) {
 func TestHealthyPath(t *testing.T) {
 	for _, k := range kinds {
 		t.Run(k.name, func(t *testing.T) {
-			checkLeaks(t)
+			leaktest.Check(t)
 			srv := startServer(t, 0)
 			cache := &pmtu.Cache{}
 			rec := &recorder{}
@@ -179,7 +180,7 @@ func TestHealthyPath(t *testing.T) {
 // Certificate failures, alerts and refused connects are final: never
 // retried, never answered with a weaker hello.
 func TestHardErrorsAreFinal(t *testing.T) {
-	checkLeaks(t) // after the parallel subtests
+	leaktest.Check(t) // after the parallel subtests
 	srv := startServer(t, 0)
 	cases := []struct {
 		name  string
@@ -242,7 +243,7 @@ func TestHardErrorsAreFinal(t *testing.T) {
 // give-up bound when every attempt was only silent (the simulator at an
 // MTU no clamp fits).
 func TestLadderExhausted(t *testing.T) {
-	checkLeaks(t) // after the parallel subtests
+	leaktest.Check(t) // after the parallel subtests
 	for _, k := range kinds {
 		t.Run(k.name+"/resets", func(t *testing.T) {
 			t.Parallel()
@@ -313,7 +314,7 @@ func TestLadderExhausted(t *testing.T) {
 func TestDeadlineBoundsTheDial(t *testing.T) {
 	for _, k := range kinds {
 		t.Run(k.name, func(t *testing.T) {
-			checkLeaks(t)
+			leaktest.Check(t)
 			srv := startServer(t, 0)
 			addr := blackHole(t, srv.addr, 500, pmtutest.Both)
 			ctx, cancel := context.WithTimeout(context.Background(), 400*time.Millisecond)
@@ -338,7 +339,7 @@ func TestDeadlineBoundsTheDial(t *testing.T) {
 func TestCancelStorm(t *testing.T) {
 	for _, k := range kinds {
 		t.Run(k.name, func(t *testing.T) {
-			checkLeaks(t)
+			leaktest.Check(t)
 			srv := startServer(t, 0)
 			slow, err := pmtutest.Start(pmtutest.Config{Target: srv.addr, MTU: 9000, Delay: 150 * time.Millisecond})
 			require.NoError(t, err)
@@ -392,7 +393,7 @@ func TestCancelStorm(t *testing.T) {
 func TestConcurrentDialsLearn(t *testing.T) {
 	for _, k := range kinds {
 		t.Run(k.name, func(t *testing.T) {
-			checkLeaks(t)
+			leaktest.Check(t)
 			srv := startServer(t, 0)
 			addr := blackHole(t, srv.addr, 1400, pmtutest.Both)
 			const n = 12
@@ -473,7 +474,7 @@ func slowestWin(reports []tlsdial.Report) time.Duration {
 // raced beside the first lose to it, nothing is a stall, the hello is never
 // weakened, and once learned the server costs no extra connection.
 func TestSlowServerNeverDowngrades(t *testing.T) {
-	checkLeaks(t) // after the parallel subtests
+	leaktest.Check(t) // after the parallel subtests
 	srv := startServer(t, 0)
 	delays := []time.Duration{300 * time.Millisecond, 700 * time.Millisecond, 1200 * time.Millisecond, 2 * time.Second}
 	for _, k := range kinds {
@@ -513,7 +514,7 @@ func TestSlowServerNeverDowngrades(t *testing.T) {
 func TestHelloRefused(t *testing.T) {
 	for _, k := range kinds {
 		t.Run(k.name, func(t *testing.T) {
-			checkLeaks(t)
+			leaktest.Check(t)
 			srv := startServer(t, 0)
 			addr, _ := resetProxy(t, srv.addr, 9000, 1000)
 			cache := &pmtu.Cache{}

@@ -5,8 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
-	"os"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -56,46 +54,6 @@ func blackHole(t *testing.T, addr string, mtu int, dir pmtutest.Direction) strin
 	}
 	t.Cleanup(func() { p.Close() })
 	return p.Addr()
-}
-
-// checkLeaks fails the test if goroutines or file descriptors started
-// during it are still there shortly after it ends. Register it first so
-// its cleanup runs last.
-func checkLeaks(t *testing.T) {
-	t.Helper()
-	g0, f0 := runtime.NumGoroutine(), countFDs()
-	t.Cleanup(func() {
-		var g, f int
-		for range 100 {
-			g, f = runtime.NumGoroutine(), countFDs()
-			if g <= g0 && f <= f0 {
-				return
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		buf := make([]byte, 1<<16)
-		buf = buf[:runtime.Stack(buf, true)]
-		t.Errorf("leak: goroutines %d → %d, fds %d → %d %v\n%s", g0, g, f0, f, fdNames(), buf)
-	})
-}
-
-// fdNames lists what the process's descriptors point to.
-func fdNames() []string {
-	es, _ := os.ReadDir("/proc/self/fd")
-	var names []string
-	for _, e := range es {
-		target, _ := os.Readlink("/proc/self/fd/" + e.Name())
-		names = append(names, e.Name()+"→"+target)
-	}
-	return names
-}
-
-func countFDs() int {
-	es, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		return 0
-	}
-	return len(es)
 }
 
 // options are the dialer settings the shared tests vary.

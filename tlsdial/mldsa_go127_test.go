@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/fitshake/fitshake/fingerprint"
+	"github.com/fitshake/fitshake/internal/leaktest"
 	"github.com/fitshake/fitshake/tlsdial"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -26,7 +27,7 @@ import (
 // documented limitation; when utls learns ML-DSA, this test fails and the
 // README must change.
 func TestMLDSAOnlyServerGo127(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	key, err := mldsa.GenerateKey(mldsa.MLDSA44())
 	require.NoError(t, err)
 	tmpl := &x509.Certificate{

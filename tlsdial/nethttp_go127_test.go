@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"testing"
 
+	"github.com/fitshake/fitshake/internal/leaktest"
 	"github.com/fitshake/fitshake/tlsdial"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -20,7 +21,7 @@ import (
 // and the Dialer's Config must offer h2: net/http sets no ALPN on a
 // connection it does not dial.
 func TestNetHTTPOverDialerGo127(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	s := startHTTPS(t, false, "h2", "http/1.1")
 	cfg := s.config.Clone()
 	cfg.NextProtos = []string{"h2", "http/1.1"}

@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"testing"
 
+	"github.com/fitshake/fitshake/internal/leaktest"
 	"github.com/fitshake/fitshake/pmtu"
 	"github.com/fitshake/fitshake/pmtu/pmtutest"
 	"github.com/fitshake/fitshake/tlsdial"
@@ -27,7 +28,7 @@ func TestNetworkPrior(t *testing.T) {
 	})()
 	for _, k := range kinds {
 		t.Run(k.name, func(t *testing.T) {
-			checkLeaks(t)
+			leaktest.Check(t)
 			cache := &pmtu.Cache{}
 			cache.Store(pmtu.Key{Local: "office", Remote: "tcp|a.example:443"}, pmtu.Entry{MTU: 1400})
 			cache.Store(pmtu.Key{Local: "office", Remote: "tcp|b.example:443"}, pmtu.Entry{MTU: 1400})

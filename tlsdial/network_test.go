@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fitshake/fitshake/internal/leaktest"
 	"github.com/fitshake/fitshake/pmtu"
 	"github.com/fitshake/fitshake/pmtu/pmtutest"
 	"github.com/fitshake/fitshake/tlsdial"
@@ -57,7 +58,7 @@ func TestRouteLookedUpOnlyToLearn(t *testing.T) {
 	})()
 	for _, k := range kinds {
 		t.Run(k.name, func(t *testing.T) {
-			checkLeaks(t)
+			leaktest.Check(t)
 			lookups.Store(0)
 			cache := &pmtu.Cache{}
 			for range 3 {
@@ -98,7 +99,7 @@ func TestEarlyLookIsPrecise(t *testing.T) {
 	for _, k := range kinds {
 		t.Run(k.name, func(t *testing.T) {
 			srv := startServer(t, 0) // an address no dial of the process knows
-			checkLeaks(t)
+			leaktest.Check(t)
 			cache := &pmtu.Cache{}
 			p0 := tlsdial.PreciseLooks()
 			c, r, err := k.dial(context.Background(), srv.addr, srv.config(), options{cache: cache})
@@ -125,7 +126,7 @@ func TestAnsweredAfterFirstAttemptOnly(t *testing.T) {
 		t.Run(k.name, func(t *testing.T) {
 			srv := startServer(t, 0) // an address no dial of the process knows
 			hole := blackHole(t, srv.addr, 1400, pmtutest.Upstream)
-			checkLeaks(t)
+			leaktest.Check(t)
 			cache := &pmtu.Cache{}
 			require.False(t, tlsdial.Answered("tcp", srv.addr))
 			c, r, err := k.dial(context.Background(), srv.addr, srv.config(), options{cache: cache})

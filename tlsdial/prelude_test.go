@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fitshake/fitshake/internal/leaktest"
 	"github.com/fitshake/fitshake/internal/testcert"
 	"github.com/fitshake/fitshake/pmtu"
 	"github.com/fitshake/fitshake/pmtu/pmtutest"
@@ -218,7 +219,7 @@ func pqTLS(t *testing.T, s *pgServer) string {
 // TCPDialer with no option: the SSLRequest passes through, the ClientHello
 // after it is watched, and each raced attempt replays both.
 func TestTCPDialerPostgres(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	for _, dir := range []pmtutest.Direction{pmtutest.Upstream, pmtutest.Downstream, pmtutest.Both} {
 		for _, client := range []string{"pgx", "lib/pq"} {
 			t.Run(fmt.Sprintf("%s/%s", client, dir), func(t *testing.T) {
@@ -260,7 +261,7 @@ func TestTCPDialerPostgres(t *testing.T) {
 // driver sees it, exactly as over a net.Dialer, over as many connections,
 // and the Report says the connection was not protected.
 func TestTCPDialerPostgresDeclined(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	for _, mode := range []string{"prefer", "disable"} {
 		t.Run(mode, func(t *testing.T) {
 			srv := startPG(t, 0, func(int32) byte { return 'N' })
@@ -302,7 +303,7 @@ func TestTCPDialerPostgresDeclined(t *testing.T) {
 // then an SSLRequest on the same connection, then TLS; every raced attempt
 // replays both exchanges.
 func TestTCPDialerPostgresGSSENCThenSSL(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	srv := startPG(t, 0, nil)
 	addr := blackHole(t, srv.addr, 1400, pmtutest.Both)
 	td := &tlsdial.TCPDialer{Cache: &pmtu.Cache{}}
@@ -337,7 +338,7 @@ func TestTCPDialerPostgresGSSENCThenSSL(t *testing.T) {
 // TLS). A raced attempt never replays the hello after a different answer:
 // it ends with a *PreludeError, and the stack's deadline ends the dial.
 func TestTCPDialerPostgresAnswerChanges(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	srv := startPG(t, 0, func(n int32) byte { return "SN"[min(n-1, 1)] })
 	addr := blackHole(t, srv.addr, 1400, pmtutest.Both)
 	td := &tlsdial.TCPDialer{Cache: &pmtu.Cache{}}
@@ -371,7 +372,7 @@ func TestTCPDialerPostgresAnswerChanges(t *testing.T) {
 // TestTCPDialerPostgresSilent: a server that never answers the prelude.
 // The stack's deadline (pgx's context) ends the wait, over one connection.
 func TestTCPDialerPostgresSilent(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	srv := startPG(t, 0, func(int32) byte { return 0 })
 	td := &tlsdial.TCPDialer{Cache: &pmtu.Cache{}}
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
@@ -400,7 +401,7 @@ func TestTCPDialerPostgresSilent(t *testing.T) {
 // first connection), ends everything the dial started; so does canceling
 // pgx's context during the prelude.
 func TestTCPDialerPostgresCloseAndCancel(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	t.Run("close/first", func(t *testing.T) {
 		srv := startPG(t, 0, func(int32) byte { return 0 })
 		c, err := (&tlsdial.TCPDialer{Cache: &pmtu.Cache{}}).Dial("tcp", srv.addr)
@@ -460,7 +461,7 @@ func TestTCPDialerPostgresCloseAndCancel(t *testing.T) {
 // why in its Report, its String and a Logger line (but for a StallWindow
 // turned off on purpose).
 func TestTCPDialerUnprotected(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	srv := startPG(t, 0, nil)
 	greeter := testcert.Listen(t)
 	testcert.Serve(t, greeter, func(c net.Conn, _ func(net.Conn)) {
@@ -567,7 +568,7 @@ func (s *syncBuf) String() string {
 // replays and checks, and the second hello is watched: a downstream black
 // hole is recovered.
 func TestTCPDialerHelloRetry(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	ca, err := testcert.NewCA()
 	require.NoError(t, err)
 	cert, err := ca.Issue([]string{serverName, "127.0.0.1"}, 150)

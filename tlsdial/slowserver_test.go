@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fitshake/fitshake/internal/leaktest"
 	"github.com/fitshake/fitshake/internal/testcert"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -62,7 +63,7 @@ func TestSlowServerFirstDialCostsOneConnection(t *testing.T) {
 		{"TCPDialer", func(c *tls.Config) dialFunc { return tcpDialerDial(c, false) }},
 	} {
 		t.Run(k.name, func(t *testing.T) {
-			checkLeaks(t)
+			leaktest.Check(t)
 			addr, cfg, conns := countingSlowServer(t, 800*time.Millisecond)
 			dial := k.dial(cfg) // one dialer, one cache: a fresh process
 			for i := range 3 {
@@ -91,7 +92,7 @@ func TestSlowServerHerdIsBudgeted(t *testing.T) {
 	if testing.Short() {
 		t.Skip("200 handshakes")
 	}
-	checkLeaks(t)
+	leaktest.Check(t)
 	const n = 200
 	addr, cfg, conns := countingSlowServer(t, 400*time.Millisecond)
 	dial := fitshakeDial(cfg, false)

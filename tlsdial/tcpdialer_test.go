@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fitshake/fitshake/internal/leaktest"
 	"github.com/fitshake/fitshake/internal/testcert"
 	"github.com/fitshake/fitshake/pmtu"
 	"github.com/fitshake/fitshake/pmtu/pmtutest"
@@ -38,7 +39,7 @@ func h2ServerBehindBlackHole(t *testing.T) (string, *tls.Config) {
 }
 
 func TestTCPDialerHTTP2AndTrace(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	addr, cfg := h2ServerBehindBlackHole(t)
 
 	td := &tlsdial.TCPDialer{Cache: &pmtu.Cache{}}
@@ -68,7 +69,7 @@ func TestTCPDialerHTTP2AndTrace(t *testing.T) {
 }
 
 func TestDialerHTTP2(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	addr, cfg := h2ServerBehindBlackHole(t)
 
 	cfg.NextProtos = []string{"h2"}
@@ -87,7 +88,7 @@ func TestDialerHTTP2(t *testing.T) {
 }
 
 func TestTCPDialerNeverReplaysOtherData(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	// A plain TCP echo server behind the black hole: a large first write is
 	// not a ClientHello and must not be replayed.
 	ln := testcert.Listen(t)
@@ -114,7 +115,7 @@ func TestTCPDialerNeverReplaysOtherData(t *testing.T) {
 }
 
 func TestTCPDialerHonoursStackDeadline(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	srv := startServer(t, 0)
 	addr := blackHole(t, srv.addr, 1400, pmtutest.Both)
 	td := &tlsdial.TCPDialer{Cache: &pmtu.Cache{}, StallWindow: 5 * time.Second}
@@ -136,7 +137,7 @@ func TestTCPDialerHonoursStackDeadline(t *testing.T) {
 }
 
 func TestTCPDialerCancelMidStall(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	srv := startServer(t, 0)
 	addr := blackHole(t, srv.addr, 1400, pmtutest.Both)
 	rec := &recorder{}
@@ -165,7 +166,7 @@ func TestTCPDialerCancelMidStall(t *testing.T) {
 // A connection dialed and closed unused ends its dial: Done fires, and
 // nothing is left for later dials to wait on.
 func TestTCPConnClosedUnused(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	srv := startServer(t, 0)
 	rec := &recorder{}
 	td := &tlsdial.TCPDialer{Cache: &pmtu.Cache{}, Trace: rec.trace()}
@@ -191,7 +192,7 @@ func TestTCPConnClosedUnused(t *testing.T) {
 // Report means something while the dial runs: the attempts so far, the
 // ones still running marked so.
 func TestTCPConnReportWhileRunning(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	srv := startServer(t, 0)
 	addr := blackHole(t, srv.addr, 1280, pmtutest.Both)
 	td := &tlsdial.TCPDialer{Cache: &pmtu.Cache{}}
@@ -218,7 +219,7 @@ func TestTCPConnReportWhileRunning(t *testing.T) {
 // Read, Write, Close, Report and the deadlines, called concurrently while
 // the connection redials: the race detector and the leak check judge.
 func TestTCPConnConcurrentUseDuringRedial(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	srv := startServer(t, 0)
 	addr := blackHole(t, srv.addr, 1280, pmtutest.Both)
 	for i := range 20 {
@@ -254,7 +255,7 @@ func TestTCPConnConcurrentUseDuringRedial(t *testing.T) {
 // When the stack writes again before any reply, the hello can no longer be
 // replayed: one attempt is kept and the data goes there.
 func TestTCPConnSecondWriteKeepsOneAttempt(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	ln := testcert.Listen(t)
 	got := make(chan []byte, 4)
 	testcert.Serve(t, ln, func(c net.Conn, _ func(net.Conn)) {
@@ -304,7 +305,7 @@ func clientHelloRecord(n int) []byte {
 
 // A server that speaks first: nothing to watch, a plain connection.
 func TestTCPConnServerSpeaksFirst(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	ln := testcert.Listen(t)
 	testcert.Serve(t, ln, func(c net.Conn, _ func(net.Conn)) { c.Write([]byte("220 hello\r\n")) })
 	c, err := (&tlsdial.TCPDialer{Cache: &pmtu.Cache{}}).DialContext(context.Background(), "tcp", ln.Addr().String())
@@ -399,7 +400,7 @@ var bigHello = clientHelloRecord(1491)
 // Hooks run with no lock held: they may call back into the connection,
 // Report on every event, even Close from a Stall.
 func TestTCPConnHooksMayCallBack(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	srv := startServer(t, 0)
 	addr := blackHole(t, srv.addr, 1400, pmtutest.Both)
 	var conn atomic.Pointer[tlsdial.TCPConn]

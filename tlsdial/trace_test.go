@@ -6,6 +6,7 @@ import (
 	"errors"
 	"testing"
 
+	"github.com/fitshake/fitshake/internal/leaktest"
 	"github.com/fitshake/fitshake/pmtu"
 	"github.com/fitshake/fitshake/pmtu/pmtutest"
 	"github.com/fitshake/fitshake/tlsdial"
@@ -52,7 +53,7 @@ func TestMultiTraceOnDialerAndContext(t *testing.T) {
 			{"healthy", srv.addr, false},
 		} {
 			t.Run(k.name+"/"+path.name, func(t *testing.T) {
-				checkLeaks(t)
+				leaktest.Check(t)
 				var own, metrics, inCtx recorder
 				ctx := tlsdial.WithTrace(context.Background(), inCtx.trace())
 				c, rep, err := k.dial(ctx, path.addr, srv.config(), options{
@@ -103,7 +104,7 @@ func TestDoneInfoRecovered(t *testing.T) {
 }
 
 func TestDoneInfoConnectionStateNilOnFailure(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	srv := startServer(t, 0)
 	var r recorder
 	_, _, err := kinds[0].dial(context.Background(), srv.addr, &tls.Config{ServerName: serverName}, options{

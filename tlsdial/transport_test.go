@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/fitshake/fitshake/internal/leaktest"
 	"github.com/fitshake/fitshake/internal/testcert"
 	"github.com/fitshake/fitshake/pmtu"
 	"github.com/fitshake/fitshake/pmtu/pmtutest"
@@ -154,7 +155,7 @@ func TestTransportProtocols(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			checkLeaks(t)
+			leaktest.Check(t)
 			s := startHTTPS(t, tt.h1Only, tt.alpn...)
 			cfg := s.config.Clone()
 			tr, dials := newTransport(t, cfg)
@@ -197,13 +198,13 @@ func TestTransportConcurrent(t *testing.T) {
 	const n = 50
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			checkLeaks(t)
+			leaktest.Check(t)
 			s := startHTTPS(t, tt.h1Only, tt.alpn...)
 			tr, dials := newTransport(t, s.config)
 			// Fifty handshakes at once on a loaded machine can outlast the
 			// stall window on loopback. The dial engine then hedges, and
 			// (at b25829c) a losing attempt whose handshake had completed
-			// is never closed, which checkLeaks reports. That is the
+			// is never closed, which leaktest.Check reports. That is the
 			// engine's to fix; this test is about pooling, so one attempt
 			// per dial.
 			tr.Dialer.StallWindow = -1
@@ -236,7 +237,7 @@ func TestTransportConcurrent(t *testing.T) {
 // connection is used (no extra TCP accepts), and HTTP/1.1 is never spoken
 // on an h2 connection (the server would reject the preface).
 func TestTransportProtocolChange(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	s := startHTTPS(t, false, "h2", "http/1.1")
 	tr, _ := newTransport(t, s.config)
 
@@ -266,7 +267,7 @@ func TestTransportProtocolChange(t *testing.T) {
 	}
 
 	// A body that cannot be resent fails with a clear error, and the
-	// connection dialed for it is not left behind (checkLeaks).
+	// connection dialed for it is not left behind (leaktest.Check).
 	s.setALPN("http/1.1")
 	tr.CloseIdleConnections()
 	req, err := http.NewRequest(http.MethodPost, s.url(), io.NopCloser(strings.NewReader("once")))
@@ -278,7 +279,7 @@ func TestTransportProtocolChange(t *testing.T) {
 }
 
 func TestTransportCancel(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	addr := silentServer(t)
 	tr, _ := newTransport(t, &tls.Config{ServerName: serverName})
 
@@ -303,7 +304,7 @@ func TestTransportCancel(t *testing.T) {
 // Requests waiting for the dial that learns the protocol are not failed
 // by that dial's cancellation: one of them dials again.
 func TestTransportFirstDialCancelled(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	s := startHTTPS(t, false, "h2", "http/1.1")
 	s.slow.Store(1) // the first handshake outlasts the first request
 	tr, dials := newTransport(t, s.config)
@@ -326,7 +327,7 @@ func TestTransportFirstDialCancelled(t *testing.T) {
 }
 
 func TestTransportTLSHandshakeTimeout(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	addr := silentServer(t)
 	const timeout = 600 * time.Millisecond
 	tr, dials := newTransport(t, &tls.Config{ServerName: serverName})
@@ -351,7 +352,7 @@ func TestTransportTLSHandshakeTimeout(t *testing.T) {
 
 func TestTransportZeroValue(t *testing.T) {
 	t.Run("refused", func(t *testing.T) {
-		checkLeaks(t)
+		leaktest.Check(t)
 		ln, err := net.Listen("tcp4", "127.0.0.1:0")
 		require.NoError(t, err)
 		addr := ln.Addr().String()
@@ -368,7 +369,7 @@ func TestTransportZeroValue(t *testing.T) {
 		assert.ErrorContains(t, err, "refused") // ECONNREFUSED, WSAECONNREFUSED
 	})
 	t.Run("plain http", func(t *testing.T) {
-		checkLeaks(t)
+		leaktest.Check(t)
 		ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			io.WriteString(w, r.Proto)
 		}))
@@ -393,7 +394,7 @@ func TestTransportZeroValue(t *testing.T) {
 // Through a simulated 1400-byte black hole, the first dial stalls, the
 // clamped redial completes, and HTTP/2 runs on it.
 func TestTransportBlackHole(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	s := startHTTPS(t, false, "h2", "http/1.1")
 	addr := blackHole(t, s.addr, 1400, pmtutest.Both)
 	tr, dials := newTransport(t, s.config)

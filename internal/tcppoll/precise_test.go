@@ -1,56 +1,33 @@
 package tcppoll
 
 import (
-	"os"
-	"runtime"
 	"slices"
-	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/fitshake/fitshake/internal/leaktest"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
-// baseline returns the goroutines and descriptors to come back to, once
-// the runtime's netpoller (two descriptors of its own, for good) is up.
-func baseline(t *testing.T) (goroutines, fds int) {
+// warmNetpoller starts the runtime's netpoller, whose two descriptors
+// stay open for good, so that a leak check begun after it counts only
+// what a precise wake leaves (its goroutine and timerfd last until it
+// fires).
+func warmNetpoller(t *testing.T) {
 	t.Helper()
 	warm := &Poller{}
 	tg := &target{p: warm, want: 1, done: make(chan struct{})}
 	warm.SetPrecise(tg, time.Now().Add(100*time.Microsecond))
 	<-tg.done
 	time.Sleep(10 * time.Millisecond) // its goroutine ends after the poll
-	return runtime.NumGoroutine(), countFDs()
-}
-
-// settled waits until the goroutines and descriptors are back to g0 and
-// f0 (a precise wake's goroutine and timerfd last until it fires).
-func settled(t *testing.T, g0, f0 int) {
-	t.Helper()
-	var g, f int
-	for range 200 {
-		if g, f = runtime.NumGoroutine(), countFDs(); g <= g0 && f <= f0 {
-			return
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	t.Errorf("left behind: goroutines %d → %d, fds %d → %d", g0, g, f0, f)
-}
-
-func countFDs() int {
-	es, err := os.ReadDir("/proc/self/fd")
-	if err != nil {
-		return 0
-	}
-	return len(es)
 }
 
 // TestSetPrecisePolls: a target set precisely is polled once due, not
 // before, and then as usual; nothing is left behind.
 func TestSetPrecisePolls(t *testing.T) {
-	g0, f0 := baseline(t)
+	warmNetpoller(t)
+	leaktest.Check(t)
 	p := &Poller{Gap: 100 * time.Microsecond, Budget: 8}
 	tg := &target{p: p, every: time.Millisecond, want: 3, done: make(chan struct{})}
 	t0 := time.Now()
@@ -62,14 +39,14 @@ func TestSetPrecisePolls(t *testing.T) {
 	}
 	assert.GreaterOrEqual(t, time.Since(t0), 2300*time.Microsecond)
 	assert.Equal(t, 0, p.Len())
-	settled(t, g0, f0)
 }
 
 // TestSetPreciseForgotten: a target set precisely and forgotten before it
 // is due is never polled; the wake that cannot be stopped finds nothing,
 // and a target set later is polled as usual.
 func TestSetPreciseForgotten(t *testing.T) {
-	g0, f0 := baseline(t)
+	warmNetpoller(t)
+	leaktest.Check(t)
 	p := &Poller{Gap: 100 * time.Microsecond, Budget: 8}
 	gone := &target{p: p, want: 1, done: make(chan struct{})}
 	p.SetPrecise(gone, time.Now().Add(200*time.Microsecond))
@@ -80,42 +57,18 @@ func TestSetPreciseForgotten(t *testing.T) {
 	later := &target{p: p, want: 1, done: make(chan struct{})}
 	p.Set(later, time.Now().Add(time.Millisecond))
 	<-later.done
-	settled(t, g0, f0)
 }
 
 // TestSetPreciseOneWakeAtATime is TestPollerOneWakeAtATime with precise
 // wakes beside the timer's: still one wake polls at a time.
 func TestSetPreciseOneWakeAtATime(t *testing.T) {
-	p := &Poller{}
-	var running, most atomic.Int32
-	ts := make([]*slowTarget, 16)
-	for i := range ts {
-		ts[i] = &slowTarget{running: &running, most: &most}
-	}
-	var wg sync.WaitGroup
-	deadline := time.Now().Add(300 * time.Millisecond)
-	for g := range 4 {
-		wg.Go(func() {
-			for i := g; time.Now().Before(deadline); i++ {
-				tg := ts[i%len(ts)]
-				at := time.Now().Add(time.Duration(i%5) * 100 * time.Microsecond)
-				switch i % 3 {
-				case 0:
-					p.Set(tg, time.Time{})
-				case 1:
-					p.SetPrecise(tg, at)
-				default:
-					p.Set(tg, at)
-				}
-			}
-		})
-	}
-	wg.Wait()
-	for _, tg := range ts {
-		p.Set(tg, time.Time{})
-	}
-	assert.Equal(t, int32(1), most.Load(), "polls ran at once: two wakes overlapped")
-	assert.Equal(t, 0, p.Len())
+	oneWakeAtATime(t, 300*time.Millisecond, func(p *Poller, tg Target, i int, at time.Time) {
+		if i%3 == 1 {
+			p.SetPrecise(tg, at)
+			return
+		}
+		p.Set(tg, at)
+	})
 }
 
 // BenchmarkWakeLate measures how late a lone target set 200 µs ahead is

@@ -140,6 +140,15 @@ func (t *slowTarget) Poll() {
 // beside it. Two at once shared the wake's batch: one cleared the targets
 // the other was polling, and a herd of dials crashed on a nil Target.
 func TestPollerOneWakeAtATime(t *testing.T) {
+	oneWakeAtATime(t, 500*time.Millisecond, func(p *Poller, tg Target, _ int, at time.Time) { p.Set(tg, at) })
+}
+
+// oneWakeAtATime has 4 goroutines set 16 targets for d, every third call
+// forgetting one and the others setting it with set (i counts the calls),
+// then checks that no two polls ran at once and that the Poller is left
+// empty.
+func oneWakeAtATime(t *testing.T, d time.Duration, set func(p *Poller, tg Target, i int, at time.Time)) {
+	t.Helper()
 	p := &Poller{}
 	var running, most atomic.Int32
 	ts := make([]*slowTarget, 16)
@@ -147,7 +156,7 @@ func TestPollerOneWakeAtATime(t *testing.T) {
 		ts[i] = &slowTarget{running: &running, most: &most}
 	}
 	var wg sync.WaitGroup
-	deadline := time.Now().Add(500 * time.Millisecond)
+	deadline := time.Now().Add(d)
 	for g := range 4 {
 		wg.Go(func() {
 			for i := g; time.Now().Before(deadline); i++ {
@@ -155,7 +164,7 @@ func TestPollerOneWakeAtATime(t *testing.T) {
 				if i%3 == 0 {
 					p.Set(tg, time.Time{})
 				} else {
-					p.Set(tg, time.Now().Add(time.Duration(i%5)*100*time.Microsecond))
+					set(p, tg, i, time.Now().Add(time.Duration(i%5)*100*time.Microsecond))
 				}
 			}
 		})

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/fitshake/fitshake/internal/lab"
+	"github.com/fitshake/fitshake/internal/leaktest"
 	"github.com/fitshake/fitshake/pmtu"
 	"github.com/fitshake/fitshake/tlsdial/tlsdialtest"
 )
@@ -29,7 +30,7 @@ func TestKernelPath(t *testing.T) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	ln.Close()
-	checkLeaks(t)
+	leaktest.Check(t)
 	assert.Equal(t, 1400, p.MTU)
 	srv := p.NewServer(t, http.HandlerFunc(hello))
 	url := "https://" + srv.Listener.Addr().String() + "/"

@@ -7,17 +7,15 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/fitshake/fitshake/internal/leaktest"
 	"github.com/fitshake/fitshake/pmtu"
 	"github.com/fitshake/fitshake/pmtu/pmtutest"
 	"github.com/fitshake/fitshake/tlsdial"
@@ -25,31 +23,6 @@ import (
 )
 
 func hello(w http.ResponseWriter, r *http.Request) { fmt.Fprintf(w, "hello over %s", r.Proto) }
-
-// checkLeaks fails the test if goroutines or file descriptors started
-// during it are still there shortly after it ends. Register it first so
-// its cleanup runs last.
-func checkLeaks(t *testing.T) {
-	t.Helper()
-	g0, f0 := runtime.NumGoroutine(), countFDs()
-	t.Cleanup(func() {
-		var g, f int
-		for range 100 {
-			g, f = runtime.NumGoroutine(), countFDs()
-			if g <= g0 && f <= f0 {
-				return
-			}
-			time.Sleep(20 * time.Millisecond)
-		}
-		buf := make([]byte, 1<<16)
-		t.Errorf("leak: goroutines %d → %d, fds %d → %d\n%s", g0, g, f0, f, buf[:runtime.Stack(buf, true)])
-	})
-}
-
-func countFDs() int {
-	es, _ := os.ReadDir("/proc/self/fd")
-	return len(es)
-}
 
 func get(t *testing.T, c *http.Client, url string) (*http.Response, string) {
 	t.Helper()
@@ -64,7 +37,7 @@ func get(t *testing.T, c *http.Client, url string) (*http.Response, string) {
 // Two clients in one test each fall back on their own: the second does not
 // start from what the first learned, and its Stall hook fires.
 func TestNewClientFallsBack(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	srv := tlsdialtest.NewServer(t, http.HandlerFunc(hello))
 	hole := pmtutest.NewProxy(t, srv.Listener.Addr().String(), 1400)
 	url := "https://" + hole.Addr() + "/"
@@ -93,7 +66,7 @@ func TestNewClientFallsBack(t *testing.T) {
 // A Recorder over net/http's Transport with a TCPDialer (crypto/tls's own
 // hello), over HTTP/2 and HTTP/1.1.
 func TestRecorderTCPDialer(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	srv := tlsdialtest.NewServer(t, http.HandlerFunc(hello))
 	hole := pmtutest.NewProxy(t, srv.Listener.Addr().String(), 1400)
 	roots := x509.NewCertPool()
@@ -124,7 +97,7 @@ func TestRecorderTCPDialer(t *testing.T) {
 // Requests a Recorder cannot report on: plain HTTP, and responses it did
 // not carry.
 func TestRecorderNoReport(t *testing.T) {
-	checkLeaks(t)
+	leaktest.Check(t)
 	srv := httptest.NewServer(http.HandlerFunc(hello))
 	t.Cleanup(srv.Close)
 	tr := &http.Transport{}
@@ -166,7 +139,7 @@ func (l *logTB) lines() string {
 func TestNewServerQuiet(t *testing.T) {
 	for _, quiet := range []bool{false, true} {
 		t.Run(fmt.Sprint("quiet=", quiet), func(t *testing.T) {
-			checkLeaks(t)
+			leaktest.Check(t)
 			tb := &logTB{TB: t}
 			var srv *httptest.Server
 			if quiet {
