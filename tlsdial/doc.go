@@ -18,10 +18,11 @@
 // server obeys the MSS the client advertises), carrying the same
 // ClientHello. While it waits for the reply, the socket's TCP_INFO is read
 // every millisecond (Linux; the first read comes two round trips after the
-// hello, at least 200 µs, where the process has not yet seen the
-// destination answer a first attempt, woken by a timerfd because the
-// runtime's timers wake an idle process a millisecond late) and
-// classified (pmtu.Classify):
+// hello, at least 50 µs, where the process has not yet seen the
+// destination answer a first attempt, and again after as long while
+// nothing of the hello was acknowledged; these early reads are woken by a
+// timerfd because the runtime's timers wake an idle process a millisecond
+// late) and classified (pmtu.Classify):
 //
 //   - a black hole, upstream or downstream, or a reset or end of stream
 //     before any reply, is conclusive: the attempt ends and the next clamp

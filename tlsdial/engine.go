@@ -243,11 +243,15 @@ func (e *engine) fire() {
 // as the timer's goroutine ran), a loopback dial paid a goroutine, a
 // TCP_INFO read and a timer reset while the server computed its reply,
 // 3–4% of its time. Under e.mu.
-func (l *leg) pollFrom(sent time.Time) {
-	d := l.e.m.firstPoll(l.id)
-	l.nextPoll = sent.Add(d)
+func (l *leg) pollFrom(sent time.Time) { l.pollIn(sent, l.e.m.firstPoll(l.id)) }
+
+// pollIn schedules l's next poll d after from; one due sooner than the
+// interval is an early look (looks.go), set precisely (see polled). Under
+// e.mu.
+func (l *leg) pollIn(from time.Time, d time.Duration) {
+	l.nextPoll = from.Add(d)
 	if d > 0 && d < pollInterval {
-		l.e.lookAt = l.nextPoll // an early look: see polled
+		l.e.lookAt = l.nextPoll
 	}
 }
 

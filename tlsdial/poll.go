@@ -72,7 +72,7 @@ func (e *engine) poll() {
 			continue // closed under us: its result is on its way
 		}
 		e.m.observe(l.id, now, ti, 0)
-		l.nextPoll = now.Add(e.m.pollEvery(l.id))
+		l.pollIn(now, e.m.nextPoll(l.id, now))
 	}
 	e.m.tick(now, e.received)
 	e.apply(now)

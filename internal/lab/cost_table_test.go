@@ -141,7 +141,10 @@ func runCost(ctx context.Context, a costArgs) (costResult, error) {
 			}
 			ctx = tlsdial.WithTrace(ctx, &tlsdial.Trace{
 				AttemptStart: func(i tlsdial.AttemptStartInfo) { at(fmt.Sprintf("start %d mtu=%d", i.ID, i.MTU)) },
-				Stall:        func(i tlsdial.StallInfo) { at(fmt.Sprintf("stall %d %s", i.ID, i.Diagnosis.Class)) },
+				Stall: func(i tlsdial.StallInfo) {
+					el := i.Diagnosis.Evidence.Elapsed.Round(time.Microsecond)
+					at(fmt.Sprintf("stall %d %s (%v after the hello)", i.ID, i.Diagnosis.Class, el))
+				},
 				AttemptDone: func(i tlsdial.AttemptDoneInfo) {
 					at(fmt.Sprintf("done %d %s", i.Attempt.ID, i.Attempt.Outcome))
 				},
