@@ -37,8 +37,8 @@ func TestFirstPoll(t *testing.T) {
 
 // TestNextPoll checks when an attempt is polled again after an early look:
 // as long again as the hello has been out while nothing of it was heard,
-// the interval once the server acknowledged (or SACKed) any of it, and the
-// interval always for a dial that does not look early.
+// the interval once the server acknowledged it, never once a SACK gave the
+// verdict, and the interval always for a dial that does not look early.
 func TestNextPoll(t *testing.T) {
 	const us = time.Microsecond
 	base := pmtu.TCPInfo{BytesAcked: 1}
