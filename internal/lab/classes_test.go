@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/fitshake/fitshake/internal/lab"
+	"github.com/fitshake/fitshake/pmtu"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
@@ -91,6 +92,9 @@ func TestLabStallClasses(t *testing.T) {
 					}
 					assert.Positive(t, rep.MSS)
 					assert.LessOrEqual(t, rep.MSS, l.MaxMSS(f), "%s", rep)
+					if overtakenUnderLoad(t, tt.dir, first, second, rep) {
+						return
+					}
 					assert.Equal(t, tt.wantClass, rep.Class, "%s", rep)
 					want := tt.wantText
 					if strings.Contains(want, "%d") {
@@ -112,6 +116,30 @@ func TestLabStallClasses(t *testing.T) {
 			}
 		}
 	}
+}
+
+// overtakenUnderLoad reports whether a downstream dial ended, truthfully,
+// on silence rather than on its black hole's evidence, and checks what it
+// said then. On a loaded machine the server acknowledged the hello after
+// the 20 ms that race the next clamp (checkRedialed), the raced clamp got
+// its reply, and attempt 1 had received nothing at all, not even a
+// segment out of order, when the dial ended (1 of 80 dials in each of two
+// runs with both CPUs saturated, before and after 2026-12-06's changes
+// alike; once in a full test run). It may then
+// only say what it saw: silence, overtaken by the clamp, and large
+// packets lost beyond a box or on the way back.
+func overtakenUnderLoad(t *testing.T, dir lab.Direction, first, second lab.Attempt, rep *lab.Report) bool {
+	t.Helper()
+	if dir != lab.Downstream || !second.Hedge || first.Class != pmtu.ClassSilent.String() {
+		return false
+	}
+	t.Logf("a loaded machine: attempt 1 saw nothing before the raced clamp won: %s", rep)
+	checkRedialed(t, first, second, rep)
+	assert.Equal(t, pmtu.ClassSilent.String(), rep.Class, "%s", rep)
+	assert.Equal(t, rep.MSS, first.OvertakenBy, "%s", rep)
+	assert.Equal(t, rep.MSS, rep.OvertakenBy, "%s", rep)
+	assert.Contains(t, rep.Diagnosis, "or on the way back", "%s", rep)
+	return true
 }
 
 // checkRedialed checks that conclusive evidence on first (a black hole, a
