@@ -58,7 +58,7 @@ type engine struct {
 	grp       *group      // the destination's, once enlisted
 	timer     *time.Timer // the next timer decision; nil until armed
 	pollSet   time.Time   // when the poller was told to poll next (poll.go)
-	lookAt    time.Time   // when a poll due sooner than the interval is (pollIn); zero: none
+	lookAt    time.Time   // when an attempt's early first look is due (pollFrom); zero: none
 	stopCtx   func() bool // stops the context's cancellation callback
 	watching  bool        // the first hello is out: the engine reacts by itself
 	concluded bool
@@ -246,8 +246,8 @@ func (e *engine) fire() {
 func (l *leg) pollFrom(sent time.Time) { l.pollIn(sent, l.e.m.firstPoll(l.id)) }
 
 // pollIn schedules l's next poll d after from; one due sooner than the
-// interval (an early look, or the end of a hole's confirmation: see
-// machine.nextPoll) is set precisely (see polled). Under e.mu.
+// interval is an early look (looks.go), set precisely (see polled). Under
+// e.mu.
 func (l *leg) pollIn(from time.Time, d time.Duration) {
 	l.nextPoll = from.Add(d)
 	if d > 0 && d < pollInterval {

@@ -103,23 +103,15 @@ func (m *machine) firstPoll(id int) time.Duration {
 }
 
 // nextPoll returns how long after a poll at now attempt id is polled
-// again: the interval (pollEvery), or sooner if that is when something
-// is due: the end of a downstream hole's confirmation (watch.go), which
-// the interval would otherwise make up to a poll late; or, while an early
-// look saw none of the hello acknowledged, a look after as long again as
-// the hello has been out.
+// again: the interval (pollEvery), or, while an early look saw none of the
+// hello acknowledged, as long again as the hello has been out, if that is
+// shorter.
 func (m *machine) nextPoll(id int, now time.Time) time.Duration {
 	every := m.pollEvery(id)
-	if every != pollInterval {
+	if every != pollInterval || !m.cfg.lookSoon {
 		return every
 	}
 	mon := m.leg(id).mon
-	if at := mon.confirmAt(); !at.IsZero() {
-		return min(every, at.Sub(now))
-	}
-	if !m.cfg.lookSoon {
-		return every
-	}
 	if ev := mon.diag.Evidence; ev.Acked > 0 || ev.SACKed > 0 || ev.Received > 0 {
 		return every
 	}

@@ -7,7 +7,6 @@ import (
 
 	"github.com/fitshake/fitshake/pmtu"
 	"github.com/stretchr/testify/assert"
-	"github.com/stretchr/testify/require"
 )
 
 func TestFirstPoll(t *testing.T) {
@@ -68,37 +67,6 @@ func TestNextPoll(t *testing.T) {
 			now := t0.Add(tt.at)
 			m.observe(1, now, tt.cur, 0)
 			assert.Equal(t, tt.want, m.nextPoll(1, now))
-		})
-	}
-}
-
-// TestNextPollConfirmsAHole checks that a downstream hole is polled again
-// when its confirmation ends, not up to an interval later, whether or not
-// the dial looks early; and that the verdict comes at that poll.
-func TestNextPollConfirmsAHole(t *testing.T) {
-	const us = time.Microsecond
-	base := pmtu.TCPInfo{BytesAcked: 1}
-	hole := pmtu.TCPInfo{BytesAcked: 1501, RcvOOOPack: 1}
-	for _, lookSoon := range []bool{true, false} {
-		t.Run(fmt.Sprint("lookSoon=", lookSoon), func(t *testing.T) {
-			m := newMachine(machineConfig{addr: "x", rungs: pqRungs(false), lookSoon: lookSoon,
-				steps: ladderSteps(defaultMTUs, helloMTU, pqRungs(false))})
-			m.begin(t0)
-			m.drain()
-			m.connected(1, 20*us, 1460)
-			m.sent(1, t0, 1500, base, true)
-			seen := t0.Add(4 * time.Millisecond)
-			m.observe(1, seen, hole, 0)
-			require.True(t, m.waiting(1), "one look is not a verdict")
-			assert.Equal(t, pollInterval, m.nextPoll(1, seen), "the confirmation ends beyond the interval")
-			next := seen.Add(1100 * us) // a timer's poll comes late
-			m.observe(1, next, hole, 0)
-			require.True(t, m.waiting(1))
-			d := m.nextPoll(1, next)
-			assert.Equal(t, minConfirm-1100*us, d)
-			m.observe(1, next.Add(d), hole, 0)
-			assert.False(t, m.waiting(1), "the hole lasted: the verdict is in")
-			assert.Equal(t, pmtu.ClassDownstream, m.report.Attempts[0].Diagnosis.Class)
 		})
 	}
 }

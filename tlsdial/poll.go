@@ -11,9 +11,8 @@ import (
 // The TCP_INFO polls of every dial in the process are run by one poller
 // (package tcppoll, which says why), so that their cost stays bounded
 // however many dials wait at once. A lone dial is polled as with a timer
-// of its own: one interval after its hello (or at its early looks,
-// looks.go, set precisely: see polled), then every interval (sooner when
-// a downstream hole's confirmation ends: machine.nextPoll).
+// of its own: one interval after its hello (or its early first look,
+// looks.go, set precisely: see polled), then every interval.
 const (
 	// pollGap is the shortest time between two wakes of the poller: at
 	// most 2000 wakes a second, whatever the number of dials.
@@ -96,12 +95,11 @@ func (e *engine) pollDue() time.Time {
 }
 
 // polled tells the poller when e is next due a poll (zero: never), if
-// that changed. Under e.mu. A poll due sooner than the interval (an early
-// look, or the end of a hole's confirmation: pollIn) is set precisely: it
-// is due sooner than the runtime's timers can wake an idle process, which
-// a fresh process's first dial is while its hello is out (its verdict on
-// an upstream black hole came 1.1–1.2 ms after the hello in the lab, a
-// 200 µs look fired late).
+// that changed. Under e.mu. An early first look (pollFrom) is set
+// precisely: it is due sooner than the runtime's timers can wake an idle
+// process, which a fresh process's first dial is while its hello is out
+// (its verdict on an upstream black hole came 1.1–1.2 ms after the hello
+// in the lab, a 200 µs look fired late).
 func (e *engine) polled(at time.Time) {
 	if at.Equal(e.pollSet) {
 		return

@@ -149,15 +149,6 @@ func (m *monitor) replying(now time.Time) bool {
 	return m.received > 0 && now.Sub(m.progress) < m.window
 }
 
-// confirmAt returns when the downstream hole seen now becomes a verdict if
-// it lasts; zero when none is pending.
-func (m *monitor) confirmAt() time.Time {
-	if m.holeSince.IsZero() {
-		return time.Time{}
-	}
-	return m.holeSince.Add(m.confirm)
-}
-
 // due returns when silence alone would change the verdict.
 func (m *monitor) due() time.Time { return m.progress.Add(m.gap) }
 
