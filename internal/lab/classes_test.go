@@ -125,9 +125,9 @@ func TestLabStallClasses(t *testing.T) {
 // its reply, and attempt 1 had received nothing at all, not even a
 // segment out of order, when the dial ended (1 of 80 dials in each of two
 // runs with both CPUs saturated, before and after 2026-12-06's changes
-// alike; once in a full test run). It may then
-// only say what it saw: silence, overtaken by the clamp, and large
-// packets lost beyond a box or on the way back.
+// alike; once in a full test run). It may then only say what it saw:
+// silence, overtaken by the clamp, and large packets lost beyond a box or
+// on the way back.
 func overtakenUnderLoad(t *testing.T, dir lab.Direction, first, second lab.Attempt, rep *lab.Report) bool {
 	t.Helper()
 	if dir != lab.Downstream || !second.Hedge || first.Class != pmtu.ClassSilent.String() {
