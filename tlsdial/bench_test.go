@@ -112,24 +112,37 @@ func BenchmarkHandshakeRatio(b *testing.B) {
 // what a third one left running, nor runs with caches warmed by another
 // TLS stack.
 func pairedRatio(b *testing.B, base, dut dialFunc, addr string) (median, totals float64) {
-	for range 10 { // warm up both
-		handshakeOnce(b, base, addr)
-		handshakeOnce(b, dut, addr)
-	}
-	var ratios []float64
+	xs, ys := pairedRuns(b, 10,
+		func() time.Duration { return handshakeOnce(b, base, addr) },
+		func() time.Duration { return handshakeOnce(b, dut, addr) })
+	ratios := make([]float64, len(xs))
 	var tb, td time.Duration
-	for b.Loop() {
-		var x, y time.Duration
-		if rand.IntN(2) == 0 {
-			x = handshakeOnce(b, base, addr)
-			y = handshakeOnce(b, dut, addr)
-		} else {
-			y = handshakeOnce(b, dut, addr)
-			x = handshakeOnce(b, base, addr)
-		}
-		ratios = append(ratios, float64(y)/float64(x))
-		tb, td = tb+x, td+y
+	for i := range xs {
+		ratios[i] = float64(ys[i]) / float64(xs[i])
+		tb, td = tb+xs[i], td+ys[i]
 	}
 	slices.Sort(ratios)
 	return ratios[len(ratios)/2], float64(td) / float64(tb)
+}
+
+// pairedRuns runs base and dut warm times each, then once each per
+// iteration of b in a random order, and returns the times of each
+// iteration's runs: xs[i] is base's, ys[i] dut's.
+func pairedRuns(b *testing.B, warm int, base, dut func() time.Duration) (xs, ys []time.Duration) {
+	for range warm {
+		base()
+		dut()
+	}
+	for b.Loop() {
+		var x, y time.Duration
+		if rand.IntN(2) == 0 {
+			x = base()
+			y = dut()
+		} else {
+			y = dut()
+			x = base()
+		}
+		xs, ys = append(xs, x), append(ys, y)
+	}
+	return xs, ys
 }

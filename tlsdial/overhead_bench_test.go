@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net"
 	"slices"
 	"testing"
@@ -48,49 +47,35 @@ func BenchmarkExchangeOverhead(b *testing.B) {
 }
 
 // pairedDiff runs base and dut one exchange each per iteration, in a
-// random order, and returns the median of the differences dut-base in µs.
+// random order (pairedRuns), and returns the median of the differences
+// dut-base in µs.
 func pairedDiff(b *testing.B, base, dut func(context.Context, string, string) (net.Conn, error), addr string) float64 {
-	for range 20 { // warm up both
-		exchangeOnce(b, base, addr)
-		exchangeOnce(b, dut, addr)
-	}
-	var diffs []float64
-	for b.Loop() {
-		var x, y time.Duration
-		if rand.IntN(2) == 0 {
-			x, y = exchangeOnce(b, base, addr), exchangeOnce(b, dut, addr)
-		} else {
-			y, x = exchangeOnce(b, dut, addr), exchangeOnce(b, base, addr)
-		}
-		diffs = append(diffs, float64(y-x)/float64(time.Microsecond))
+	xs, ys := pairedRuns(b, 20,
+		func() time.Duration { return exchangeOnce(b, base, addr) },
+		func() time.Duration { return exchangeOnce(b, dut, addr) })
+	diffs := make([]float64, len(xs))
+	for i := range xs {
+		diffs[i] = float64(ys[i]-xs[i]) / float64(time.Microsecond)
 	}
 	slices.Sort(diffs)
 	return diffs[len(diffs)/2]
 }
 
-// exchangeServer serves the exchange: it reads one exchangeHello, spins
-// for busy, answers with 5 bytes and reads until the client closes.
+// exchangeServer serves the exchange until the benchmark ends: it reads
+// one exchangeHello, spins for busy, answers with 5 bytes and reads until
+// the client closes.
 func exchangeServer(b *testing.B, busy time.Duration) string {
 	ln := testcert.Listen(b)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				buf := make([]byte, len(exchangeHello))
-				if _, err := io.ReadFull(c, buf); err != nil {
-					return
-				}
-				for t0 := time.Now(); time.Since(t0) < busy; {
-				}
-				c.Write([]byte{22, 3, 3, 0, 0})
-				io.Copy(io.Discard, c)
-			}()
+	testcert.Serve(b, ln, func(c net.Conn, _ func(net.Conn)) {
+		buf := make([]byte, len(exchangeHello))
+		if _, err := io.ReadFull(c, buf); err != nil {
+			return
 		}
-	}()
+		for t0 := time.Now(); time.Since(t0) < busy; {
+		}
+		c.Write([]byte{22, 3, 3, 0, 0})
+		io.Copy(io.Discard, c)
+	})
 	return ln.Addr().String()
 }
 
